@@ -1,0 +1,123 @@
+"""One octave of gradient ascent: jitter, gradient, smoothing, normalised step, clamp."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Protocol
+
+import torch
+
+from .backbones import Backbone
+from .filters import GaussianBlur
+from .objectives import Objective
+from .taps import Taps
+
+GradientFn = Callable[[torch.Tensor], torch.Tensor]
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed-precision context for a device, or a no-op for fp32."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str = "fp32"):
+    """Return f(image in [0,1], B x 3 x H x W) -> objective score per batch item."""
+
+    def score(image: torch.Tensor) -> torch.Tensor:
+        x = backbone.normalize(image).contiguous(memory_format=torch.channels_last)
+        with autocast(image.device, precision):
+            return objective(taps(x))
+
+    return score
+
+
+def gradient(score: Callable[[torch.Tensor], torch.Tensor]) -> GradientFn:
+    """Return f(image) -> d(score)/d(image): the ascent direction (the one place the sign is fixed)."""
+
+    def grad(image: torch.Tensor) -> torch.Tensor:
+        x = image.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(score(x).sum(), x)
+        return g
+
+    return grad
+
+
+class StepRule(Protocol):
+    image: torch.Tensor
+
+    def step(self, grad: torch.Tensor) -> None: ...
+
+
+class NormalizedAscent:
+    """x += step * g / mean|g|: every step moves pixels by about `step_size`, whatever the layer."""
+
+    def __init__(self, image: torch.Tensor, step_size: float):
+        self.image = image.detach().clone()
+        self.step_size = step_size
+
+    def step(self, grad: torch.Tensor) -> None:
+        self.image.add_(grad * (self.step_size / (grad.abs().mean() + 1e-8))).clamp_(0, 1)
+
+
+class PlainAscent:
+    """x += lr * g, the VGG19 reference design's update."""
+
+    def __init__(self, image: torch.Tensor, step_size: float):
+        self.image = image.detach().clone()
+        self.step_size = step_size
+
+    def step(self, grad: torch.Tensor) -> None:
+        self.image.add_(grad, alpha=self.step_size).clamp_(0, 1)
+
+
+class AdamAscent:
+    """Adam on the pixels, as in the InceptionV3 reference design (Adam minimises, so it sees -g)."""
+
+    def __init__(self, image: torch.Tensor, step_size: float):
+        self.image = image.detach().clone().requires_grad_(True)
+        self.optimizer = torch.optim.Adam([self.image], lr=step_size)
+
+    def step(self, grad: torch.Tensor) -> None:
+        self.image.grad = -grad
+        self.optimizer.step()
+        with torch.no_grad():
+            self.image.clamp_(0, 1)
+
+
+OPTIMIZERS: dict[str, Callable[[torch.Tensor, float], StepRule]] = {
+    "ascent": NormalizedAscent,
+    "sgd": PlainAscent,
+    "adam": AdamAscent,
+}
+
+
+def ascend(
+    image: torch.Tensor,
+    grad_fn: GradientFn,
+    *,
+    steps: int,
+    step_size: float,
+    optimizer: str = "ascent",
+    jitter: int = 0,
+    blur: GaussianBlur | None = None,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Run `steps` ascent steps on an image in [0, 1] (1 x 3 x H x W) and return the new image."""
+    rule = OPTIMIZERS[optimizer](image, step_size)
+    # all shifts are drawn up front on the CPU generator: no host round trip inside the loop
+    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist() if jitter else [[0, 0]] * steps
+    for dy, dx in shifts:
+        x = torch.roll(rule.image.detach(), (dy, dx), (2, 3))
+        g = torch.roll(grad_fn(x), (-dy, -dx), (2, 3))
+        if blur is not None:
+            g = blur(g)
+        rule.step(g)
+        if on_step is not None:
+            on_step()
+    return rule.image.detach()

@@ -1,0 +1,115 @@
+"""Argument types and option groups shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+from ..settings import DEVICE_CHOICES, PRESETS, PRECISION_CHOICES, Settings, from_mapping, load_config, preset
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    value = positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+
+
+def size(text: str) -> tuple[int, int]:
+    """'512x384' -> (512, 384) as width, height."""
+    parts = text.lower().split("x")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"size must look like WIDTHxHEIGHT, got '{text}'")
+    return positive_int(parts[0]), positive_int(parts[1])
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'0-3,7' -> (0, 1, 2, 3, 7)."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, dash, hi = part.partition("-")
+        try:
+            out.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad list '{text}' (expected e.g. 0-35 or 1,4,9)") from None
+    if not out:
+        raise argparse.ArgumentTypeError("empty list")
+    return tuple(out)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    from ..backbones import list_backbones
+
+    g = parser.add_argument_group("network")
+    g.add_argument("--model", choices=list_backbones(), help="backbone (default efficientnet_lite0, embedded)")
+    g.add_argument("--weights", metavar="FILE", help="local state dict (.pth/.safetensors) instead of downloading")
+    g.add_argument("--checkpoint", metavar="FILE", help="a model trained with 'deepdream train'")
+    g.add_argument("--device", choices=DEVICE_CHOICES)
+
+
+def add_dream_options(parser: argparse.ArgumentParser) -> None:
+    """Every Settings field as an option; all default to None so presets and configs can fill them."""
+    add_model_options(parser)
+    g = parser.add_argument_group("objective")
+    g.add_argument("--layers", help="NAME[:WEIGHT],... or layer indices (see 'deepdream layers')")
+    g.add_argument("--channels", type=int_list, help="channels of the layers to maximise, e.g. 0-7,12")
+    g.add_argument("--target-class", help="class name or index to dream towards")
+    g.add_argument("--guide", metavar="IMAGE", help="dream towards the features of a guide image")
+    g.add_argument("--guide-layer", help="layer for --guide (default: the last of --layers)")
+    g = parser.add_argument_group("algorithm")
+    g.add_argument("--iterations", type=positive_int, help="ascent steps per octave")
+    g.add_argument("--octaves", type=positive_int)
+    g.add_argument("--octave-scale", type=positive_float)
+    g.add_argument("--octave-mode", choices=("detail", "blend"), help="detail re-injection, or the VGG19 blur+blend")
+    g.add_argument("--blend", type=unit_float, help="blend weight of the dreamed smaller octave (blend mode)")
+    g.add_argument("--step-size", type=positive_float)
+    g.add_argument("--optimizer", choices=("ascent", "sgd", "adam"))
+    g.add_argument("--jitter", type=int, help="max random shift in pixels per step")
+    g.add_argument("--smoothing", type=non_negative_float, help="Gaussian sigma applied to the gradient")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--precision", choices=PRECISION_CHOICES)
+    g.add_argument("--tile-size", type=positive_int, help="compute gradients in tiles of this size")
+    g = parser.add_argument_group("image")
+    g.add_argument("--max-size", type=positive_int, help="cap on the long side (default 1024)")
+    g.add_argument("--init", choices=("image", "noise"))
+    g.add_argument("--size", type=size, help="WIDTHxHEIGHT for --init noise")
+    g = parser.add_argument_group("settings")
+    g.add_argument("--preset", choices=list(PRESETS))
+    g.add_argument("--config", metavar="FILE", help="TOML file, or an image this tool wrote, to reproduce")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Preset, then config file, then explicit options: later ones win."""
+    values = preset(args.preset).to_dict() if args.preset else Settings().to_dict()
+    if args.config:
+        values.update(load_config(args.config))
+    for f in dataclasses.fields(Settings):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return from_mapping(values)

@@ -1,0 +1,79 @@
+"""Sub-commands `dream`, `layers` and `models`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import image as imageio
+from ..backbones import Backbone, describe_backbone, list_backbones, load_backbone
+from ..dream import dream, resolve_device
+from ..errors import SettingsError
+from .args import add_dream_options, add_model_options, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dream", help="dream an image (or noise)", description="Dream an image or noise.")
+    p.add_argument("input", nargs="?", help="image to dream (omit with --init noise)")
+    p.add_argument("-o", "--output", required=True, help="output image; format from the extension")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_dream_options(p)
+    p.set_defaults(run=run_dream)
+
+    p = sub.add_parser("layers", help="list a network's layers", description="List dotted layer names.")
+    add_model_options(p)
+    p.set_defaults(run=run_layers)
+
+    p = sub.add_parser("models", help="list registered backbones")
+    p.set_defaults(run=run_models)
+
+
+def run_dream(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.input is None and settings.init != "noise":
+        raise SettingsError("give an input image, or --init noise")
+    if args.input is not None:
+        imageio.open_image(args.input)  # fail on a bad input before loading any network
+    if settings.guide:
+        imageio.open_image(settings.guide)
+    output = imageio.check_output(args.output, force=args.force, inputs=(args.input, settings.guide))
+    result = dream(args.input if settings.init == "image" else None, settings=settings, progress=not args.quiet)
+    imageio.save_image(result, output, metadata=result.info["deepdream"])
+    if not args.quiet:
+        print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _backbone(args: argparse.Namespace) -> Backbone:
+    return load_backbone(
+        args.model or "efficientnet_lite0",
+        weights=args.weights,
+        checkpoint=args.checkpoint,
+        device=resolve_device(args.device or "auto"),
+    )
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..taps import Taps
+
+    backbone = _backbone(args)
+    names = backbone.layer_names()
+    modules = dict(backbone.model.named_modules())
+    size = max(224, backbone.min_size)
+    with Taps(backbone.model, names) as taps, torch.no_grad():
+        acts = taps(torch.zeros(1, 3, size, size, device=backbone.device))
+    print(f"# {backbone.name}: layers by index (output shape at {size}x{size}; * = recommended)")
+    for i, name in enumerate(names):
+        shape = "x".join(map(str, acts[name].shape[1:])) if name in acts else "-"
+        mark = "*" if name in backbone.recommended_layers else " "
+        print(f"{i:4d} {mark} {name:<32} {shape:<14} {type(modules[name]).__name__}")
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    for name in list_backbones():
+        print(f"{name:<20} {describe_backbone(name)}")
+    return 0

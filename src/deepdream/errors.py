@@ -1,0 +1,25 @@
+"""Typed exceptions: library code raises these, only the CLI turns them into messages and exit codes."""
+
+
+class DeepDreamError(Exception):
+    """Base class of every error the toolkit reports to a user."""
+
+
+class ImageError(DeepDreamError):
+    """An input image or video cannot be read or is unusable."""
+
+
+class OutputError(DeepDreamError):
+    """An output path cannot be written (exists, is the input, unwritable, unknown format)."""
+
+
+class ModelError(DeepDreamError):
+    """Unknown backbone, layer or class, or a weights file that does not fit."""
+
+
+class WeightsUnavailable(ModelError):
+    """Pretrained weights are neither cached nor downloadable."""
+
+
+class SettingsError(DeepDreamError):
+    """Invalid dream settings, preset or config file."""

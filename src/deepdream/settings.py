@@ -1,0 +1,161 @@
+"""Dream settings as a frozen dataclass, named presets, and config files (TOML or a dreamed image)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import SettingsError
+
+OCTAVE_MODES = ("detail", "blend")
+INITS = ("image", "noise")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines a dream; saved with every output so it can be reproduced."""
+
+    model: str = "efficientnet_lite0"
+    weights: str | None = None
+    checkpoint: str | None = None
+    layers: str | None = None  # 'NAME[:WEIGHT],...' or layer indices; None: the backbone's first recommended layer
+    channels: tuple[int, ...] = ()
+    target_class: str | None = None
+    guide: str | None = None
+    guide_layer: str | None = None
+    iterations: int = 10
+    octaves: int = 4
+    octave_scale: float = 1.4
+    octave_mode: str = "detail"
+    blend: float = 0.6
+    blend_blur: float = 2.0
+    step_size: float = 0.02
+    optimizer: str = "ascent"
+    jitter: int = 32
+    smoothing: float = 1.0
+    seed: int | None = None
+    precision: str = "auto"
+    device: str = "auto"
+    max_size: int = 1024
+    init: str = "image"
+    size: tuple[int, int] = (512, 512)  # width, height for --init noise
+    tile_size: int | None = None
+
+    def __post_init__(self) -> None:
+        from .ascent import OPTIMIZERS
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise SettingsError(message)
+
+        def finite(value: float) -> bool:
+            return isinstance(value, (int, float)) and math.isfinite(value)
+
+        need(isinstance(self.iterations, int) and self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
+        need(isinstance(self.octaves, int) and self.octaves >= 1, f"octaves must be >= 1, got {self.octaves}")
+        need(finite(self.octave_scale) and self.octave_scale > 1, f"octave scale must be > 1, got {self.octave_scale}")
+        need(finite(self.step_size) and self.step_size > 0, f"step size must be a positive number, got {self.step_size}")
+        need(finite(self.blend) and 0 <= self.blend <= 1, f"blend must be in [0, 1], got {self.blend}")
+        need(finite(self.blend_blur) and self.blend_blur >= 0, f"blend blur must be >= 0, got {self.blend_blur}")
+        need(finite(self.smoothing) and self.smoothing >= 0, f"smoothing must be >= 0, got {self.smoothing}")
+        need(isinstance(self.jitter, int) and self.jitter >= 0, f"jitter must be >= 0, got {self.jitter}")
+        need(isinstance(self.max_size, int) and self.max_size >= 16, f"max size must be >= 16, got {self.max_size}")
+        need(
+            len(self.size) == 2 and all(isinstance(v, int) and v >= 16 for v in self.size),
+            f"size must be two integers >= 16, got {'x'.join(map(str, self.size))}",
+        )
+        need(self.tile_size is None or (isinstance(self.tile_size, int) and self.tile_size >= 64), "tile size must be >= 64")
+        need(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
+        need(self.octave_mode in OCTAVE_MODES, f"unknown octave mode '{self.octave_mode}' ({', '.join(OCTAVE_MODES)})")
+        need(self.init in INITS, f"unknown init '{self.init}' ({', '.join(INITS)})")
+        need(self.precision in PRECISION_CHOICES, f"unknown precision '{self.precision}'")
+        need(self.device in DEVICE_CHOICES, f"unknown device '{self.device}'")
+        need(self.layers is None or isinstance(self.layers, str), "layers must be a string like 'blocks.3:0.5,blocks.4'")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return from_mapping({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps({"deepdream": self.to_dict()}, sort_keys=True)
+
+
+def from_mapping(values: Mapping[str, Any]) -> Settings:
+    """Build Settings from plain values (TOML, JSON metadata, CLI), with clear errors."""
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    values = dict(values)
+    for key in ("channels", "size"):
+        if key in values and values[key] is not None:
+            values[key] = tuple(values[key])
+    try:
+        return Settings(**values)
+    except TypeError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
+# Presets are plain override tables: the tuned default, and the two reference designs.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # InceptionV3 truncated at layer index 10 (Mixed_6a), Adam, 20 iterations, lr 0.01, octave scale 1.4
+    "inception-adam": {
+        "model": "inception_v3",
+        "layers": "10",
+        "optimizer": "adam",
+        "iterations": 20,
+        "step_size": 0.01,
+        "octave_scale": 1.4,
+        "jitter": 0,
+        "smoothing": 0.0,
+    },
+    # VGG19 features up to a layer, 6 iterations, octave scale 2, blur (radius 2) + downscale + blend 0.6.
+    # The reference's lr 0.2 multiplied a raw gradient; with normalised steps 0.02 is the equivalent strength.
+    "vgg19-blend": {
+        "model": "vgg19",
+        "layers": "features.35",
+        "iterations": 6,
+        "step_size": 0.02,
+        "octave_scale": 2.0,
+        "octave_mode": "blend",
+        "blend": 0.6,
+        "blend_blur": 2.0,
+        "jitter": 0,
+        "smoothing": 0.0,
+    },
+}
+
+
+def preset(name: str) -> Settings:
+    if name not in PRESETS:
+        raise SettingsError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
+    return from_mapping(PRESETS[name])
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Settings values from a TOML file or from the metadata of an image this tool wrote."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"config file not found: {path}")
+    if path.suffix.lower() == ".toml":
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"cannot parse {path}: {exc}") from exc
+        return data.get("deepdream", data)
+    from .image import read_metadata
+
+    meta = read_metadata(path)
+    if meta is None:
+        raise SettingsError(f"{path} holds no deepdream settings (not a TOML file nor an image this tool wrote)")
+    return meta

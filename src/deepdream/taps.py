@@ -1,0 +1,64 @@
+"""Capture activations at dotted layer names, computing the network only up to the last one needed."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+OUTPUT = ""  # the tap name of the network's final output (the root module in named_modules())
+
+
+class _Done(Exception):
+    """Raised inside a forward hook once every requested activation has been captured."""
+
+
+class Taps:
+    """Forward hooks on named modules; `forward(x)` returns {name: activation}.
+
+    The forward pass stops as soon as every tapped module has run, so only the network up to the
+    deepest requested layer is computed. Use as a context manager so the hooks are always removed.
+    """
+
+    def __init__(self, model: nn.Module, names: Iterable[str]):
+        self.model = model
+        self.names = tuple(dict.fromkeys(names))
+        modules = dict(model.named_modules())
+        missing = [n for n in self.names if n not in modules]
+        if missing:
+            raise KeyError(f"no such module: {', '.join(missing)}")
+        self._acts: dict[str, torch.Tensor] = {}
+        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in self.names]
+
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            if isinstance(output, (tuple, list)):  # e.g. InceptionOutputs in training mode
+                output = output[0]
+            self._acts[name] = output
+            if len(self._acts) == len(self.names):
+                raise _Done
+
+        return hook
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._acts = {}
+        try:
+            self.model(x)
+        except _Done:
+            pass
+        acts, self._acts = self._acts, {}
+        return acts
+
+    __call__ = forward
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> "Taps":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
