@@ -36,7 +36,7 @@ class Settings:
     octave_mode: str = "detail"
     blend: float = 0.6
     blend_blur: float = 2.0
-    step_size: float = 0.02
+    step_size: float = 0.012
     optimizer: str = "ascent"
     jitter: int = 32
     smoothing: float = 1.0
