@@ -26,12 +26,16 @@ def autocast(device: torch.device, precision: str):
 
 
 def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str = "fp32"):
-    """Return f(image in [0,1], B x 3 x H x W) -> objective score per batch item."""
+    """Return f(image in [0,1] B x 3 x H x W, weights_fn=None) -> objective score per batch item.
 
-    def score(image: torch.Tensor) -> torch.Tensor:
+    `weights_fn(acts)` may supply per-position weights (tiled gradients score only their own positions).
+    """
+
+    def score(image: torch.Tensor, weights_fn=None) -> torch.Tensor:
         x = backbone.normalize(image).contiguous(memory_format=torch.channels_last)
         with autocast(image.device, precision):
-            return objective(taps(x))
+            acts = taps(x)
+            return objective(acts, weights_fn(acts) if weights_fn is not None else None)
 
     return score
 

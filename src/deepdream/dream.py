@@ -19,6 +19,7 @@ from .filters import GaussianBlur
 from .objectives import ClassLogProb, Guide, Objective, guide_features, layer_objective, parse_layer_spec
 from .settings import Settings, from_mapping
 from .taps import Taps
+from .tiling import auto_tile_size, layer_strides, margin_for, tiled_gradient
 
 
 class Progress(Protocol):
@@ -87,9 +88,19 @@ class Dreamer:
         self.precision = resolve_precision(s.precision, self.device)
         self.taps = Taps(self.backbone.model, self.objective.layers)
         self.score = scorer(self.backbone, self.taps, self.objective, self.precision)
-        self.grad_fn = gradient(self.score)
+        self.grad_fn = self._gradient_fn()
         self.smooth = GaussianBlur(s.smoothing).to(self.device) if s.smoothing > 0 else None
         self.blend_blur = GaussianBlur(s.blend_blur).to(self.device) if s.blend_blur > 0 else None
+
+    def _gradient_fn(self):
+        """Tiled for spatial objectives (tile size from settings or from free memory), else one pass."""
+        if not self.objective.spatial:
+            return gradient(self.score)
+        strides = layer_strides(self.taps, self.device)
+        margin = margin_for(strides)
+        tile = self.settings.tile_size or auto_tile_size(self.taps, self.device, margin)
+        seed = self.settings.seed if self.settings.seed is not None else 0
+        return tiled_gradient(self.score, strides, tile, margin, torch.Generator().manual_seed(seed + 1))
 
     def close(self) -> None:
         self.taps.remove()
@@ -102,14 +113,14 @@ class Dreamer:
 
     def steps_per_image(self, height: int, width: int) -> int:
         s = self.settings
-        return s.iterations * len(octave_sizes(height, width, s.octaves, s.octave_scale, self.backbone.min_size))
+        return s.steps * len(octave_sizes(height, width, s.octaves, s.octave_scale, self.backbone.min_size))
 
     def _ascend(self, image: torch.Tensor, generator: torch.Generator, progress: Progress | None) -> torch.Tensor:
         s = self.settings
         return ascend(
             image,
             self.grad_fn,
-            steps=s.iterations,
+            steps=s.steps,
             step_size=s.step_size,
             optimizer=s.optimizer,
             jitter=s.jitter,

@@ -13,16 +13,28 @@ import torch
 from .taps import OUTPUT
 
 Acts = Mapping[str, torch.Tensor]
+Weights = Mapping[str, torch.Tensor] | None  # per-layer H x W position weights (tiling); None: plain mean
+
+
+def _reduce(per_position: torch.Tensor, weights: Weights, layer: str) -> torch.Tensor:
+    """Mean over positions of a B x H x W map, or a weighted sum when tiles pass position weights."""
+    if weights is None:
+        return per_position.flatten(1).mean(1)
+    return (per_position * weights[layer]).flatten(1).sum(1)
 
 
 class Objective:
-    """Base: `layers` is the set of tap names needed; calling it returns a scalar per batch item."""
+    """Base: `layers` is the set of tap names needed; calling it returns a scalar per batch item.
+
+    `weights`, when given, replaces the mean over positions by a weighted sum: tiles use it to score
+    only their own positions, each with the weight 1 / (positions in the whole image).
+    """
 
     layers: frozenset[str] = frozenset()
     #: True when the score is a mean over spatial positions, so it can be evaluated tile by tile.
     spatial: bool = True
 
-    def __call__(self, acts: Acts) -> torch.Tensor:  # B
+    def __call__(self, acts: Acts, weights: Weights = None) -> torch.Tensor:  # B
         raise NotImplementedError
 
     def __add__(self, other: "Objective") -> "Objective":
@@ -52,8 +64,8 @@ class Sum(Objective):
     def spatial(self) -> bool:
         return all(t.spatial for t in self.terms)
 
-    def __call__(self, acts: Acts) -> torch.Tensor:
-        return sum(t(acts) for t in self.terms)
+    def __call__(self, acts: Acts, weights: Weights = None) -> torch.Tensor:
+        return sum(t(acts, weights) for t in self.terms)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +81,8 @@ class Weighted(Objective):
     def spatial(self) -> bool:
         return self.term.spatial
 
-    def __call__(self, acts: Acts) -> torch.Tensor:
-        return self.weight * self.term(acts)
+    def __call__(self, acts: Acts, weights: Weights = None) -> torch.Tensor:
+        return self.weight * self.term(acts, weights)
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,9 +95,8 @@ class Energy(Objective):
     def layers(self) -> frozenset[str]:
         return frozenset({self.layer})
 
-    def __call__(self, acts: Acts) -> torch.Tensor:
-        a = acts[self.layer].float()
-        return a.pow(2).flatten(1).mean(1)
+    def __call__(self, acts: Acts, weights: Weights = None) -> torch.Tensor:
+        return _reduce(acts[self.layer].float().pow(2).mean(1), weights, self.layer)
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,9 +110,9 @@ class Channels(Objective):
     def layers(self) -> frozenset[str]:
         return frozenset({self.layer})
 
-    def __call__(self, acts: Acts) -> torch.Tensor:
+    def __call__(self, acts: Acts, weights: Weights = None) -> torch.Tensor:
         a = acts[self.layer].float()  # B x C x H x W
-        return a[:, list(self.channels)].flatten(1).mean(1)
+        return _reduce(a[:, list(self.channels)].mean(1), weights, self.layer)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +124,7 @@ class ClassLogProb(Objective):
     layers = frozenset({OUTPUT})
     spatial = False
 
-    def __call__(self, acts: Acts) -> torch.Tensor:
+    def __call__(self, acts: Acts, weights: Weights = None) -> torch.Tensor:
         logits = acts[OUTPUT].float().flatten(1)
         return torch.log_softmax(logits, dim=1)[:, self.index]
 
@@ -125,18 +136,17 @@ class Guide(Objective):
 
     layer: str
     guide: torch.Tensor  # N x C guide features, one row per guide position
-    spatial = False
 
     @property
     def layers(self) -> frozenset[str]:
         return frozenset({self.layer})
 
-    def __call__(self, acts: Acts) -> torch.Tensor:
-        a = acts[self.layer].float().flatten(2)  # B x C x HW
+    def __call__(self, acts: Acts, weights: Weights = None) -> torch.Tensor:
+        a = acts[self.layer].float()  # B x C x H x W
         g = self.guide.to(a.device, a.dtype)
-        dots = torch.einsum("bcp,nc->bpn", a, g)  # B x HW x N
-        best = dots.argmax(dim=2, keepdim=True).detach()
-        return dots.gather(2, best).squeeze(2).mean(1)
+        dots = torch.einsum("bchw,nc->bhwn", a, g)  # B x H x W x N
+        best = dots.argmax(dim=3, keepdim=True).detach()
+        return _reduce(dots.gather(3, best).squeeze(3), weights, self.layer)
 
 
 def guide_features(acts: torch.Tensor) -> torch.Tensor:

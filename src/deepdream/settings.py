@@ -30,7 +30,7 @@ class Settings:
     target_class: str | None = None
     guide: str | None = None
     guide_layer: str | None = None
-    iterations: int = 10
+    iterations: int | None = None  # None: 10, or 20 with a target class (see `steps`)
     octaves: int = 4
     octave_scale: float = 1.4
     octave_mode: str = "detail"
@@ -58,7 +58,10 @@ class Settings:
         def finite(value: float) -> bool:
             return isinstance(value, (int, float)) and math.isfinite(value)
 
-        need(isinstance(self.iterations, int) and self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
+        need(
+            self.iterations is None or (isinstance(self.iterations, int) and self.iterations >= 1),
+            f"iterations must be >= 1, got {self.iterations}",
+        )
         need(isinstance(self.octaves, int) and self.octaves >= 1, f"octaves must be >= 1, got {self.octaves}")
         need(finite(self.octave_scale) and self.octave_scale > 1, f"octave scale must be > 1, got {self.octave_scale}")
         need(finite(self.step_size) and self.step_size > 0, f"step size must be a positive number, got {self.step_size}")
@@ -78,6 +81,13 @@ class Settings:
         need(self.precision in PRECISION_CHOICES, f"unknown precision '{self.precision}'")
         need(self.device in DEVICE_CHOICES, f"unknown device '{self.device}'")
         need(self.layers is None or isinstance(self.layers, str), "layers must be a string like 'blocks.3:0.5,blocks.4'")
+
+    @property
+    def steps(self) -> int:
+        """Ascent steps per octave: a class target needs more steps than a layer to take hold."""
+        if self.iterations is not None:
+            return self.iterations
+        return 20 if self.target_class is not None else 10
 
     def replace(self, **changes: Any) -> "Settings":
         return from_mapping({**self.to_dict(), **changes})

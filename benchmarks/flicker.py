@@ -1,0 +1,138 @@
+"""Flicker of dreamed video with optical-flow coherence vs plain per-frame dreaming, and seconds per frame.
+
+Makes a static-camera clip (a still photo, or a synthetic background, with slowly moving shapes and
+text, plus a sine audio track), dreams it with --flow dis / farneback / none under the same settings and
+seed, and prints flicker = mean absolute difference between consecutive output frames (0..255), read
+back from the encoded outputs. Then times the default settings at 640x360.
+
+    python benchmarks/flicker.py                    # everything (~15 min on 2 shared cores)
+    python benchmarks/flicker.py --skip-speed       # flicker only
+    python benchmarks/flicker.py --threads 1        # torch threads; 1 is faster on a loaded shared CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from deepdream.backbones import load_backbone
+from deepdream.settings import Settings
+from deepdream.video import dream_video, flicker, read_frames
+
+PHOTOS = Path("/work/shared/data/cats-vs-dogs/test/cats")
+
+
+def background(width: int, height: int) -> tuple[np.ndarray, str]:
+    """A still photo cropped to the frame, or a synthetic gradient with blobs when no photo is around."""
+    photos = sorted(PHOTOS.glob("*.jpg"))[:1] if PHOTOS.is_dir() else []
+    if photos:
+        img = Image.open(photos[0]).convert("RGB")
+        s = max(width / img.width, height / img.height)
+        img = img.resize((math.ceil(img.width * s), math.ceil(img.height * s)), Image.Resampling.LANCZOS)
+        left, top = (img.width - width) // 2, (img.height - height) // 2
+        return np.asarray(img.crop((left, top, left + width, top + height))).copy(), str(photos[0])
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([xx / width, yy / height, 0.5 + 0.3 * np.sin(xx / 17) * np.cos(yy / 13)], -1)
+    return (rgb * 255).astype(np.uint8), "synthetic"
+
+
+def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 24) -> str:
+    """Static camera: the background never moves; a disc, a square and a line of text drift slowly."""
+    bg, source = background(width, height)
+    rate = 48000
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps, options={"crf": "16"})
+        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        a = out.add_stream("aac", rate=rate, layout="stereo")
+        spf = rate // fps
+        for i in range(frames):
+            img = bg.copy()
+            u = width / 320  # motion scales with the frame: ~1.5 px/frame at 320 wide
+            cv2.circle(img, (int(width * 0.2 + 1.5 * u * i), int(height * 0.7)), int(14 * u), (250, 200, 40), -1)
+            cv2.rectangle(img, (int(width * 0.7 - u * i), int(height * 0.15)), (int(width * 0.7 - u * i + 24 * u), int(height * 0.15 + 24 * u)), (40, 90, 230), -1)
+            cv2.putText(img, "deepdream", (int(width * 0.3 + u * i), int(height * 0.45)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * u, (255, 255, 255), max(1, int(2 * u)), cv2.LINE_AA)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+            t = (np.arange(spf) + i * spf) / rate
+            tone = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+            af.sample_rate, af.pts = rate, i * spf
+            out.mux(a.encode(af))
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    return source
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="320x180", help="flicker clip size (default 320x180)")
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--octaves", type=int, default=3)
+    p.add_argument("--blend", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--speed-frames", type=int, default=3, help="frames timed at 640x360 with default settings")
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--skip-flicker", action="store_true")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    print(f"torch threads: {torch.get_num_threads()}  (CPU shared with other jobs: wall times are pessimistic)")
+    t = time.perf_counter()
+    backbone = load_backbone("efficientnet_lite0", pretrained=True)
+    print(f"network loaded once in {time.perf_counter() - t:.1f}s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.skip_flicker:
+            clip = tmp / "static.mp4"
+            source = make_clip(clip, width, height, args.frames)
+            settings = Settings(iterations=args.iterations, octaves=args.octaves, seed=0)
+            print(f"\nclip: {width}x{height}, {args.frames} frames, static camera, background {source}")
+            print(f"settings: efficientnet_lite0 blocks.4, {args.iterations} iterations x {args.octaves} octaves, seed 0, blend {args.blend}")
+            print(f"{'mode':<12}{'flicker':>9}{'vs none':>9}{'s/frame':>9}")
+            print(f"{'input':<12}{flicker(read_frames(clip)):>9.2f}")
+            results = {}
+            for flow in ("none", "dis", "farneback"):
+                out = tmp / f"{flow}.mp4"
+                r = dream_video(clip, out, settings, flow=flow, blend=args.blend, backbone=backbone)
+                results[flow] = flicker(read_frames(out))
+                ratio = results["none"] / results[flow]
+                print(f"{flow:<12}{results[flow]:>9.2f}{ratio:>8.2f}x{r.seconds / r.dreamed:>9.2f}")
+            # a fresh random seed per frame: what naive frame-by-frame scripts do
+            naive = _random_seed_flicker(clip, settings, backbone)
+            print(f"{'none, new seed each frame':<12} {naive:.2f}")
+
+        if not args.skip_speed:
+            clip = tmp / "speed.mp4"
+            make_clip(clip, 640, 360, args.speed_frames)
+            for flow in ("dis", "none"):
+                r = dream_video(clip, tmp / f"speed_{flow}.mp4", Settings(seed=0), flow=flow, backbone=backbone)
+                print(f"\n640x360, default settings (10 iterations x 4 octaves), --flow {flow}: "
+                      f"{r.seconds / r.dreamed:.1f} s/frame over {r.dreamed} frames")
+
+
+def _random_seed_flicker(clip: Path, settings: Settings, backbone) -> float:
+    from deepdream.dream import Dreamer, build_objective
+    from deepdream.video import _to_tensor, _to_uint8
+
+    outs = []
+    with Dreamer(backbone, build_objective(backbone, settings), settings) as dreamer:
+        for i, frame in enumerate(read_frames(clip)):
+            outs.append(_to_uint8(dreamer.dream(_to_tensor(frame), torch.Generator().manual_seed(1000 + i))))
+    return flicker(outs)
+
+
+if __name__ == "__main__":
+    main()

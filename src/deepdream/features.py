@@ -1,0 +1,210 @@
+"""Feature visualisation: optimise an image's Fourier spectrum, not its pixels.
+
+Raw-pixel ascent from noise fills the image with high-frequency patterns a network responds to but a
+person cannot read. Following lucid/lucent (Olah et al., "Feature Visualization", Distill 2017), the
+image is parameterised as a spectrum whose coefficients are scaled by 1/frequency (every frequency
+starts with about the same energy as in natural images), colour is decorrelated with the ImageNet
+colour-correlation matrix, a sigmoid maps the result into [0, 1], and each step looks at the image
+through a small random pad / jitter / scale / rotation so only robust features survive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .ascent import autocast
+from .backbones import Backbone
+from .errors import SettingsError
+from .objectives import Objective
+from .taps import Taps
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+# square root of the ImageNet RGB colour correlation (lucid's `color_correlation_svd_sqrt`),
+# normalised so its largest column has unit norm
+_COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
+# lucid divides the inverse FFT by 4: a smaller spread keeps the sigmoid out of saturation at the start
+_SPECTRUM_MAGIC = 4.0
+
+
+def color_matrix() -> torch.Tensor:
+    """3 x 3 matrix mapping decorrelated colour components to RGB."""
+    m = torch.tensor(_COLOR_CORRELATION_SVD_SQRT, dtype=torch.float32)
+    return m / m.norm(dim=0).max()
+
+
+def spectrum_scale(height: int, width: int, decay_power: float = 1.0) -> torch.Tensor:
+    """H x (W//2+1) weights 1/|f|^decay for a real 2-D FFT; the DC term gets the lowest frequency's weight."""
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
+    freqs = torch.sqrt(fx * fx + fy * fy)
+    return 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
+
+
+class FourierImage(torch.nn.Module):
+    """An RGB image in [0, 1] whose learnable parameter is a scaled, colour-decorrelated spectrum."""
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        *,
+        generator: torch.Generator,
+        batch: int = 1,
+        sd: float = 0.01,
+        decay_power: float = 1.0,
+    ):
+        super().__init__()
+        self.size = (height, width)
+        # B x 3 x H x (W//2+1) x (real, imag), drawn on the CPU generator so a seed means the same image everywhere
+        init = torch.randn(batch, 3, height, width // 2 + 1, 2, generator=generator) * sd
+        self.spectrum = torch.nn.Parameter(init)
+        self.register_buffer("scale", spectrum_scale(height, width, decay_power)[None, None, :, :, None], persistent=False)
+        self.register_buffer("color", color_matrix(), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex((self.scale * self.spectrum).contiguous())
+        x = torch.fft.irfftn(spectrum, s=self.size, norm="ortho") / _SPECTRUM_MAGIC  # B x 3 x H x W
+        x = torch.einsum("bchw,rc->brhw", x, self.color)  # decorrelated -> RGB
+        return torch.sigmoid(x)
+
+
+# ---------------------------------------------------------------- random transforms
+
+
+@dataclass
+class Pad:
+    """Constant padding on every side (grey by default), so jitter and rotation see a border, not a wrap."""
+
+    pixels: int
+    value: float = 0.5
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pixels
+        return F.pad(x, (p, p, p, p), mode="constant", value=self.value)
+
+
+@dataclass
+class Jitter:
+    """Random crop that removes `pixels` rows and columns: a shift of up to `pixels` - 1."""
+
+    pixels: int
+    generator: torch.Generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        dy, dx = torch.randint(0, self.pixels, (2,), generator=self.generator).tolist()
+        return x[..., dy : dy + h - self.pixels + 1, dx : dx + w - self.pixels + 1]
+
+
+@dataclass
+class RandomScale:
+    """Bilinear resize by a factor chosen uniformly from `scales`."""
+
+    scales: Sequence[float]
+    generator: torch.Generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.scales[int(torch.randint(len(self.scales), (1,), generator=self.generator))]
+        if s == 1:
+            return x
+        h, w = x.shape[-2:]
+        return F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear", align_corners=False)
+
+
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate B x C x H x W about its centre (bilinear, border pixels repeated outside)."""
+    if degrees == 0:
+        return x
+    a = math.radians(degrees)
+    h, w = x.shape[-2:]
+    # affine_grid works in normalised coordinates; correct for the aspect ratio so the rotation is rigid
+    theta = torch.tensor(
+        [[math.cos(a), -math.sin(a) * h / w, 0.0], [math.sin(a) * w / h, math.cos(a), 0.0]],
+        dtype=x.dtype,
+        device=x.device,
+    )
+    grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass
+class RandomRotate:
+    """Rotation by an angle (degrees) chosen uniformly from `angles`."""
+
+    angles: Sequence[float]
+    generator: torch.Generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return rotate(x, self.angles[int(torch.randint(len(self.angles), (1,), generator=self.generator))])
+
+
+def compose(transforms: Sequence[Transform]) -> Transform:
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        for t in transforms:
+            x = t(x)
+        return x
+
+    return apply
+
+
+def standard_transforms(generator: torch.Generator) -> Transform:
+    """lucid's robustness transforms: pad 12, jitter 8, scale 0.9-1.1, rotate +-10 degrees, jitter 4."""
+    return compose(
+        [
+            Pad(12),
+            Jitter(8, generator),
+            RandomScale([1 + (i - 5) / 50 for i in range(11)], generator),
+            RandomRotate(list(range(-10, 11)) + [0] * 5, generator),
+            Jitter(4, generator),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render(
+    backbone: Backbone,
+    objective: Objective,
+    *,
+    width: int,
+    height: int,
+    steps: int,
+    generator: torch.Generator,
+    precision: str = "fp32",
+    progress=None,
+    lr: float = 0.05,
+    transforms: Transform | None = None,
+) -> torch.Tensor:
+    """Return the 1 x 3 x H x W image in [0, 1] that maximises `objective`, grown from a random spectrum.
+
+    `generator` (a CPU generator) draws the initial spectrum and every random transform, so the same
+    seed gives the same picture. `progress` (tqdm-like) gets one update per step.
+    """
+    if steps < 1:
+        raise SettingsError(f"steps must be >= 1, got {steps}")
+    if min(width, height) < backbone.min_size:
+        raise SettingsError(f"{width}x{height} is too small: {backbone.name} needs at least {backbone.min_size} px a side")
+    device = backbone.device
+    image = FourierImage(height, width, generator=generator).to(device)
+    transform = transforms if transforms is not None else standard_transforms(generator)
+    # Adam with maximize=True climbs the objective directly: no loss with a flipped sign
+    optimizer = torch.optim.Adam(image.parameters(), lr=lr, maximize=True)
+    with Taps(backbone.model, objective.layers) as taps:
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            x = backbone.normalize(transform(image())).contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                score = objective(taps(x)).sum()
+            score.backward()
+            optimizer.step()
+            if progress is not None:
+                progress.update(1)
+    with torch.no_grad():
+        return image().detach()

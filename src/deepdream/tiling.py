@@ -1,0 +1,127 @@
+"""Tiled gradients: the gradient of a spatial objective computed tile by tile, in bounded memory.
+
+Each tile is run with a margin of context around its core; only the activations over the core are
+scored, with the weight they have in the whole image, and the input gradients of all tiles are summed.
+With enough margin this equals the untiled gradient; random tile offsets keep seams from lining up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from itertools import pairwise
+
+import torch
+
+from .ascent import GradientFn, gradient
+
+ALIGN = 32  # tile cuts fall on multiples of the largest stride, so tiles partition activation grids exactly
+
+
+@dataclass(frozen=True)
+class Tile:
+    core: tuple[int, int, int, int]  # y0, y1, x0, x1: the pixels this tile is responsible for
+    pad: tuple[int, int, int, int]  # the core plus its margin, clipped to the image
+
+
+def _cuts(length: int, tile: int, offset: int) -> list[int]:
+    return sorted({0, length, *range(offset, length, tile)})
+
+
+def tile_layout(height: int, width: int, tile: int, margin: int, offset: tuple[int, int] = (0, 0)) -> list[Tile]:
+    """Tiles whose cores partition the image; cuts at offset + k * tile."""
+    tiles = []
+    for y0, y1 in pairwise(_cuts(height, tile, offset[0])):
+        for x0, x1 in pairwise(_cuts(width, tile, offset[1])):
+            pad = (max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin))
+            tiles.append(Tile((y0, y1, x0, x1), pad))
+    return tiles
+
+
+def layer_strides(score_taps, device: torch.device, size: int = 256) -> dict[str, int]:
+    """Input pixels per activation position of each tapped layer, from one small probe forward."""
+    with torch.no_grad():
+        acts = score_taps(torch.zeros(1, 3, size, size, device=device))
+    return {name: max(1, round(size / a.shape[-1])) for name, a in acts.items() if a.dim() == 4}
+
+
+def position_weights(acts, strides: dict[str, int], tile: Tile, height: int, width: int) -> dict[str, torch.Tensor]:
+    """Per-layer H x W weights: 1 / (positions in the whole image) over the tile's core, 0 elsewhere."""
+    (cy0, cy1, cx0, cx1), (py0, _, px0, _) = tile.core, tile.pad
+    weights = {}
+    for name, a in acts.items():
+        s = strides[name]
+        h, w = a.shape[-2:]
+        mask = torch.zeros(h, w, device=a.device, dtype=torch.float32)
+        r0, r1 = (cy0 - py0) // s, min(h, math.ceil((cy1 - py0) / s))
+        c0, c1 = (cx0 - px0) // s, min(w, math.ceil((cx1 - px0) / s))
+        mask[r0:r1, c0:c1] = 1.0 / (math.ceil(height / s) * math.ceil(width / s))
+        weights[name] = mask
+    return weights
+
+
+def margin_for(strides: dict[str, int]) -> int:
+    """Context around a tile: 8 positions of the coarsest tapped layer (gradient error ~1%, see tests)."""
+    return 8 * max(strides.values(), default=ALIGN)
+
+
+def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, generator: torch.Generator) -> GradientFn:
+    """Gradient function that tiles images with more pixels than one padded tile; one pass below that."""
+    whole = gradient(score)
+
+    def grad(image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        if height * width <= (tile + 2 * margin) ** 2 or max(height, width) <= tile:
+            return whole(image)
+        offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
+        total = torch.zeros_like(image)
+        for t in tile_layout(height, width, tile, margin, tuple(offset)):
+            py0, py1, px0, px1 = t.pad
+            x = image[..., py0:py1, px0:px1].detach().requires_grad_(True)
+            s = score(x, lambda acts, t=t: position_weights(acts, strides, t, height, width))
+            (g,) = torch.autograd.grad(s.sum(), x)
+            total[..., py0:py1, px0:px1] += g
+        return total
+
+    return grad
+
+
+def bytes_per_pixel(score_taps, device: torch.device, size: int = 128) -> float:
+    """Activation bytes per input pixel of the truncated network (every module output, fp32)."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * 4
+
+    model = score_taps.model
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            score_taps(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return total / (size * size)
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes of activations one tile may use: a share of free memory, capped on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.4)
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        available = 8 << 30
+    return int(min(available * 0.2, 3 * (1 << 30)))
+
+
+def auto_tile_size(score_taps, device: torch.device, margin: int) -> int:
+    """Largest aligned tile core whose padded tile fits the memory budget (fwd + bwd ~ 2x activations)."""
+    pixels = memory_budget(device) / (2 * bytes_per_pixel(score_taps, device))
+    side = int(math.sqrt(pixels)) - 2 * margin
+    return max(4 * ALIGN, min(4096, side // ALIGN * ALIGN))
