@@ -26,7 +26,7 @@ from PIL import Image
 
 from deepdream.backbones import load_backbone
 from deepdream.settings import Settings
-from deepdream.video import dream_video, flicker, read_frames
+from deepdream.video import FrameDreamer, dream_video, flicker, read_frames
 
 PHOTOS = Path("/work/shared/data/cats-vs-dogs/test/cats")
 
@@ -79,7 +79,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--octaves", type=int, default=3)
-    p.add_argument("--blend", type=float, default=0.5)
+    p.add_argument("--blends", default="0.8", help="comma-separated --blend values to try with --flow dis (default 0.8)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--speed-frames", type=int, default=3, help="frames timed at 640x360 with default settings")
     p.add_argument("--skip-speed", action="store_true")
@@ -100,19 +100,25 @@ def main() -> None:
             source = make_clip(clip, width, height, args.frames)
             settings = Settings(iterations=args.iterations, octaves=args.octaves, seed=0)
             print(f"\nclip: {width}x{height}, {args.frames} frames, static camera, background {source}")
-            print(f"settings: efficientnet_lite0 blocks.4, {args.iterations} iterations x {args.octaves} octaves, seed 0, blend {args.blend}")
-            print(f"{'mode':<12}{'flicker':>9}{'vs none':>9}{'s/frame':>9}")
-            print(f"{'input':<12}{flicker(read_frames(clip)):>9.2f}")
-            results = {}
-            for flow in ("none", "dis", "farneback"):
-                out = tmp / f"{flow}.mp4"
-                r = dream_video(clip, out, settings, flow=flow, blend=args.blend, backbone=backbone)
-                results[flow] = flicker(read_frames(out))
-                ratio = results["none"] / results[flow]
-                print(f"{flow:<12}{results[flow]:>9.2f}{ratio:>8.2f}x{r.seconds / r.dreamed:>9.2f}")
+            print(f"settings: efficientnet_lite0 blocks.4, {args.iterations} iterations x {args.octaves} octaves, seed 0")
+            print("flicker = mean |frame[t+1] - frame[t]|, strength = mean |output - input| (0..255, from the encoded files)")
+            inputs = list(read_frames(clip))
+            print(f"{'mode':<28}{'flicker':>9}{'vs none':>9}{'strength':>10}{'s/frame':>9}")
+            print(f"{'input clip':<28}{flicker(inputs):>9.2f}")
+            runs = [("none", 0.0)] + [("dis", float(b)) for b in args.blends.split(",")] + [("farneback", 0.8)]
+            base = None
+            for flow, blend in runs:
+                out = tmp / f"{flow}{blend}.mp4"
+                r = dream_video(clip, out, settings, flow=flow, blend=blend, backbone=backbone)
+                outs = list(read_frames(out))
+                f = flicker(outs)
+                base = base or f
+                label = f"--flow {flow}" + (f" --blend {blend:g}" if flow != "none" else "")
+                print(f"{label:<28}{f:>9.2f}{base / f:>8.2f}x{_strength(outs, inputs):>10.2f}{r.seconds / r.dreamed:>9.2f}")
             # a fresh random seed per frame: what naive frame-by-frame scripts do
-            naive = _random_seed_flicker(clip, settings, backbone)
-            print(f"{'none, new seed each frame':<12} {naive:.2f}")
+            outs = _random_seed_frames(inputs, settings, backbone)
+            f = flicker(outs)
+            print(f"{'none, new seed every frame':<28}{f:>9.2f}{base / f:>8.2f}x{_strength(outs, inputs):>10.2f}")
 
         if not args.skip_speed:
             clip = tmp / "speed.mp4"
@@ -123,15 +129,16 @@ def main() -> None:
                       f"{r.seconds / r.dreamed:.1f} s/frame over {r.dreamed} frames")
 
 
-def _random_seed_flicker(clip: Path, settings: Settings, backbone) -> float:
-    from deepdream.dream import Dreamer, build_objective
-    from deepdream.video import _to_tensor, _to_uint8
+def _strength(outputs: list[np.ndarray], inputs: list[np.ndarray]) -> float:
+    return float(np.mean([np.abs(o.astype(np.float32) - i).mean() for o, i in zip(outputs, inputs)]))
 
+
+def _random_seed_frames(frames: list[np.ndarray], settings: Settings, backbone) -> list[np.ndarray]:
     outs = []
-    with Dreamer(backbone, build_objective(backbone, settings), settings) as dreamer:
-        for i, frame in enumerate(read_frames(clip)):
-            outs.append(_to_uint8(dreamer.dream(_to_tensor(frame), torch.Generator().manual_seed(1000 + i))))
-    return flicker(outs)
+    for i, frame in enumerate(frames):
+        with FrameDreamer(settings.replace(seed=1000 + i), backbone) as dreamer:
+            outs.append(dreamer.dream(frame))
+    return outs
 
 
 if __name__ == "__main__":

@@ -230,9 +230,15 @@ class FlowCoherence:
     The flow runs from the current input frame to the previous one, so every current pixel knows where
     it was; where the warped previous input disagrees with the current input (occlusions, new objects,
     scene cuts) the blend fades out, so the old dream does not ghost over what was not there before.
+
+    Gradient ascent is chaotic: a 1/255 change of the input gives a different pattern. So the new dream
+    each frame adds is, in effect, independent of the carried one; carried with weight b it accumulates
+    to sqrt(1 / (1 - b^2)) times its own strength. Dreaming each carried frame at `refresh` =
+    sqrt(1 - b^2) of the full step keeps the total as strong as one full dream, while consecutive frames
+    now differ only by the small refresh: that, not the blend alone, is what removes the flicker.
     """
 
-    def __init__(self, flow: str = "dis", blend: float = 0.5, tolerance: float = 0.15):
+    def __init__(self, flow: str = "dis", blend: float = 0.8, tolerance: float = 0.15):
         if flow not in FLOWS:
             raise SettingsError(f"unknown flow '{flow}' (choose from {', '.join(FLOWS)})")
         if not 0 <= blend <= 1:
@@ -241,11 +247,17 @@ class FlowCoherence:
         self.flow = factory() if factory is not None and blend > 0 else None
         self.blend = blend
         self.tolerance = tolerance
+        # floored so that --blend 1 still dreams a little (and the step size stays positive)
+        self.refresh = max(0.05, math.sqrt(1 - blend**2)) if self.flow is not None else 1.0
+
+    def carries(self, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None) -> bool:
+        """Whether a frame with these predecessors starts from a carried dream (so dreams at `refresh`)."""
+        return self.flow is not None and prev_frame is not None and prev_dream is not None
 
     def __call__(self, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None) -> np.ndarray:
         """The image to dream for `frame` (uint8 H x W x 3) as float32 in [0, 1]."""
         current = frame.astype(np.float32) / 255
-        if self.flow is None or prev_frame is None or prev_dream is None:
+        if not self.carries(prev_frame, prev_dream):
             return current
         flow = self.flow(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.cvtColor(prev_frame, cv2.COLOR_RGB2GRAY))
         dream = warp(prev_dream.astype(np.float32) / 255, flow)
@@ -572,16 +584,49 @@ class VideoResult:
 FrameHook = Callable[[int], None]
 
 
-def _dreamer(settings: Settings, backbone: Backbone | None):
-    """One Dreamer for the whole job: the network is loaded (at most) once here."""
-    from .dream import Dreamer, build_objective, resolve_device
+class FrameDreamer:
+    """Dreams frames with one loaded network, one objective and one seed (the same jitter every frame).
 
-    if backbone is None:
-        backbone = load_backbone(
-            settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device=resolve_device(settings.device)
-        )
-    guide = imageio.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
-    return Dreamer(backbone, build_objective(backbone, settings, guide), settings)
+    `dream(image, strength)` scales the step size: a frame that starts from the carried dream of the
+    previous ones needs only part of a full dream on top (see `FlowCoherence.refresh`). A Dreamer is
+    cheap (hooks and a blur kernel); one per strength is made in turn, the network is shared.
+    """
+
+    def __init__(self, settings: Settings, backbone: Backbone | None = None):
+        from .dream import build_objective, resolve_device
+
+        if backbone is None:
+            backbone = load_backbone(
+                settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device=resolve_device(settings.device)
+            )
+        guide = imageio.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
+        self.backbone = backbone
+        self.objective = build_objective(backbone, settings, guide)
+        self.settings = settings
+        self._active = None
+        self._strength = None
+
+    def dream(self, image: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        """Dream an H x W x 3 image (uint8, or float in [0, 1]); returns uint8."""
+        from .dream import Dreamer
+
+        if self._active is None or strength != self._strength:
+            self.close()
+            settings = self.settings.replace(step_size=self.settings.step_size * strength) if strength != 1 else self.settings
+            self._active, self._strength = Dreamer(self.backbone, self.objective, settings), strength
+        generator = torch.Generator().manual_seed(self.settings.seed if self.settings.seed is not None else 0)
+        return _to_uint8(self._active.dream(_to_tensor(image), generator))
+
+    def close(self) -> None:
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+
+    def __enter__(self) -> "FrameDreamer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -620,7 +665,7 @@ def dream_video(
     settings: Settings | None = None,
     *,
     flow: str = "dis",
-    blend: float = 0.5,
+    blend: float = 0.8,
     start: float = 0.0,
     duration: float | None = None,
     max_size: int | None = None,
@@ -678,7 +723,7 @@ def dream_video(
         total = round(span * float(info.fps)) if math.isfinite(span) else info.frames
     count = dreamed = 0
     prev_frame = prev_dream = None  # the previous input frame and its dream (uint8, as cached)
-    with _dreamer(settings, backbone) as dreamer, _bar(total, progress, "dreaming") as bar:
+    with FrameDreamer(settings, backbone) as dreamer, _bar(total, progress, "dreaming") as bar:
         began = time.perf_counter()
         for index, frame in enumerate(read_frames(source, start=start, duration=duration, size=size)):
             count = index + 1
@@ -688,8 +733,8 @@ def dream_video(
                 if prev_dream is None and index > 0:
                     prev_dream = cache.load(index - 1)
                 start_image = coherence(frame, prev_frame, prev_dream)
-                generator = torch.Generator().manual_seed(settings.seed)  # the same jitter for every frame
-                prev_dream = _to_uint8(dreamer.dream(_to_tensor(start_image), generator))
+                strength = coherence.refresh if coherence.carries(prev_frame, prev_dream) else 1.0
+                prev_dream = dreamer.dream(start_image, strength)
                 cache.save(index, prev_dream)
                 dreamed += 1
                 if on_frame is not None:
@@ -785,7 +830,7 @@ def dream_zoom(
 
     dreamed = 0
     prev = None  # the previous dreamed frame (uint8, as cached)
-    with _dreamer(settings, backbone) as dreamer, _bar(frames, progress, "zooming") as bar:
+    with FrameDreamer(settings, backbone) as dreamer, _bar(frames, progress, "zooming") as bar:
         began = time.perf_counter()
         for index in range(frames):
             if cache.has(index):
@@ -798,8 +843,7 @@ def dream_zoom(
                     if prev is None:
                         raise OutputError(f"cannot read {cache.path(index - 1)}; use --force to start again")
                     start_image = cv2.warpAffine(prev, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-                generator = torch.Generator().manual_seed(settings.seed)
-                prev = _to_uint8(dreamer.dream(_to_tensor(start_image), generator))
+                prev = dreamer.dream(start_image)
                 cache.save(index, prev)
                 dreamed += 1
                 if on_frame is not None:

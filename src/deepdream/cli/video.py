@@ -63,8 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     g = p.add_argument_group("video")
     g.add_argument("--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence; none: plain per-frame (default dis)")
-    g.add_argument("--blend", dest="flow_blend", type=unit_float, default=0.5,
-                   help="share of the previous frame's warped dream each frame starts from (default 0.5)")
+    g.add_argument("--blend", dest="flow_blend", type=unit_float, default=0.8,
+                   help="share of the previous frame's warped dream each frame starts from (default 0.8)")
     g.add_argument("--octave-blend", dest="blend", type=unit_float, help="blend weight of the dreamed smaller octave (--octave-mode blend)")
     g.add_argument("--start", type=time_value, default=0.0, help="start time, seconds or HH:MM:SS (default 0)")
     g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream from --start (default: to the end)")
