@@ -1,0 +1,391 @@
+"""Videos: frames, fps, size and audio survive; flow coherence lowers flicker; resume skips finished
+frames; zoom loops reach the requested frame count in MP4 and GIF; bad inputs fail cleanly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepdream.backbones import load_backbone
+from deepdream.cli import main
+from deepdream.errors import OutputError, SettingsError
+from deepdream.settings import Settings
+from deepdream import video
+from deepdream.video import VideoError, dream_video, dream_zoom, flicker, parse_time, read_frames
+
+TINY = Settings(iterations=2, octaves=1, seed=0)
+# the tests share two CPU cores with other jobs; OpenMP spin-waiting makes 2 threads far slower there than 1
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_backbone("efficientnet_lite0", pretrained=True)
+
+
+def make_clip(path: Path, frames: int = 6, size=(96, 64), fps: int = 12, audio: str | None = "aac", speed: int = 3) -> Path:
+    """A static background with a square moving right `speed` px per frame, and a 440 Hz tone."""
+    w, h = size
+    rate = 44100
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps, options={"crf": "15"})
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = out.add_stream(audio, rate=rate, layout="stereo") if audio else None
+        yy, xx = np.mgrid[0:h, 0:w]
+        background = np.stack([xx * 255 // w, yy * 255 // h, 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0)], -1).astype(np.uint8)
+        samples = rate // fps
+        for i in range(frames):
+            img = background.copy()
+            x0 = 8 + speed * i
+            img[h // 3 : h // 3 + 20, x0 : x0 + 20] = (250, 220, 30)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+            if a is not None:
+                t = (np.arange(samples) + i * samples) / rate
+                tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                af.sample_rate, af.pts = rate, i * samples
+                out.mux(a.encode(af))
+        out.mux(v.encode(None))
+        if a is not None:
+            out.mux(a.encode(None))
+    return path
+
+
+def streams(path: Path) -> dict:
+    """Decoded facts about a video file: frame count, fps, size, audio codec and seconds."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
+        fps = v.average_rate
+    with av.open(str(path)) as c:
+        audio = c.streams.audio[0] if c.streams.audio else None
+        codec = audio.codec_context.name if audio else None
+        samples = sum(f.samples for f in c.decode(audio)) if audio else 0
+        seconds = samples / audio.codec_context.sample_rate if audio else 0.0
+    return {"frames": frames, "fps": fps, "size": frames[0].shape[1::-1], "audio": codec, "audio_seconds": seconds}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deepdream", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def leftovers(folder: Path, *names: str) -> list[str]:
+    """Files in `folder` other than `names` (temp files of an atomic write would show here)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in names)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_cli_video_keeps_frames_fps_size_and_audio(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, fps=12)
+    r = run_cli("video", "clip.mp4", "-o", "out.mp4", "--iterations", "2", "--octaves", "1", "--seed", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "wrote out.mp4: 6 frames" in r.stderr and "audio copied (aac)" in r.stderr
+    got, src = streams(tmp_path / "out.mp4"), streams(clip)
+    assert len(got["frames"]) == 6
+    assert got["fps"] == 12
+    assert tuple(got["size"]) == (96, 64)
+    assert got["audio"] == "aac"
+    assert got["audio_seconds"] == pytest.approx(src["audio_seconds"], abs=0.05)
+    # it was dreamed, not copied
+    assert np.abs(got["frames"][0].astype(float) - src["frames"][0]).mean() > 3
+    # the default work folder is gone once the output is written; the settings travel in the file
+    assert leftovers(tmp_path, "clip.mp4", "out.mp4") == []
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert '"seed": 3' in c.metadata.get("comment", "")
+
+
+def test_start_duration_max_size_and_one_network_load(tmp_path, net, monkeypatch):
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, fps=12)
+    loads = []
+
+    def counting_load(*args, **kwargs):
+        loads.append(args)
+        return net
+
+    monkeypatch.setattr(video, "load_backbone", counting_load)
+    result = dream_video(clip, tmp_path / "part.mp4", TINY, start=0.25, duration=0.5, max_size=48)
+    assert len(loads) == 1  # one load for all the frames
+    got = streams(tmp_path / "part.mp4")
+    assert result.frames == len(got["frames"]) == 6  # frames at t = 3/12 .. 8/12
+    assert tuple(got["size"]) == (48, 32) == result.size
+    assert got["fps"] == 12
+    assert got["audio_seconds"] == pytest.approx(0.5, abs=0.06)
+    # the first output frame is the dream of input frame 3 (the square at x = 8 + 9)
+    first = got["frames"][0].astype(float)
+    inputs = list(read_frames(clip, size=(48, 32)))
+    assert np.abs(first - inputs[3]).mean() < np.abs(first - inputs[0]).mean()
+
+
+def test_audio_reencoded_when_the_container_cannot_take_it(tmp_path, net):
+    clip = make_clip(tmp_path / "clip.mkv", frames=3, audio="pcm_s16le")
+    result = dream_video(clip, tmp_path / "out.mp4", TINY, backbone=net)
+    assert result.audio == "audio re-encoded (pcm_s16le -> aac)"
+    got = streams(tmp_path / "out.mp4")
+    assert got["audio"] == "aac" and got["audio_seconds"] > 0.2 and len(got["frames"]) == 3
+
+
+# ------------------------------------------------------------------------------------------ coherence
+
+
+def test_flow_coherence_lowers_flicker_at_the_same_strength(tmp_path, net):
+    clip = make_clip(tmp_path / "clip.mp4", frames=8, size=(128, 80), speed=2, audio=None)
+    settings = Settings(iterations=3, octaves=2, seed=0)
+    inputs = list(read_frames(clip))
+    measured = {}
+    for flow in ("none", "dis"):
+        dream_video(clip, tmp_path / f"{flow}.mp4", settings, flow=flow, backbone=net)
+        outs = list(read_frames(tmp_path / f"{flow}.mp4"))
+        strength = np.mean([np.abs(o.astype(float) - i).mean() for o, i in zip(outs, inputs)])
+        measured[flow] = flicker(outs), strength
+    (plain, plain_strength), (coherent, coherent_strength) = measured["none"], measured["dis"]
+    assert coherent < 0.7 * plain, measured
+    assert coherent_strength > 0.8 * plain_strength, measured  # not just a weaker dream
+
+
+def test_warp_follows_the_flow():
+    a = np.zeros((32, 48, 3), np.uint8)
+    a[10:20, 10:20] = 255
+    b = np.roll(a, 3, axis=1)  # the square moved 3 px right
+    flow = video.dis_flow()(b[..., 0].copy(), a[..., 0].copy())  # where b's pixels were in a
+    warped = video.warp(a, flow)
+    assert np.abs(warped.astype(float) - b).mean() < 0.25 * np.abs(a.astype(float) - b).mean()
+
+
+# ------------------------------------------------------------------------------------------ resume
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_skips_finished_frames_and_matches_an_uninterrupted_run(tmp_path, net):
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, audio=None)
+    out, work = tmp_path / "out.mp4", tmp_path / "work"
+
+    def stop_after_two(index):
+        if index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dream_video(clip, out, TINY, work_dir=work, backbone=net, on_frame=stop_after_two)
+    assert not out.exists()  # written only when complete
+    assert sorted(p.name for p in work.glob("frame_*.png")) == [f"frame_{i:06d}.png" for i in range(3)]
+
+    with pytest.raises(OutputError, match="--resume"):  # old frames are not silently overwritten
+        dream_video(clip, out, TINY, work_dir=work, backbone=net)
+    with pytest.raises(SettingsError, match="iterations"):  # nor mixed with other settings
+        dream_video(clip, out, TINY.replace(iterations=3), work_dir=work, backbone=net, resume=True)
+
+    dreamed = []
+    result = dream_video(clip, out, TINY, work_dir=work, backbone=net, resume=True, on_frame=dreamed.append)
+    assert dreamed == [3, 4, 5] and result.dreamed == 3 and result.frames == 6
+    assert len(streams(out)["frames"]) == 6
+
+    straight = tmp_path / "straight"
+    dream_video(clip, tmp_path / "straight.mp4", TINY, work_dir=straight, backbone=net)
+    for i in range(6):
+        a = np.asarray(Image.open(work / f"frame_{i:06d}.png"))
+        b = np.asarray(Image.open(straight / f"frame_{i:06d}.png"))
+        assert np.array_equal(a, b), f"frame {i} differs after resuming"
+
+
+# ------------------------------------------------------------------------------------------ zoom
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".gif"])
+def test_zoom_writes_the_requested_frames(tmp_path, net, ext):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(make_photo()).save(photo)
+    out = tmp_path / f"zoom{ext}"
+    result = dream_zoom(photo, out, TINY, frames=5, zoom=1.1, rotate=3, fps=10, backbone=net)
+    got = streams(out)
+    assert len(got["frames"]) == result.frames == 5
+    assert tuple(got["size"]) == (96, 64)
+    assert got["fps"] == 10
+    assert got["audio"] is None
+    # each frame is the previous one zoomed and turned, then dreamed a little more
+    matrix = video.zoom_transform((96, 64), 1.1, 3, (0, 0))
+    for a, b in zip(got["frames"], got["frames"][1:]):
+        moved = cv2.warpAffine(a, matrix, (96, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        assert np.abs(moved.astype(float) - b).mean() < 0.6 * np.abs(a.astype(float) - b).mean()
+
+
+def test_zoom_resume_extends_the_loop(tmp_path, net):
+    work = tmp_path / "work"
+    dream_zoom(None, tmp_path / "a.gif", TINY.replace(init="noise", size=(64, 64)), frames=3, work_dir=work, backbone=net)
+    result = dream_zoom(
+        None, tmp_path / "b.gif", TINY.replace(init="noise", size=(64, 64)), frames=5, work_dir=work, resume=True, backbone=net
+    )
+    assert (result.frames, result.dreamed) == (5, 2)
+    assert len(streams(tmp_path / "b.gif")["frames"]) == 5
+
+
+def test_cli_zoom_gif_from_noise(tmp_path):
+    r = run_cli("zoom", "-o", "z.gif", "--init", "noise", "--size", "64x48", "--frames", "4", "--iterations", "1",
+                "--octaves", "1", "--rotate", "2", "--translate", "1,0", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(streams(tmp_path / "z.gif")["frames"]) == 4
+    assert leftovers(tmp_path, "z.gif") == []
+
+
+def make_photo() -> np.ndarray:
+    yy, xx = np.mgrid[0:64, 0:96]
+    return np.stack([xx * 2, yy * 3, 128 + 100 * np.sin(xx / 4.0)], -1).clip(0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def test_cli_bad_input_is_one_line_in_a_subprocess(tmp_path):
+    (tmp_path / "notes.mp4").write_text("not a video at all\n")
+    r = run_cli("video", "notes.mp4", "-o", "out.mp4", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr == "deepdream: error: notes.mp4 is not a video FFmpeg can read\n"
+    assert leftovers(tmp_path, "notes.mp4") == []
+
+
+def _empty_video_stream(path: Path) -> Path:
+    """An MKV whose video stream has no frames (only its audio track has packets)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        a = out.add_stream("aac", rate=8000, layout="mono")
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 4000), np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts = 8000, 0
+        out.mux(a.encode(f))
+        out.mux(a.encode(None))
+    return path
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("aac", rate=8000, layout="mono")
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 4000), np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts = 8000, 0
+        out.mux(a.encode(f))
+        out.mux(a.encode(None))
+    return path
+
+
+def _unknown_codec(path: Path) -> Path:
+    """An AVI whose video FourCC no decoder knows (written as MPEG-4 Part 2, then relabelled)."""
+    tmp = path.with_suffix(".tmp.avi")
+    with av.open(str(tmp), "w") as out:
+        v = out.add_stream("mpeg4", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+    data = tmp.read_bytes()
+    assert b"FMP4" in data
+    path.write_bytes(data.replace(b"FMP4", b"QQZZ"))
+    tmp.unlink()
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, args, message",
+    [
+        (lambda d: _audio_only(d / "in.m4a"), [], "has no video stream (audio)"),
+        (lambda d: _empty_video_stream(d / "in.mkv"), [], "has no video frames"),
+        (lambda d: _unknown_codec(d / "in.avi"), [], "video codec is not supported"),
+        (lambda d: (d / "in.mp4").write_bytes(make_clip(d / "c.mp4").read_bytes()[:3000]) and d / "in.mp4", [], "not a video"),
+        (lambda d: Image.fromarray(make_photo()).save(d / "in.png") or d / "in.png", [], "still image"),
+        (lambda d: make_clip(d / "in.mp4"), ["--start", "10"], "nothing to dream from 10.0s"),
+        (lambda d: make_clip(d / "in.mp4"), ["--init", "noise"], "--init noise does not apply"),
+        (lambda d: d / "missing.mp4", [], "no such file"),
+    ],
+    ids=["audio-only", "zero-frames", "unknown-codec", "truncated", "still-image", "start-past-end", "noise-init", "missing"],
+)
+def test_video_errors(tmp_path, capsys, make, args, message):
+    source = make(tmp_path)
+    before = set(tmp_path.iterdir())
+    assert main(["video", str(source), "-o", str(tmp_path / "out.mp4"), "-q", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepdream: error: ") and message in err and err.count("\n") == 1
+    assert set(tmp_path.iterdir()) == before  # no output, no temp file, no work folder
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--start", "1:75"], "below 60"), (["--duration", "0"], "must be positive"), (["--blend", "1.5"], "[0, 1]"),
+     (["--flow", "lucas"], "invalid choice")],
+)
+def test_video_usage_errors(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["video", "in.mp4", "-o", str(tmp_path / "out.mp4"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_output_checks(tmp_path, capsys):
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    (tmp_path / "taken.mp4").write_bytes(b"keep me")
+    cases = [
+        (["-o", str(tmp_path / "taken.mp4")], "exists (use --force"),
+        (["-o", str(clip), "--force"], "refusing to overwrite the input"),
+        (["-o", str(tmp_path / "out.avi")], "unknown video format '.avi'"),
+        (["-o", str(tmp_path / "nowhere" / "out.mp4")], "does not exist"),
+    ]
+    for extra, message in cases:
+        assert main(["video", str(clip), "-q", *extra]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert (tmp_path / "taken.mp4").read_bytes() == b"keep me"
+    assert leftovers(tmp_path, "clip.mp4", "taken.mp4") == []
+
+
+def test_zoom_errors(tmp_path, capsys):
+    assert main(["zoom", "-o", str(tmp_path / "z.gif")]) == 1
+    assert "give a start image, or --init noise" in capsys.readouterr().err
+    (tmp_path / "bad.jpg").write_text("nope")
+    assert main(["zoom", str(tmp_path / "bad.jpg"), "-o", str(tmp_path / "z.mp4")]) == 1
+    assert "not an image" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["zoom", "-o", str(tmp_path / "z.gif"), "--init", "noise", "--translate", "1"])
+    assert "DX,DY" in capsys.readouterr().err
+    assert leftovers(tmp_path, "bad.jpg") == []
+
+
+def test_parse_time():
+    assert parse_time("5") == 5
+    assert parse_time("2.5") == 2.5
+    assert parse_time("1:30") == 90
+    assert parse_time("00:00:02") == 2
+    assert parse_time("01:02:03.5") == 3723.5
+    for bad in ("", "-1", "1:60", "a", "1:2:3:4", "nan"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+
+
+def test_even_size():
+    assert video.even_size(97, 65) == (96, 64)
+    assert video.even_size(1920, 1080, 640) == (640, 360)
+    assert video.FlowCoherence("none").refresh == 1.0
+    assert video.FlowCoherence("dis", 0.8).refresh == pytest.approx(0.6)
+    assert Fraction(video.DEFAULT_FPS) == 25
