@@ -10,7 +10,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -228,7 +227,7 @@ def test_zoom_writes_the_requested_frames(tmp_path, net, ext):
     # each frame is the previous one zoomed and turned, then dreamed a little more
     matrix = video.zoom_transform((96, 64), 1.1, 3, (0, 0))
     for a, b in zip(got["frames"], got["frames"][1:]):
-        moved = cv2.warpAffine(a, matrix, (96, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        moved = video.zoom_step(a, matrix)
         assert np.abs(moved.astype(float) - b).mean() < 0.6 * np.abs(a.astype(float) - b).mean()
 
 

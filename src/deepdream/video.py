@@ -9,6 +9,7 @@ is written (atomically) only once every frame exists. The input's audio is copie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -105,7 +106,10 @@ def _open(path: Path) -> av.container.InputContainer:
     name = container.format.name
     if name.startswith("image2") or name.endswith("_pipe"):
         container.close()
-        raise VideoError(f"{path} is a still image, not a video (use 'deepdream dream', or 'deepdream zoom' to animate it)")
+        raise VideoError(
+            f"{path} is a still image, not a video "
+            f"(use 'deepdream dream', or 'deepdream zoom' to animate it)"
+        )
     return container
 
 
@@ -150,7 +154,8 @@ def probe(path: str | Path) -> VideoInfo:
         elif container.duration is not None:
             duration = container.duration / av.time_base
         audio = next((s.codec_context.name if s.codec_context else s.type for s in container.streams.audio), None)
-        return VideoInfo(path, w, h, _fps(stream), duration, stream.frames or None, stream.codec_context.name, audio, turns)
+        codec = stream.codec_context.name
+        return VideoInfo(path, w, h, _fps(stream), duration, stream.frames or None, codec, audio, turns)
 
 
 def _decode(container, stream, path: Path) -> Iterator[av.VideoFrame]:
@@ -401,7 +406,8 @@ class _AudioTrack:
             codec = AUDIO_CODECS.get(self.ext, "aac")
             ctx = self.input.codec_context
             rate = ctx.sample_rate if codec == "aac" else 48000  # Opus runs at 48 kHz
-            self.stream = self.out.add_stream(codec, rate=rate, layout="mono" if ctx.layout.nb_channels == 1 else "stereo")
+            layout = "mono" if ctx.layout.nb_channels == 1 else "stereo"
+            self.stream = self.out.add_stream(codec, rate=rate, layout=layout)
             self.items = self._reencoded()
             self.outcome = f"audio re-encoded ({name} -> {self.stream.codec_context.name})"
         else:
@@ -596,8 +602,9 @@ class FrameDreamer:
         from .dream import build_objective, resolve_device
 
         if backbone is None:
+            device = resolve_device(settings.device)
             backbone = load_backbone(
-                settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device=resolve_device(settings.device)
+                settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device=device
             )
         guide = imageio.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
         self.backbone = backbone
@@ -612,7 +619,9 @@ class FrameDreamer:
 
         if self._active is None or strength != self._strength:
             self.close()
-            settings = self.settings.replace(step_size=self.settings.step_size * strength) if strength != 1 else self.settings
+            settings = self.settings
+            if strength != 1:
+                settings = settings.replace(step_size=settings.step_size * strength)
             self._active, self._strength = Dreamer(self.backbone, self.objective, settings), strength
         generator = torch.Generator().manual_seed(self.settings.seed if self.settings.seed is not None else 0)
         return _to_uint8(self._active.dream(_to_tensor(image), generator))
@@ -653,6 +662,17 @@ def _bar(total: int | None, progress: bool, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, disable=not progress, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def _cleanup_if_empty(cache: FrameCache, default_folder: bool):
+    """On any failure before the first frame is saved, remove the default work folder again."""
+    try:
+        yield
+    except BaseException:
+        if default_folder and cache.count() == 0:
+            cache.remove()
+        raise
 
 
 def _file_id(path: Path) -> dict:
@@ -696,7 +716,8 @@ def dream_video(
     source = Path(source)
     info = probe(source)
     if info.duration is not None and start >= info.duration:
-        raise VideoError(f"{source} is {format_seconds(info.duration)} long; nothing to dream from {format_seconds(start)}")
+        length = format_seconds(info.duration)
+        raise VideoError(f"{source} is {length} long; nothing to dream from {format_seconds(start)}")
     output = check_video_output(output, force=force, inputs=(source, settings.guide))
     if settings.guide:
         imageio.open_image(settings.guide)
@@ -717,13 +738,15 @@ def dream_video(
     cache = FrameCache(cache.folder, job)
     cache.prepare(resume=resume, force=force)
 
-    total = None
-    if info.frames or info.duration:
-        span = (info.duration or math.inf) - start if duration is None else min(duration, (info.duration or math.inf) - start)
-        total = round(span * float(info.fps)) if math.isfinite(span) else info.frames
+    spans = [x for x in (duration, info.duration - start if info.duration is not None else None) if x is not None]
+    total = round(min(spans) * float(info.fps)) if spans else None
     count = dreamed = 0
     prev_frame = prev_dream = None  # the previous input frame and its dream (uint8, as cached)
-    with FrameDreamer(settings, backbone) as dreamer, _bar(total, progress, "dreaming") as bar:
+    with (
+        _cleanup_if_empty(cache, work_dir is None),
+        FrameDreamer(settings, backbone) as dreamer,
+        _bar(total, progress, "dreaming") as bar,
+    ):
         began = time.perf_counter()
         for index, frame in enumerate(read_frames(source, start=start, duration=duration, size=size)):
             count = index + 1
@@ -741,13 +764,14 @@ def dream_video(
                     on_frame(index)
             prev_frame = frame
             bar.update(1)
-    if count == 0:
-        end = f" to {format_seconds(start + duration)}" if duration is not None else ""
-        raise VideoError(f"{source} has no video frames from {format_seconds(start)}{end}")
+        if count == 0:
+            end = f" to {format_seconds(start + duration)}" if duration is not None else ""
+            raise VideoError(f"{source} has no video frames from {format_seconds(start)}{end}")
     seconds = time.perf_counter() - began
 
+    frames = cache.frames(count)
     audio = write_video(
-        output, cache.frames(count), fps=info.fps, audio_from=source, start=start, duration=duration, comment=settings.to_json()
+        output, frames, fps=info.fps, audio_from=source, start=start, duration=duration, comment=settings.to_json()
     )
     kept = work_dir is not None or keep_frames
     if not kept:
@@ -761,6 +785,12 @@ def zoom_transform(size: tuple[int, int], zoom: float, rotate: float, translate:
     m = cv2.getRotationMatrix2D((w / 2, h / 2), rotate, zoom)
     m[:, 2] += translate
     return m
+
+
+def zoom_step(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply the zoom transform to a frame; reflected borders keep the edges filled with picture."""
+    h, w = frame.shape[:2]
+    return cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def dream_zoom(
@@ -830,7 +860,11 @@ def dream_zoom(
 
     dreamed = 0
     prev = None  # the previous dreamed frame (uint8, as cached)
-    with FrameDreamer(settings, backbone) as dreamer, _bar(frames, progress, "zooming") as bar:
+    with (
+        _cleanup_if_empty(cache, work_dir is None),
+        FrameDreamer(settings, backbone) as dreamer,
+        _bar(frames, progress, "zooming") as bar,
+    ):
         began = time.perf_counter()
         for index in range(frames):
             if cache.has(index):
@@ -842,7 +876,7 @@ def dream_zoom(
                     prev = prev if prev is not None else cache.load(index - 1)
                     if prev is None:
                         raise OutputError(f"cannot read {cache.path(index - 1)}; use --force to start again")
-                    start_image = cv2.warpAffine(prev, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                    start_image = zoom_step(prev, matrix)
                 prev = dreamer.dream(start_image)
                 cache.save(index, prev)
                 dreamed += 1

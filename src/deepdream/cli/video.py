@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import SettingsError
 from ..video import FLOWS, OUTPUT_EXTENSIONS, VideoResult, dream_video, dream_zoom, format_seconds, parse_time
-from .args import add_dream_options, non_negative_float, positive_float, positive_int, settings_from_args, unit_float
+from .args import add_dream_options, positive_float, positive_int, settings_from_args, unit_float
 
 
 def time_value(text: str) -> float:
@@ -36,21 +37,27 @@ def pair(text: str) -> tuple[float, float]:
 
 def _job_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("frames and resuming")
-    g.add_argument("--work-dir", metavar="DIR", help="folder for the dreamed frames (default: OUTPUT.frames, removed when done)")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run: frames already in the work folder are kept")
+    g.add_argument(
+        "--work-dir", metavar="DIR", help="folder for the dreamed frames (default: OUTPUT.frames, removed when done)"
+    )
+    g.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run: frames already in the work folder are kept"
+    )
     g.add_argument("--keep-frames", action="store_true", help="keep the default work folder after writing the output")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help=f"output video ({', '.join(OUTPUT_EXTENSIONS)})")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output; without --resume, discard old frames")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite an existing output; without --resume, discard old frames"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     add_dream_options(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     # conflict_handler="resolve" lets `--blend` mean the flow blend here (the issue's wording); the octave
-    # blend of --octave-mode blend moves to --octave-blend
+    # blend of --octave-mode blend moves to --octave-blend, and --max-size gets the video default
     p = sub.add_parser(
         "video",
         help="dream a video frame by frame, coherent along the optical flow",
@@ -62,13 +69,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="input video (anything FFmpeg reads)")
     _common(p)
     g = p.add_argument_group("video")
-    g.add_argument("--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence; none: plain per-frame (default dis)")
-    g.add_argument("--blend", dest="flow_blend", type=unit_float, default=0.8,
-                   help="share of the previous frame's warped dream each frame starts from (default 0.8)")
-    g.add_argument("--octave-blend", dest="blend", type=unit_float, help="blend weight of the dreamed smaller octave (--octave-mode blend)")
+    g.add_argument(
+        "--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence; none: plain (default dis)"
+    )
+    g.add_argument(
+        "--blend",
+        dest="flow_blend",
+        type=unit_float,
+        default=0.8,
+        help="share of the previous frame's warped dream each frame starts from (default 0.8)",
+    )
+    g.add_argument(
+        "--octave-blend", dest="blend", type=unit_float, help="dreamed smaller octave weight (--octave-mode blend)"
+    )
     g.add_argument("--start", type=time_value, default=0.0, help="start time, seconds or HH:MM:SS (default 0)")
-    g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream from --start (default: to the end)")
-    g.add_argument("--max-size", type=positive_int, help="cap on the long side of the frames (default: keep the input size)")
+    g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream (default: to the end)")
+    g.add_argument("--max-size", type=positive_int, help="cap on the frames' long side (default: keep the input size)")
     _job_options(p)
     p.set_defaults(run=run_video)
 
@@ -99,7 +115,8 @@ def _report(result: VideoResult, quiet: bool) -> None:
         timing += f" ({result.seconds / result.dreamed:.2f} s/frame)"
     if reused:
         timing += f", {reused} reused from the work folder"
-    print(f"wrote {result.path}: {result.frames} frames, {float(result.fps):.3g} fps, {w}x{h}, {result.audio}; {timing}", file=sys.stderr)
+    what = f"{result.frames} frames, {float(result.fps):.3g} fps, {w}x{h}, {result.audio}"
+    print(f"wrote {result.path}: {what}; {timing}", file=sys.stderr)
     if result.work_dir is not None:
         print(f"frames kept in {result.work_dir}", file=sys.stderr)
 
@@ -127,8 +144,6 @@ def run_video(args: argparse.Namespace) -> int:
 
 def run_zoom(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    from ..errors import SettingsError
-
     if args.input is None and settings.init != "noise":
         raise SettingsError("give a start image, or --init noise")
     result = dream_zoom(
