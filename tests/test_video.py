@@ -317,8 +317,12 @@ def _unknown_codec(path: Path) -> Path:
         (lambda d: make_clip(d / "in.mp4"), ["--start", "10"], "nothing to dream from 10.0s"),
         (lambda d: make_clip(d / "in.mp4"), ["--init", "noise"], "--init noise does not apply"),
         (lambda d: d / "missing.mp4", [], "no such file"),
+        (lambda d: make_clip(d / "in.mp4", frames=2, size=(24, 16)), ["--iterations", "1"], "needs at least"),
     ],
-    ids=["audio-only", "zero-frames", "unknown-codec", "truncated", "still-image", "start-past-end", "noise-init", "missing"],
+    ids=[
+        "audio-only", "zero-frames", "unknown-codec", "truncated", "still-image", "start-past-end", "noise-init",
+        "missing", "too-small",
+    ],
 )
 def test_video_errors(tmp_path, capsys, make, args, message):
     source = make(tmp_path)
