@@ -29,10 +29,13 @@ class Taps:
         if missing:
             raise KeyError(f"no such module: {', '.join(missing)}")
         self._acts: dict[str, torch.Tensor] = {}
+        self._active = False  # hooks of other Taps on the same model stay silent during our forward
         self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in self.names]
 
     def _hook(self, name: str):
         def hook(module, inputs, output):
+            if not self._active:
+                return
             if isinstance(output, (tuple, list)):  # e.g. InceptionOutputs in training mode
                 output = output[0]
             self._acts[name] = output
@@ -42,11 +45,13 @@ class Taps:
         return hook
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._acts = {}
+        self._acts, self._active = {}, True
         try:
             self.model(x)
         except _Done:
             pass
+        finally:
+            self._active = False
         acts, self._acts = self._acts, {}
         return acts
 

@@ -1,0 +1,240 @@
+"""Sub-commands `train`, `evaluate` and `report`: the classifier study from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import image as imageio
+from ..errors import SettingsError
+from .args import positive_float, positive_int
+
+
+def class_weights_arg(text: str) -> tuple[float, ...] | str:
+    """'auto' or '0.42,0.58'."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return tuple(positive_float(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"class weights must be 'auto' or positive numbers like 0.42,0.58, got '{text}'") from None
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..training.loop import OPTIMIZERS, PRECISIONS
+    from ..training.models import ARCHITECTURES
+
+    p = sub.add_parser(
+        "train",
+        help="train a classifier on an image folder",
+        description="Train a classifier on DATA_DIR (train/<class>/ + test/<class>/, or one <class>/ tree with --val-split). "
+        "The run folder gets best.pt, last.pt, metrics.json, curves.png and confusion_matrix.png.",
+    )
+    p.add_argument("data", metavar="DATA_DIR")
+    p.add_argument("--out", "-o", help="run folder (default runs/ARCH)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--force", action="store_true", help="start over in a run folder that holds a run")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default simple_cnn)")
+    g.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights, new head")
+    g.add_argument("--freeze-backbone", action="store_true", default=None, help="train the new head only")
+    g.add_argument("--trainable-from", metavar="LAYER", help="freeze everything before this dotted layer (e.g. blocks.3)")
+    g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, help="keep batch-norm statistics fixed (default: when --pretrained)")
+    g.add_argument("--aux-logits", action=argparse.BooleanOptionalAction, help="inception_v3: auxiliary classifier, its loss weighted in")
+    g.add_argument("--aux-weight", type=float, help="weight of the auxiliary loss (default 0.4)")
+    g.add_argument("--transform-input", action=argparse.BooleanOptionalAction, help="inception_v3: re-normalise input (default: with --pretrained)")
+    g.add_argument("--width", type=positive_int, help="simple_cnn: channels of the first layer (default 32)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=positive_int, help="default 10")
+    g.add_argument("--batch-size", type=positive_int, help="default 32")
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default adamw")
+    g.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-3 from scratch, 3e-4 fine-tuning, 1e-3 head only)")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine decay (default 0.5)")
+    g.add_argument("--label-smoothing", type=float, help="default 0.1")
+    g.add_argument("--class-weights", type=class_weights_arg, help="'auto' (inverse class frequency) or e.g. 0.42,0.58")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 where the CPU/GPU has it natively")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default cpu")
+    g = p.add_argument_group("data")
+    g.add_argument("--size", type=positive_int, help="training crop in pixels (default per architecture)")
+    g.add_argument("--resize", type=positive_int, help="decoded square the crops come from (default size/0.875)")
+    g.add_argument("--crop-scale", type=positive_float, help="smallest area fraction of the random crop (default 0.25)")
+    g.add_argument("--val-split", type=fraction, help="carve this fraction of train/ (or the single tree) out for validation")
+    g.add_argument("--tta", action="store_true", default=None, help="evaluate with the mirrored image averaged in")
+    p.set_defaults(run=run_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy and confusion matrix of a checkpoint",
+        description="Score a checkpoint on DATA_DIR: its test/ (or val/) folder, or a plain <class>/ tree.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("data", metavar="DATA_DIR")
+    p.add_argument("--split", default="auto", help="sub-folder to score (default: test/ or val/, else the tree itself)")
+    p.add_argument("-o", "--output", help="write the confusion matrix figure (.png, .pdf, .svg)")
+    p.add_argument("--json", metavar="FILE", help="write the evaluation as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="average in the mirrored image (default: as trained)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_evaluate)
+
+    p = sub.add_parser(
+        "report",
+        help="compare training runs",
+        description="Print a table comparing run folders and optionally draw accuracy curves and confusion matrices.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", help="comparison figure (.png, .pdf, .svg)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing figure")
+    p.set_defaults(run=run_report)
+
+
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
+
+
+def _figure_output(path: str, force: bool) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in FIGURE_FORMATS:
+        raise SettingsError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got '{out.suffix}' for {out}")
+    return imageio.check_writable(out, force=force)
+
+
+def _warn_skip(path: Path, reason: str) -> None:
+    print(f"deepdream: warning: skipped {path}: {reason}", file=sys.stderr)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from ..training.loop import TrainConfig, load_config
+
+    options = {
+        key: value
+        for key, value in (("aux_logits", args.aux_logits), ("transform_input", args.transform_input), ("width", args.width))
+        if value is not None
+    }
+    given = {
+        "arch": args.arch,
+        "pretrained": args.pretrained,
+        "freeze_backbone": args.freeze_backbone,
+        "trainable_from": args.trainable_from,
+        "freeze_bn": args.freeze_bn,
+        "aux_weight": args.aux_weight,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "warmup": args.warmup,
+        "label_smoothing": args.label_smoothing,
+        "class_weights": args.class_weights,
+        "seed": args.seed,
+        "precision": args.precision,
+        "device": args.device,
+        "size": args.size,
+        "resize": args.resize,
+        "crop_scale": args.crop_scale,
+        "val_split": args.val_split,
+        "tta": args.tta,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.resume:
+        # the run's own settings; only --epochs may change (to train longer)
+        saved = load_config(args.out)
+        config = saved.replace(epochs=given.pop("epochs", saved.epochs))
+        differing = [k for k, v in given.items() if getattr(saved, k) != v]
+        if options and options != {k: saved.options.get(k) for k in options}:
+            differing.append("architecture options")
+        if differing:
+            raise SettingsError(f"--resume keeps the run's settings; drop {', '.join('--' + k.replace('_', '-') for k in differing)}")
+        return config
+    if options:
+        given["options"] = options
+    return TrainConfig(**given)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..training.loop import fit
+
+    if args.out is None:
+        args.out = str(Path("runs") / (args.arch or "simple_cnn"))
+    if args.resume and args.force:
+        raise SettingsError("use either --resume or --force")
+    config = _config_from_args(args)
+    fit(args.data, args.out, config, resume=args.resume, force=args.force, progress=not args.quiet, on_skip=_warn_skip)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from ..training import report
+    from ..training.checkpoint import load_checkpoint
+    from ..training.data import decode, evaluation_split
+    from ..training.loop import evaluate, progress_bar, training_precision
+
+    figure = _figure_output(args.output, args.force) if args.output else None
+    json_out = imageio.check_writable(Path(args.json), force=args.force) if args.json else None
+    net, info, _ = load_checkpoint(args.checkpoint)
+    split = evaluation_split(args.data, info.classes, args.split)
+    pre = info.preprocessing
+    start = time.perf_counter()
+    bar = progress_bar(len(split), "decoding", not args.quiet)
+    data = decode(split, pre.resize, threads=torch.get_num_threads(), progress=bar.update if bar else None, on_skip=_warn_skip)
+    if bar:
+        bar.close()
+    model = net.model.to(memory_format=torch.channels_last)
+    tta = info.tta if args.tta is None else args.tta
+    precision = training_precision("auto", torch.device("cpu"))
+    bar = progress_bar(len(data), "evaluating", not args.quiet)
+    ev = evaluate(model, data, pre, batch_size=args.batch_size, precision=precision, tta=tta, progress=bar)
+    if bar:
+        bar.close()
+    seconds = time.perf_counter() - start
+    cm = ev.confusion
+    skipped = f", {len(data.skipped)} unreadable skipped" if data.skipped else ""
+    print(f"{args.checkpoint} ({info.arch}, epoch {info.epoch}) on {args.data}: {len(data)} images{skipped}")
+    print(f"accuracy {ev.accuracy:.4f}  loss {ev.loss:.4f}  ({seconds:.1f}s{', flip TTA' if tta else ''})")
+    print(report.format_confusion(cm, info.classes))
+    if figure is not None:
+        title = f"{Path(args.checkpoint).parent.name or info.arch}: accuracy {ev.accuracy:.3f}"
+        report.save_figure(report.confusion_figure(cm, info.classes, title), figure)
+        print(f"wrote {figure}", file=sys.stderr)
+    if json_out is not None:
+        result = {"checkpoint": str(args.checkpoint), "data": str(args.data), "skipped": len(data.skipped), **ev.to_dict(args.split if args.split != "auto" else "evaluation")}
+        imageio.atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+        print(f"wrote {json_out}", file=sys.stderr)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..training import report
+
+    figure = _figure_output(args.output, args.force) if args.output else None
+    runs = [report.load_run(path) for path in args.runs]
+    print(report.comparison_table(runs))
+    for run in runs:
+        final = run.final
+        if final.get("confusion_matrix") is not None:
+            print(f"\n{run.name}: {final['split']} accuracy {final['accuracy']:.4f}")
+            print(report.format_confusion(torch.tensor(final["confusion_matrix"]), run.classes))
+    if figure is not None:
+        report.save_figure(report.comparison_figure(runs), figure)
+        print(f"wrote {figure}", file=sys.stderr)
+    return 0
+

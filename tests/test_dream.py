@@ -1,0 +1,110 @@
+import json
+
+import pytest
+import torch
+
+import deepdream
+from deepdream.dream import Dreamer, build_objective, octave_sizes
+from deepdream.errors import ModelError, SettingsError
+from deepdream.taps import OUTPUT, Taps
+
+FAST = dict(octaves=2, iterations=6, seed=3, precision="fp32")
+
+
+def test_default_dream_raises_the_layer_energy(lite0, photo_tensor):
+    settings = deepdream.Settings(seed=0, precision="fp32", octaves=3)
+    with Dreamer(lite0, build_objective(lite0, settings), settings) as dreamer:
+        before = dreamer.score(photo_tensor).item()
+        out = dreamer.dream(photo_tensor)
+        after = dreamer.score(out).item()
+    assert out.shape == photo_tensor.shape and 0 <= out.min() and out.max() <= 1
+    assert after > 1.5 * before  # real photos: >= 2x, see benchmarks/quality.py
+    assert (out - photo_tensor).abs().mean() > 0.02  # the picture really changed
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(layers="blocks.3:0.5,blocks.4"),
+        dict(layers="blocks.4", channels=(3, 7)),
+        dict(optimizer="adam", step_size=0.01),
+        dict(octave_mode="blend", octave_scale=2.0),
+        dict(precision="bf16"),
+    ],
+)
+def test_each_objective_and_option_raises_its_objective(lite0, photo_tensor, overrides):
+    settings = deepdream.Settings(**{**FAST, **overrides})
+    with Dreamer(lite0, build_objective(lite0, settings), settings) as dreamer:
+        before = dreamer.score(photo_tensor).item()
+        after = dreamer.score(dreamer.dream(photo_tensor)).item()
+    assert after > before + 0.1 * abs(before)
+
+
+def test_seed_makes_runs_exactly_repeatable(lite0, photo_path):
+    a = deepdream.dream(photo_path, backbone=lite0, **FAST)
+    b = deepdream.dream(photo_path, backbone=lite0, **FAST)
+    c = deepdream.dream(photo_path, backbone=lite0, **{**FAST, "seed": 4})
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != c.tobytes()
+    recorded = json.loads(a.info["deepdream"])["deepdream"]
+    assert recorded["seed"] == 3 and recorded["octaves"] == 2
+
+
+def test_unseeded_run_records_the_seed_it_drew(lite0, photo_path):
+    first = deepdream.dream(photo_path, backbone=lite0, octaves=1, iterations=2)
+    seed = json.loads(first.info["deepdream"])["deepdream"]["seed"]
+    again = deepdream.dream(photo_path, backbone=lite0, octaves=1, iterations=2, seed=seed)
+    assert isinstance(seed, int) and first.tobytes() == again.tobytes()
+
+
+def test_target_class_takes_a_photo_of_something_else_past_50_percent(lite0, photo_tensor):
+    index = lite0.resolve_class("golden retriever")
+
+    def prob(x):
+        with Taps(lite0.model, [OUTPUT]) as taps, torch.no_grad():
+            return torch.softmax(taps(lite0.normalize(x))[OUTPUT], 1)[0, index].item()
+
+    settings = deepdream.Settings(target_class="golden retriever", seed=0, precision="fp32", octaves=3)
+    objective = build_objective(lite0, settings)
+    assert objective.layers == {OUTPUT} and settings.steps == 20
+    before = prob(photo_tensor)
+    with Dreamer(lite0, objective, settings) as dreamer:
+        after = prob(dreamer.dream(photo_tensor))
+    assert before < 0.05 and after > 0.5
+
+
+def test_noise_init_dreams_from_nothing(lite0):
+    out = deepdream.dream(None, backbone=lite0, init="noise", size=(96, 64), **FAST)
+    assert out.size == (96, 64)
+    assert json.loads(out.info["deepdream"])["deepdream"]["init"] == "noise"
+
+
+def test_octave_pyramid_sizes():
+    assert octave_sizes(400, 300, 4, 1.4, 32) == [(146, 109), (204, 153), (286, 214), (400, 300)]
+    # octaves below the network's minimum size are dropped, never the full size
+    assert octave_sizes(80, 80, 4, 2.0, 75) == [(80, 80)]
+
+
+def test_presets_resolve_for_their_networks():
+    inception = deepdream.load_backbone("inception_v3", pretrained=False)
+    settings = deepdream.preset("inception-adam")
+    assert settings.optimizer == "adam" and settings.steps == 20 and settings.step_size == 0.01
+    assert build_objective(inception, settings).layers == {"Mixed_6a"}
+    vgg = deepdream.preset("vgg19-blend")
+    assert (vgg.octave_mode, vgg.blend, vgg.octave_scale, vgg.steps) == ("blend", 0.6, 2.0, 6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(step_size=float("nan")), dict(step_size=-1.0), dict(octaves=0), dict(octave_scale=1.0), dict(size=(0, 10))],
+)
+def test_invalid_settings_are_rejected(bad):
+    with pytest.raises(SettingsError):
+        deepdream.Settings(**bad)
+
+
+def test_bad_channel_and_class_are_model_errors(lite0):
+    with pytest.raises(ModelError, match="112 channels"):
+        build_objective(lite0, deepdream.Settings(layers="blocks.4", channels=(200,)))
+    with pytest.raises(ModelError, match="unknown class"):
+        build_objective(lite0, deepdream.Settings(target_class="unicorn"))
