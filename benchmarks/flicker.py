@@ -13,6 +13,7 @@ back from the encoded outputs. Then times the default settings at 640x360.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import tempfile
 import time
@@ -25,8 +26,9 @@ import torch
 from PIL import Image
 
 from deepdream.backbones import load_backbone
+from deepdream import video
 from deepdream.settings import Settings
-from deepdream.video import FrameDreamer, dream_video, flicker, read_frames
+from deepdream.video import FlowCoherence, FrameDreamer, dream_video, flicker, read_frames
 
 PHOTOS = Path("/work/shared/data/cats-vs-dogs/test/cats")
 
@@ -115,6 +117,13 @@ def main() -> None:
                 base = base or f
                 label = f"--flow {flow}" + (f" --blend {blend:g}" if flow != "none" else "")
                 print(f"{label:<28}{f:>9.2f}{base / f:>8.2f}x{_strength(outs, inputs):>10.2f}{r.seconds / r.dreamed:>9.2f}")
+            # the blend alone: carried frames re-dreamed at full strength (refresh = 1)
+            with _full_refresh():
+                r = dream_video(clip, tmp / "full.mp4", settings, flow="dis", blend=0.8, backbone=backbone)
+            outs = list(read_frames(tmp / "full.mp4"))
+            f = flicker(outs)
+            label = "dis 0.8, full re-dream"
+            print(f"{label:<28}{f:>9.2f}{base / f:>8.2f}x{_strength(outs, inputs):>10.2f}{r.seconds / r.dreamed:>9.2f}")
             # a fresh random seed per frame: what naive frame-by-frame scripts do
             outs = _random_seed_frames(inputs, settings, backbone)
             f = flicker(outs)
@@ -122,11 +131,34 @@ def main() -> None:
 
         if not args.skip_speed:
             clip = tmp / "speed.mp4"
-            make_clip(clip, 640, 360, args.speed_frames)
+            make_clip(clip, 640, 360, max(args.speed_frames, 2))
+            frames = list(read_frames(clip))
+            for flow in ("dis", "farneback"):
+                coherence = FlowCoherence(flow, 0.8)
+                t = time.perf_counter()
+                for _ in range(5):
+                    coherence(frames[1], frames[0], frames[0])
+                print(f"640x360 flow + warp + blend, --flow {flow}: {(time.perf_counter() - t) / 5 * 1000:.0f} ms/frame")
             for flow in ("dis", "none"):
                 r = dream_video(clip, tmp / f"speed_{flow}.mp4", Settings(seed=0), flow=flow, backbone=backbone)
                 print(f"\n640x360, default settings (10 iterations x 4 octaves), --flow {flow}: "
                       f"{r.seconds / r.dreamed:.1f} s/frame over {r.dreamed} frames")
+
+
+@contextlib.contextmanager
+def _full_refresh():
+    """Switch off the strength-preserving refresh, to show what the blend does on its own."""
+    original = video.FlowCoherence.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.refresh = 1.0
+
+    video.FlowCoherence.__init__ = init
+    try:
+        yield
+    finally:
+        video.FlowCoherence.__init__ = original
 
 
 def _strength(outputs: list[np.ndarray], inputs: list[np.ndarray]) -> float:

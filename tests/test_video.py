@@ -4,6 +4,7 @@ frames; zoom loops reach the requested frame count in MP4 and GIF; bad inputs fa
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from fractions import Fraction
@@ -143,6 +144,23 @@ def test_audio_reencoded_when_the_container_cannot_take_it(tmp_path, net):
     assert result.audio == "audio re-encoded (pcm_s16le -> aac)"
     got = streams(tmp_path / "out.mp4")
     assert got["audio"] == "aac" and got["audio_seconds"] > 0.2 and len(got["frames"]) == 3
+
+
+def test_rotated_phone_clip_comes_out_upright(tmp_path):
+    """An MP4 whose track matrix says 'turn 90 degrees clockwise' (how phones store portrait clips)."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, audio=None)
+    identity = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    clockwise = struct.pack(">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    data = clip.read_bytes()
+    at = data.find(identity, data.find(b"tkhd"))
+    rotated = tmp_path / "rotated.mp4"
+    rotated.write_bytes(data[:at] + clockwise + data[at + len(identity) :])
+    info = video.probe(rotated)
+    assert (info.width, info.height) == (64, 96)
+    upright = next(read_frames(rotated))
+    stored = next(read_frames(clip))
+    assert upright.shape == (96, 64, 3)
+    assert np.abs(upright.astype(float) - np.rot90(stored, -1)).mean() < 1
 
 
 # ------------------------------------------------------------------------------------------ coherence
