@@ -48,7 +48,7 @@ def open_image(path: str | Path) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"cannot read {path}: {exc}") from exc
+        raise ImageError(f"cannot read {path}: the file is truncated or corrupt ({exc})") from exc
 
 
 def pil_to_tensor(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:

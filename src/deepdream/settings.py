@@ -163,9 +163,13 @@ def load_config(path: str | Path) -> dict[str, Any]:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"cannot parse {path}: {exc}") from exc
         return data.get("deepdream", data)
+    from .errors import ImageError
     from .image import read_metadata
 
-    meta = read_metadata(path)
+    try:
+        meta = read_metadata(path)
+    except ImageError:
+        meta = None
     if meta is None:
         raise SettingsError(f"{path} holds no deepdream settings (not a TOML file nor an image this tool wrote)")
     return meta

@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 where the CPU/GPU has it natively")
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default cpu")
+    g.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
     g = p.add_argument_group("data")
     g.add_argument("--size", type=positive_int, help="training crop in pixels (default per architecture)")
     g.add_argument("--resize", type=positive_int, help="decoded square the crops come from (default size/0.875)")
@@ -87,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="average in the mirrored image (default: as trained)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_evaluate)
 
@@ -109,6 +111,13 @@ def _figure_output(path: str, force: bool) -> Path:
     if out.suffix.lower() not in FIGURE_FORMATS:
         raise SettingsError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got '{out.suffix}' for {out}")
     return imageio.check_writable(out, force=force)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _warn_skip(path: Path, reason: str) -> None:
@@ -171,6 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise SettingsError("use either --resume or --force")
     config = _config_from_args(args)
+    _set_threads(args.threads)
     fit(args.data, args.out, config, resume=args.resume, force=args.force, progress=not args.quiet, on_skip=_warn_skip)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
@@ -188,6 +198,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     figure = _figure_output(args.output, args.force) if args.output else None
     json_out = imageio.check_writable(Path(args.json), force=args.force) if args.json else None
+    _set_threads(args.threads)
     net, info, _ = load_checkpoint(args.checkpoint)
     split = evaluation_split(args.data, info.classes, args.split)
     pre = info.preprocessing

@@ -104,8 +104,8 @@ def _inception_v3(num_classes: int, pretrained: bool, aux_logits: bool = False, 
         fitting = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(fitting, strict=False)
     head = ("fc", "AuxLogits") if aux_logits else ("fc",)
-    # the auxiliary classifier pools Mixed_6e with a 5x5 window, which needs a larger input
-    return Net(model, head, ("Mixed_5d", "Mixed_6a", "Mixed_6c", "Mixed_6e", "Mixed_5b"), min_size=139 if aux_logits else 75)
+    # the auxiliary classifier needs Mixed_6e at 17x17 (pool 5/3, then a 5x5 conv): the full 299 px input
+    return Net(model, head, ("Mixed_5d", "Mixed_6a", "Mixed_6c", "Mixed_6e", "Mixed_5b"), min_size=299 if aux_logits else 75)
 
 
 # ---------------------------------------------------------------- dreaming backbones with a new head

@@ -1,0 +1,115 @@
+"""The real CLI in a subprocess: end to end runs and every documented error path."""
+
+import json
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+FAST = ["--octaves", "2", "--iterations", "3", "--seed", "1", "-q"]
+
+
+def test_dream_end_to_end_and_reproduce_from_the_output(tmp_path, photo_path):
+    out = tmp_path / "out.png"
+    r = run_cli("dream", photo_path, "-o", out, *FAST)
+    assert r.returncode == 0, r.stderr
+    settings = json.loads(Image.open(out).info["deepdream"])["deepdream"]
+    assert settings["seed"] == 1 and settings["model"] == "efficientnet_lite0"
+    again = tmp_path / "again.png"
+    r = run_cli("dream", photo_path, "-o", again, "--config", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).tobytes() == Image.open(again).tobytes()
+    assert Image.open(out).tobytes() != Image.open(photo_path).convert("RGB").tobytes()
+
+
+def test_toml_config_and_preset(tmp_path, photo_path):
+    (tmp_path / "c.toml").write_text('[deepdream]\nlayers = "blocks.3"\noctaves = 1\niterations = 2\n')
+    out = tmp_path / "out.jpg"
+    r = run_cli("dream", photo_path, "-o", out, "--config", tmp_path / "c.toml", "--seed", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    from deepdream.image import read_metadata
+
+    meta = read_metadata(out)
+    assert meta["layers"] == "blocks.3" and meta["iterations"] == 2 and meta["seed"] == 2
+
+
+def test_noise_dream_with_progress_on_stderr(tmp_path):
+    out = tmp_path / "n.png"
+    r = run_cli("dream", "--init", "noise", "--size", "96x64", "-o", out, "--octaves", "1", "--iterations", "2")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (96, 64)
+    assert "octave 1/1" in r.stderr and "wrote" in r.stderr
+
+
+def test_layers_and_models_listings():
+    r = run_cli("layers", "--model", "efficientnet_lite0")
+    assert r.returncode == 0, r.stderr
+    assert any("blocks.4" in line and "*" in line and "112x14x14" in line for line in r.stdout.splitlines())
+    r = run_cli("models")
+    assert r.returncode == 0 and "efficientnet_lite0" in r.stdout and "vgg19" in r.stdout
+
+
+def _bomb_png(path):
+    """A valid-looking PNG header claiming 40000 x 40000 pixels."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+
+
+def _case(tmp_path, photo_path, name):
+    """(args, expected words in the message) for each error path."""
+    out = tmp_path / "out.png"
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    truncated = tmp_path / "cut.jpg"
+    Image.open(photo_path).convert("RGB").save(tmp_path / "full.jpg")
+    truncated.write_bytes((tmp_path / "full.jpg").read_bytes()[:400])
+    bomb = tmp_path / "bomb.png"
+    _bomb_png(bomb)
+    existing = tmp_path / "existing.png"
+    existing.write_bytes(b"keep me")
+    return {
+        "missing file": (["dream", tmp_path / "nope.jpg", "-o", out], "no such file"),
+        "directory": (["dream", tmp_path, "-o", out], "directory"),
+        "not an image": (["dream", text, "-o", out], "not an image"),
+        "truncated": (["dream", truncated, "-o", out], "truncated"),
+        "bomb": (["dream", bomb, "-o", out], "too large"),
+        "unknown model": (["dream", photo_path, "-o", out, "--model", "alexnet"], "invalid choice"),
+        "unknown layer": (["dream", photo_path, "-o", out, "--layers", "blocks.44"], "unknown layer"),
+        "unknown class": (["dream", photo_path, "-o", out, "--target-class", "unicorn"], "unknown class"),
+        "zero size": (["dream", "--init", "noise", "--size", "0x10", "-o", out], "positive"),
+        "negative size": (["dream", "--init", "noise", "--size=-5x10", "-o", out], "positive"),
+        "nan step": (["dream", photo_path, "-o", out, "--step-size", "nan"], "positive number"),
+        "negative step": (["dream", photo_path, "-o", out, "--step-size", "-0.1"], "positive number"),
+        "unwritable": (["dream", photo_path, "-o", tmp_path / "no" / "dir" / "o.png"], "does not exist"),
+        "existing": (["dream", photo_path, "-o", existing], "exists"),
+        "input as output": (["dream", photo_path, "-o", photo_path, "--force"], "input"),
+        "bad format": (["dream", photo_path, "-o", tmp_path / "o.xyz"], "format"),
+        "no input": (["dream", "-o", out], "input image"),
+        "bad config": (["dream", photo_path, "-o", out, "--config", text], "no deepdream settings"),
+    }[name]
+
+
+ERRORS = [
+    "missing file", "directory", "not an image", "truncated", "bomb", "unknown model", "unknown layer",
+    "unknown class", "zero size", "negative size", "nan step", "negative step", "unwritable", "existing",
+    "input as output", "bad format", "no input", "bad config",
+]
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_error_paths_give_one_clear_line_and_no_output(tmp_path, photo_path, name):
+    args, words = _case(tmp_path, photo_path, name)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    r = run_cli(*args)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert words in lines[0], lines[0]
+    after = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before  # nothing written, nothing overwritten
