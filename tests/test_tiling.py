@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+import deepdream
+from deepdream.ascent import gradient, scorer
+from deepdream.dream import Dreamer, build_objective
+from deepdream.objectives import Energy
+from deepdream.taps import Taps
+from deepdream.tiling import layer_strides, margin_for, tile_layout, tiled_gradient
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (32, 64), (96, 0)])
+def test_tile_cores_partition_the_image(offset):
+    covered = torch.zeros(300, 410, dtype=torch.int32)
+    for t in tile_layout(300, 410, 128, 64, offset):
+        y0, y1, x0, x1 = t.core
+        covered[y0:y1, x0:x1] += 1
+        py0, py1, px0, px1 = t.pad
+        assert py0 <= y0 and y1 <= py1 and py1 - py0 <= 128 + 2 * 64
+    assert (covered == 1).all()
+
+
+def _smooth_image(h, w):
+    torch.manual_seed(0)
+    return torch.nn.functional.avg_pool2d(torch.rand(1, 3, h, w), 5, 1, 2)
+
+
+@pytest.mark.parametrize("layer, tolerance", [("blocks.2", 1e-3), ("blocks.4", 0.03)])
+def test_tiled_gradient_matches_untiled(lite0, layer, tolerance):
+    image = _smooth_image(384, 512)
+    objective = Energy(layer)
+    with Taps(lite0.model, objective.layers) as taps:
+        score = scorer(lite0, taps, objective)
+        calls = []
+
+        def counted(x, weights_fn=None):
+            calls.append(tuple(x.shape[-2:]))
+            return score(x, weights_fn)
+
+        whole = gradient(score)(image)
+        strides = layer_strides(taps, lite0.device)
+        margin = margin_for(strides)
+        tiled = tiled_gradient(counted, strides, 96, margin, torch.Generator().manual_seed(0))(image)
+    assert len(calls) > 4  # tiling really happened
+    assert all(h <= 96 + 2 * margin and w <= 96 + 2 * margin for h, w in calls)
+    error = ((tiled - whole).norm() / whole.norm()).item()
+    assert error < tolerance
+
+
+def test_small_images_are_not_tiled(lite0):
+    objective = Energy("blocks.4")
+    with Taps(lite0.model, objective.layers) as taps:
+        score = scorer(lite0, taps, objective)
+        calls = []
+        grad = tiled_gradient(
+            lambda x, w=None: calls.append(1) or score(x, w), layer_strides(taps, lite0.device), 256, 128,
+            torch.Generator(),
+        )
+        grad(torch.rand(1, 3, 200, 240))
+    assert len(calls) == 1
+
+
+def test_tiled_dream_on_a_larger_image_raises_the_objective(lite0):
+    image = _smooth_image(512, 768)
+    settings = deepdream.Settings(octaves=1, iterations=2, tile_size=128, seed=0, precision="bf16", layers="blocks.2")
+    with Dreamer(lite0, build_objective(lite0, settings), settings) as dreamer:
+        before = dreamer.score(image).item()
+        out = dreamer.dream(image)
+        assert dreamer.score(out).item() > before
+    assert out.shape == image.shape
