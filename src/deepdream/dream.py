@@ -99,8 +99,9 @@ class Dreamer:
         strides = layer_strides(self.taps, self.device)
         margin = margin_for(strides)
         tile = self.settings.tile_size or auto_tile_size(self.taps, self.device, margin)
-        seed = self.settings.seed if self.settings.seed is not None else 0
-        return tiled_gradient(self.score, strides, tile, margin, torch.Generator().manual_seed(seed + 1))
+        # re-seeded at every dream() so each image (each video frame) gets the same tile offsets
+        self._tile_generator = torch.Generator()
+        return tiled_gradient(self.score, strides, tile, margin, self._tile_generator)
 
     def close(self) -> None:
         self.taps.remove()
@@ -134,8 +135,11 @@ class Dreamer:
     ) -> torch.Tensor:
         """Dream an RGB image in [0, 1] (1 x 3 x H x W); returns a tensor of the same shape."""
         s = self.settings
+        seed = s.seed if s.seed is not None else 0
         if generator is None:
-            generator = torch.Generator().manual_seed(s.seed if s.seed is not None else 0)
+            generator = torch.Generator().manual_seed(seed)
+        if hasattr(self, "_tile_generator"):
+            self._tile_generator.manual_seed(seed + 1)
         image = image.to(self.device, torch.float32)
         h, w = image.shape[-2:]
         sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.backbone.min_size)
