@@ -17,7 +17,7 @@ from .backbones import Backbone, load_backbone
 from .errors import ModelError, SettingsError
 from .filters import GaussianBlur
 from .objectives import ClassLogProb, Guide, Objective, guide_features, layer_objective, parse_layer_spec
-from .settings import Settings, from_mapping
+from .settings import FOURIER_STEPS, Settings, from_mapping
 from .taps import Taps
 from .tiling import auto_tile_size, layer_strides, margin_for, tiled_gradient
 
@@ -232,8 +232,9 @@ def dream(
     torch.manual_seed(settings.seed)
 
     alpha = None
-    if settings.init == "noise" or image is None:
+    if image is None and settings.init == "image":
         settings = settings.replace(init="noise")
+    if settings.init != "image":
         rgb = noise_image(*settings.size, generator)
     elif isinstance(image, Image.Image):
         img = image.copy()
@@ -248,17 +249,31 @@ def dream(
         )
     guide = imageio.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
     objective = build_objective(backbone, settings, guide)
-    with Dreamer(backbone, objective, settings) as dreamer:
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    fourier = settings.init == "fourier"
+    if fourier:
+        steps = settings.iterations or FOURIER_STEPS
+    else:
+        sizes = octave_sizes(*rgb.shape[-2:], settings.octaves, settings.octave_scale, backbone.min_size)
+        steps = settings.steps * len(sizes)
 
-            bar = tqdm(total=dreamer.steps_per_image(*rgb.shape[-2:]), unit="step", leave=False)
-        try:
-            out = dreamer.dream(rgb, generator, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+    def run(bar: Progress | None) -> torch.Tensor:
+        if fourier:
+            from .features import render
+
+            width, height = settings.size
+            precision = resolve_precision(settings.precision, backbone.device)
+            return render(backbone, objective, width=width, height=height, steps=steps, generator=generator,
+                          precision=precision, progress=bar)
+        with Dreamer(backbone, objective, settings) as dreamer:
+            return dreamer.dream(rgb, generator, bar)
+
+    if progress:
+        from tqdm import tqdm
+
+        with tqdm(total=steps, unit="step", leave=False) as bar:
+            out = run(bar)
+    else:
+        out = run(None)
     result = imageio.tensor_to_pil(out, alpha)
     result.info["deepdream"] = settings.to_json()
     return result

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 from .errors import SettingsError
 
 OCTAVE_MODES = ("detail", "blend")
-INITS = ("image", "noise")
+INITS = ("image", "noise", "fourier")  # fourier: feature visualisation from a decorrelated spectrum
+FOURIER_STEPS = 256
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

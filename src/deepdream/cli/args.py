@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import math
 
-from ..settings import DEVICE_CHOICES, PRESETS, PRECISION_CHOICES, Settings, from_mapping, load_config, preset
+from ..settings import DEVICE_CHOICES, INITS, PRESETS, PRECISION_CHOICES, Settings, from_mapping, load_config, preset
 
 
 def positive_int(text: str) -> int:
@@ -96,8 +96,8 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tile-size", type=positive_int, help="compute gradients in tiles of this size")
     g = parser.add_argument_group("image")
     g.add_argument("--max-size", type=positive_int, help="cap on the long side (default 1024)")
-    g.add_argument("--init", choices=("image", "noise"))
-    g.add_argument("--size", type=size, help="WIDTHxHEIGHT for --init noise")
+    g.add_argument("--init", choices=INITS, help="start from the image, grey noise, or a Fourier-space feature visualisation")
+    g.add_argument("--size", type=size, help="WIDTHxHEIGHT for --init noise/fourier")
     g = parser.add_argument_group("settings")
     g.add_argument("--preset", choices=list(PRESETS))
     g.add_argument("--config", metavar="FILE", help="TOML file, or an image this tool wrote, to reproduce")

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_dream(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    if args.input is None and settings.init != "noise":
+    if args.input is None and settings.init == "image":
         raise SettingsError("give an input image, or --init noise")
     if args.input is not None:
         imageio.open_image(args.input)  # fail on a bad input before loading any network

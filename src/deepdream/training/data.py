@@ -13,7 +13,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -346,3 +346,51 @@ def batches(
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         yield view(data.images[idx]), data.labels[idx]
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Produce the next items in a background thread while the caller works on the current one.
+
+    Augmenting the next batch (roi_align and colour ops release the GIL) overlaps with the training
+    step on the other core. Order and randomness are unchanged: one thread consumes `items` in order.
+    """
+    import queue
+    import threading
+
+    done = object()
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+        except BaseException as exc:  # re-raised in the consumer
+            buffer.put(_Failed(exc))
+            return
+        buffer.put(done)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                worker.join(0.01)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: BaseException

@@ -7,6 +7,7 @@ curves and confusion-matrix figures, and resuming after an interruption.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,7 +26,7 @@ from ..ascent import autocast
 from ..errors import OutputError, SettingsError
 from . import report
 from .checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
-from .data import Decoded, PhotoAugment, Preprocessing, batches, decode, discover
+from .data import Decoded, PhotoAugment, Preprocessing, batches, decode, discover, prefetch
 from .models import build_model, count_parameters, get_architecture, set_trainable, train_mode
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -112,24 +113,76 @@ class TrainConfig:
         return self.pretrained if self.freeze_bn is None else self.freeze_bn
 
 
-def training_precision(name: str, device: torch.device, model: nn.Module | None = None) -> str:
-    """'auto' is bf16 where the hardware has native bf16 (CUDA, AVX512-BF16 or AMX CPUs), else fp32.
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 natively (CUDA with bf16, AVX512-BF16 or AMX CPUs)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
-    Given the model being trained: on CPUs, backward passes through depthwise convolutions (EfficientNet, MobileNet) are several times
-    slower in bf16 than in fp32, so 'auto' keeps such models in fp32 there.
-    """
+
+def training_precision(name: str, device: torch.device) -> str:
+    """Precision of forward-only passes: 'auto' is bf16 where the hardware has it natively, else fp32."""
     if name != "auto":
         return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type != "cpu":
-        return "fp32"
-    native = [getattr(torch.cpu, f, lambda: False) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if model is not None and any(
-        isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels for m in model.modules()
-    ):
-        return "fp32"
-    return "bf16" if any(f() for f in native) else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """Autocast of a training step: `frozen` for the frozen layers up to `boundary`, `trainable` from it on."""
+
+    frozen: str
+    trainable: str
+    boundary: str | None = None  # first module with trainable parameters; None: one precision throughout
+
+    def __str__(self) -> str:
+        return self.trainable if self.boundary is None else f"{self.frozen} frozen layers, {self.trainable} from {self.boundary}"
+
+
+def plan_precision(name: str, device: torch.device, model: nn.Module) -> PrecisionPlan:
+    """Choose the training precision ('auto': as fast as the hardware allows).
+
+    On CPUs the backward pass of depthwise convolutions (EfficientNet, MobileNet) is several times
+    slower in bf16 than in fp32, while their forward pass is faster in bf16. So with 'auto', layers
+    that train keep fp32 when depthwise convolutions are among them, and a frozen prefix (with
+    --trainable-from or --freeze-backbone) still runs in bf16: it has no backward pass.
+    """
+    if name != "auto":
+        return PrecisionPlan(name, name)
+    fast = training_precision(name, device)
+    depthwise_trains = any(
+        isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels and m.weight.requires_grad
+        for m in model.modules()
+    )
+    trainable = "fp32" if device.type == "cpu" and depthwise_trains else fast
+    # the outermost module whose parameters all train, e.g. 'blocks.4' for --trainable-from blocks.4
+    with_params = [(n, list(m.parameters())) for n, m in model.named_modules() if n and any(True for _ in m.parameters())]
+    boundary = next((n for n, ps in with_params if all(p.requires_grad for p in ps)), None)
+    if trainable == fast or boundary is None or boundary == with_params[0][0]:
+        return PrecisionPlan(trainable, trainable)
+    return PrecisionPlan(fast, trainable, boundary)
+
+
+@contextlib.contextmanager
+def precision_switch(model: nn.Module, plan: PrecisionPlan, device: torch.device):
+    """While active, the forward pass leaves autocast at `plan.boundary` and goes on in fp32."""
+    if plan.boundary is None:
+        yield
+        return
+
+    def switch(module: nn.Module, args: tuple) -> tuple:
+        # the autocast context that the step entered restores its own state on exit
+        torch.set_autocast_enabled(device.type, False)
+        return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    handle = model.get_submodule(plan.boundary).register_forward_pre_hook(switch)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 # ---------------------------------------------------------------- loss
@@ -207,32 +260,34 @@ def train_one_epoch(
     *,
     lr_at: Callable[[int], float],
     step: int = 0,
-    precision: str = "fp32",
+    precision: PrecisionPlan | str = "fp32",
     freeze_bn: bool = False,
     progress: Any = None,
 ) -> tuple[EpochStats, int]:
     """One pass over `loader` (images in [0, 1], labels); returns the epoch's stats and the next global step."""
     device = next(model.parameters()).device
+    plan = precision if isinstance(precision, PrecisionPlan) else PrecisionPlan(precision, precision)
     train_mode(model, freeze_bn)
     start = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
-    for x, y in loader:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        y = y.to(device)
-        with autocast(device, precision):
-            output = model(_to_input(x, preprocessing, device))
-        loss, logits = criterion(output, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        total_loss += float(loss.detach()) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        seen += len(y)
-        if progress is not None:
-            progress.update(len(y))
-            progress.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    with precision_switch(model, plan, device):
+        for x, y in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            y = y.to(device)
+            with autocast(device, plan.frozen):
+                output = model(_to_input(x, preprocessing, device))
+            loss, logits = criterion(output, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            if progress is not None:
+                progress.update(len(y))
+                progress.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start), step
 
 
@@ -394,8 +449,7 @@ def fit(
         raise SettingsError(f"--size {size} is below the {net.min_size} px that {config.arch} needs")
     pre = Preprocessing(size, config.resize or round(size / 0.875), net.mean, net.std)
     model = net.model.to(device, memory_format=torch.channels_last)
-    precision = training_precision(config.precision, device, model)
-    eval_precision = training_precision(config.precision, device)  # forward-only passes are fast in bf16 even so
+    eval_precision = training_precision(config.precision, device)
 
     # decode every image once; the epochs then only augment tensors
     decode_start = time.perf_counter()
@@ -419,6 +473,7 @@ def fit(
     )
 
     params = set_trainable(net, freeze_backbone=config.freeze_backbone, trainable_from=config.trainable_from)
+    precision = plan_precision(config.precision, device, model)
     weights = class_weights(config.class_weights, train_data.counts())
     criterion = ClassifierLoss(weights, config.label_smoothing, config.aux_weight)
     base_lr = config.learning_rate()
@@ -436,7 +491,7 @@ def fit(
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    start_epoch, step, train_seconds = 0, 0, 0.0
+    start_epoch, step, train_seconds, train_cpu_seconds = 0, 0, 0.0, 0.0
     if payload is not None:
         state = payload["training_state"]
         model.load_state_dict(payload["state_dict"])
@@ -444,7 +499,8 @@ def fit(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best = list(state["history"]), state["best"]
-        start_epoch, step, train_seconds = int(payload["epoch"]), int(state["step"]), float(state["train_seconds"])
+        start_epoch, step = int(payload["epoch"]), int(state["step"])
+        train_seconds, train_cpu_seconds = float(state["train_seconds"]), float(state.get("train_cpu_seconds", 0.0))
         log(f"resuming {out} after epoch {start_epoch}")
 
     def info(epoch: int, metrics: dict[str, float]) -> CheckpointInfo:
@@ -462,23 +518,26 @@ def fit(
                 "skipped": skipped,
                 "decode_seconds": decode_seconds,
             },
-            "precision": precision,
+            "precision": str(precision),
             "size": size,
             "parameters": count_parameters(model),
             "epochs": history,
             "best": best,
             "train_seconds": train_seconds,
+            # CPU time of this process: on a CPU shared with other jobs, wall time overstates the cost
+            "train_cpu_seconds": train_cpu_seconds,
             **extra,
         }
 
     out.mkdir(exist_ok=True)  # only now: a bad data folder leaves nothing behind
     _write_json(out / "config.json", config.to_dict())
     for epoch in range(start_epoch + 1, config.epochs + 1):
+        cpu_start = time.process_time()
         bar = progress_bar(len(train_data), f"epoch {epoch}/{config.epochs}", progress)
         view = lambda u8: augment(u8, generator)  # noqa: E731
         stats, step = train_one_epoch(
             model,
-            batches(train_data, config.batch_size, view, shuffle=generator),
+            prefetch(batches(train_data, config.batch_size, view, shuffle=generator)),
             criterion,
             optimizer,
             pre,
@@ -499,6 +558,8 @@ def fit(
             bar.close()
         seconds = stats.seconds + time.perf_counter() - eval_start
         train_seconds += seconds
+        cpu_seconds = time.process_time() - cpu_start
+        train_cpu_seconds += cpu_seconds
         record = {
             "epoch": epoch,
             "lr": lr_at(step - 1),
@@ -507,6 +568,7 @@ def fit(
             "val_loss": ev.loss,
             "val_accuracy": ev.accuracy,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
         }
         history.append(record)
         improved = best is None or ev.accuracy > best["accuracy"]
@@ -526,13 +588,14 @@ def fit(
                 "best": best,
                 "step": step,
                 "train_seconds": train_seconds,
+                "train_cpu_seconds": train_cpu_seconds,
             },
         )
         _write_json(out / "metrics.json", metrics_json({}))
         report.save_figure(report.curves_figure(history, f"{out.name}: {config.arch}"), out / "curves.png")
         log(
             f"epoch {epoch}/{config.epochs}: train loss {stats.loss:.3f} acc {stats.accuracy:.3f} | "
-            f"{splits.val_name} loss {ev.loss:.3f} acc {ev.accuracy:.4f} | {seconds:.0f}s" + ("  *best" if improved else "")
+            f"{splits.val_name} loss {ev.loss:.3f} acc {ev.accuracy:.4f} | {seconds:.0f}s ({cpu_seconds:.0f} cpu-s)" + ("  *best" if improved else "")
         )
 
     # the best epoch decides; with a separate test folder it is scored once, at the end

@@ -47,21 +47,32 @@ def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class SimpleCNN(nn.Module):
-    """A small VGG-style network with batch norm, trained from scratch.
+class Residual(nn.Module):
+    """x + f(x) with f two 3x3 conv-bn-relu layers: depth without slowing early training."""
 
-    3x3 convolutions in stages that halve the resolution and double the width, then global average
-    pooling, so any input of 32 px or more works. About 0.45 GMAC at 112 px with width 32.
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class SimpleCNN(nn.Module):
+    """A small ResNet-9-style network with batch norm, trained from scratch.
+
+    Stages of 3x3 convolutions halve the resolution and double the width, two of them followed by a
+    residual block; global average pooling lets any input of 32 px or more through. About 0.3 GMAC
+    at 112 px with width 32.
     """
 
-    def __init__(self, num_classes: int, width: int = 32, dropout: float = 0.3):
+    def __init__(self, num_classes: int, width: int = 32, dropout: float = 0.2):
         super().__init__()
         w = width
         self.stem = conv_bn(3, w, stride=2)  # 1/2
-        self.stage1 = nn.Sequential(conv_bn(w, 2 * w), nn.MaxPool2d(2))  # 1/4
-        self.stage2 = nn.Sequential(conv_bn(2 * w, 4 * w), conv_bn(4 * w, 4 * w), nn.MaxPool2d(2))  # 1/8
-        self.stage3 = nn.Sequential(conv_bn(4 * w, 8 * w), conv_bn(8 * w, 8 * w), nn.MaxPool2d(2))  # 1/16
-        self.stage4 = nn.Sequential(conv_bn(8 * w, 8 * w), conv_bn(8 * w, 8 * w))
+        self.stage1 = nn.Sequential(conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w))  # 1/4
+        self.stage2 = nn.Sequential(conv_bn(2 * w, 4 * w), nn.MaxPool2d(2))  # 1/8
+        self.stage3 = nn.Sequential(conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w))  # 1/16
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(8 * w, num_classes)
@@ -70,15 +81,15 @@ class SimpleCNN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stage4(self.stage3(self.stage2(self.stage1(self.stem(x)))))
+        x = self.stage3(self.stage2(self.stage1(self.stem(x))))  # B x 8w x H/16 x W/16
         return self.fc(self.dropout(self.pool(x).flatten(1)))  # B x num_classes
 
 
-def _simple_cnn(num_classes: int, pretrained: bool, width: int = 32, dropout: float = 0.3) -> Net:
+def _simple_cnn(num_classes: int, pretrained: bool, width: int = 32, dropout: float = 0.2) -> Net:
     if pretrained:
         raise ModelError("simple_cnn has no pretrained weights; drop --pretrained (it trains from scratch)")
     model = SimpleCNN(num_classes, width=int(width), dropout=float(dropout))
-    return Net(model, ("fc",), ("stage3", "stage2", "stage4", "stage3.0"), min_size=32)
+    return Net(model, ("fc",), ("stage3", "stage2", "stage1", "stage3.2"), min_size=32)
 
 
 # ---------------------------------------------------------------- inception_v3 (the reference wrapper)
@@ -137,7 +148,7 @@ def _from_backbone(name: str) -> Callable[..., Net]:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "simple_cnn": Architecture(
-        "simple_cnn", _simple_cnn, 112, "small VGG-style CNN trained from scratch", {"width": 32, "dropout": 0.3}, False
+        "simple_cnn", _simple_cnn, 112, "small ResNet-9-style CNN trained from scratch", {"width": 32, "dropout": 0.2}, False
     ),
     "efficientnet_lite0": Architecture(
         "efficientnet_lite0", _from_backbone("efficientnet_lite0"), 224, "EfficientNet-Lite0, embedded ImageNet weights"

@@ -90,7 +90,7 @@ def load_run(path: str | Path) -> Run:
 
 def comparison_table(runs: Sequence[Run]) -> str:
     """A markdown table: one row per run with its architecture, accuracy and wall time."""
-    header = "| run | arch | pretrained | epochs | best epoch | accuracy | evaluated on | train time |"
+    header = "| run | arch | pretrained | epochs | best epoch | accuracy | evaluated on | train time | train CPU time |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for run in runs:
         m = run.metrics
@@ -100,7 +100,7 @@ def comparison_table(runs: Sequence[Run]) -> str:
             f"| {run.name} | {cfg.get('arch', '?')} | {'yes' if cfg.get('pretrained') else 'no'} "
             f"| {len(m.get('epochs', []))} | {m.get('best', {}).get('epoch', '-')} "
             f"| {final.get('accuracy', float('nan')):.4f} | {final.get('split', '-')} ({final.get('images', '?')} images) "
-            f"| {_duration(m.get('train_seconds', 0.0))} |"
+            f"| {_duration(m.get('train_seconds', 0.0))} | {_duration(m.get('train_cpu_seconds', 0.0))} |"
         )
     return "\n".join(lines)
 
