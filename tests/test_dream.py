@@ -66,7 +66,7 @@ def test_target_class_takes_a_photo_of_something_else_past_50_percent(lite0, pho
 
     settings = deepdream.Settings(target_class="golden retriever", seed=0, precision="fp32", octaves=3)
     objective = build_objective(lite0, settings)
-    assert objective.layers == {OUTPUT} and settings.steps == 20
+    assert objective.layers == {OUTPUT} and settings.steps == 30
     before = prob(photo_tensor)
     with Dreamer(lite0, objective, settings) as dreamer:
         after = prob(dreamer.dream(photo_tensor))

@@ -30,9 +30,21 @@ from deepdream.training.data import (
     SkippedImageWarning,
     decode,
     discover,
+    prefetch,
     scan_folder,
 )
-from deepdream.training.loop import ClassifierLoss, TrainConfig, class_weights, cosine_lr, fit, predict
+from deepdream.training.loop import (
+    ClassifierLoss,
+    PrecisionPlan,
+    TrainConfig,
+    class_weights,
+    cosine_lr,
+    fit,
+    native_bf16,
+    plan_precision,
+    precision_switch,
+    predict,
+)
 from deepdream.training.models import build_model, set_trainable
 
 from conftest import run_cli
@@ -202,6 +214,20 @@ def test_photo_augment_exact_on_tiny_tensors():
     assert torch.equal(pre.center(images), images[..., 1:7, 1:7].float() / 255)
 
 
+def test_prefetch_keeps_order_propagates_errors_and_stops_early():
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        list(prefetch(failing()))
+    for i in prefetch(iter(range(1000)), depth=2):  # leaving early must not hang on a full queue
+        if i == 3:
+            break
+
+
 # ---------------------------------------------------------------- models
 
 
@@ -220,6 +246,41 @@ def test_pretrained_efficientnet_gets_a_new_head_and_freezing_works():
         set_trainable(net, trainable_from="blocks.9")
     with pytest.raises(ModelError, match="no pretrained weights"):
         build_model("simple_cnn", 2, pretrained=True)
+
+
+def test_precision_plan_keeps_trained_depthwise_layers_in_fp32():
+    cpu = torch.device("cpu")
+    net = build_model("efficientnet_lite0", 2)
+    set_trainable(net, trainable_from="blocks.5")
+    plan = plan_precision("auto", cpu, net.model)
+    if native_bf16(cpu):
+        assert plan == PrecisionPlan("bf16", "fp32", "blocks.5")
+        assert plan_precision("auto", cpu, build_model("simple_cnn", 2).model) == PrecisionPlan("bf16", "bf16")
+    else:
+        assert plan == PrecisionPlan("fp32", "fp32")
+    set_trainable(net)  # everything trains: no frozen prefix to run in bf16
+    assert plan_precision("auto", cpu, net.model).boundary is None
+    assert plan_precision("fp32", cpu, net.model) == PrecisionPlan("fp32", "fp32")
+
+    # the switch: bf16 up to the boundary, fp32 from there on, gradients only where they train
+    set_trainable(net, trainable_from="blocks.5")
+    dtypes = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            dtypes[name] = output.dtype
+
+        return hook
+
+    hooks = [net.model.get_submodule(n).register_forward_hook(record(n)) for n in ("blocks.4", "blocks.5")]
+    with precision_switch(net.model, PrecisionPlan("bf16", "fp32", "blocks.5"), cpu), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net.model(torch.rand(2, 3, 64, 64))
+    assert not torch.is_autocast_enabled("cpu")  # the step's autocast restored its state
+    assert dtypes == {"blocks.4": torch.bfloat16, "blocks.5": torch.float32} and logits.dtype == torch.float32
+    logits.sum().backward()
+    assert net.model.blocks[5][0].conv_pw.weight.grad is not None and net.model.blocks[4][0].conv_pw.weight.grad is None
+    for h in hooks:
+        h.remove()
 
 
 def test_inception_v3_wrapper_options():

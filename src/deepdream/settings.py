@@ -31,7 +31,7 @@ class Settings:
     target_class: str | None = None
     guide: str | None = None
     guide_layer: str | None = None
-    iterations: int | None = None  # None: 10, or 20 with a target class (see `steps`)
+    iterations: int | None = None  # None: 10, or 30 with a target class (see `steps`)
     octaves: int = 4
     octave_scale: float = 1.4
     octave_mode: str = "detail"
@@ -88,7 +88,7 @@ class Settings:
         """Ascent steps per octave: a class target needs more steps than a layer to take hold."""
         if self.iterations is not None:
             return self.iterations
-        return 20 if self.target_class is not None else 10
+        return 30 if self.target_class is not None else 10
 
     def replace(self, **changes: Any) -> "Settings":
         return from_mapping({**self.to_dict(), **changes})
