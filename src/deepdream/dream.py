@@ -90,7 +90,7 @@ class Dreamer:
         self.score = scorer(self.backbone, self.taps, self.objective, self.precision)
         self.grad_fn = self._gradient_fn()
         self.smooth = GaussianBlur(s.smoothing).to(self.device) if s.smoothing > 0 else None
-        self.blend_blur = GaussianBlur(s.blend_blur).to(self.device) if s.blend_blur > 0 else None
+        self.blend_blur = GaussianBlur(s.blend_blur, "replicate").to(self.device) if s.blend_blur > 0 else None
 
     def _gradient_fn(self):
         """Tiled for spatial objectives (tile size from settings or from free memory), else one pass."""
@@ -152,8 +152,9 @@ class Dreamer:
             if progress is not None:
                 progress.set_description(f"octave {i + 1}/{len(sizes)}")
             base = resize(image, size)
-            dreamed = self._ascend((base + resize(detail, size)).clamp(0, 1), generator, progress)
-            detail = dreamed - base  # keep only what the dream added, re-injected at the next octave
+            dreamed = self._ascend((base + resize(detail, size)).clamp_(0, 1), generator, progress)
+            if i + 1 < len(sizes):
+                detail = dreamed - base  # keep only what the dream added, re-injected at the next octave
         return dreamed
 
     def _dream_blend(self, image, sizes, generator, progress) -> torch.Tensor:

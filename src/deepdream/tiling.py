@@ -117,7 +117,7 @@ def memory_budget(device: torch.device) -> int:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
         available = 8 << 30
-    return int(min(available * 0.2, 3 * (1 << 30)))
+    return int(min(available * 0.1, 1.5 * (1 << 30)))
 
 
 def auto_tile_size(score_taps, device: torch.device, margin: int) -> int:

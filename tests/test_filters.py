@@ -1,0 +1,18 @@
+import torch
+
+from deepdream.filters import GaussianBlur, gaussian_kernel1d
+
+
+def test_kernel_is_normalised_and_symmetric():
+    k = gaussian_kernel1d(1.0)
+    assert k.numel() == 7 and torch.isclose(k.sum(), torch.tensor(1.0))
+    assert torch.equal(k, k.flip(0))
+
+
+def test_blur_spreads_an_impulse_and_keeps_flat_pictures_flat():
+    x = torch.zeros(1, 3, 9, 9)
+    x[..., 4, 4] = 1
+    y = GaussianBlur(1.0)(x)
+    assert torch.isclose(y.sum(), torch.tensor(3.0)) and y[0, 0, 4, 4] < 1 and y[0, 0, 4, 5] > 0
+    flat = torch.full((1, 3, 8, 8), 0.7)
+    assert torch.allclose(GaussianBlur(2.0, "replicate")(flat), flat)  # edges of pictures do not darken
