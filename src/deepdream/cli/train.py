@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=positive_int, help="default 32")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default adamw")
     g.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-3 from scratch, 3e-4 fine-tuning, 1e-3 head only)")
+    g.add_argument("--head-lr-scale", type=positive_float, help="the new head's lr is --lr times this (default 10 with --pretrained)")
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine decay (default 0.5)")
     g.add_argument("--label-smoothing", type=float, help="default 0.1")
@@ -143,6 +144,7 @@ def _config_from_args(args: argparse.Namespace):
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
         "lr": args.lr,
+        "head_lr_scale": args.head_lr_scale,
         "weight_decay": args.weight_decay,
         "warmup": args.warmup,
         "label_smoothing": args.label_smoothing,

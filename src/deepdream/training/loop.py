@@ -51,6 +51,7 @@ class TrainConfig:
     batch_size: int = 32
     optimizer: str = "adamw"
     lr: float | None = None  # None: 3e-3 from scratch, 1e-3 head only, 3e-4 fine-tuning
+    head_lr_scale: float | None = None  # the new head's lr is lr * this; None: 10 when fine-tuning pretrained weights
     weight_decay: float = 0.01
     warmup: float = 0.5  # epochs of linear warm-up before the cosine decay
     label_smoothing: float = 0.1
@@ -75,6 +76,7 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         need(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
         need(self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}")
+        need(self.head_lr_scale is None or self.head_lr_scale > 0, f"head lr scale must be positive, got {self.head_lr_scale}")
         need(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         need(0 < self.crop_scale <= 1, f"crop scale must be in (0, 1], got {self.crop_scale}")
@@ -108,6 +110,12 @@ class TrainConfig:
         if self.freeze_backbone:
             return 1e-3
         return 3e-4 if self.pretrained else 3e-3
+
+    def head_lr_multiplier(self) -> float:
+        """A fresh head on pretrained features learns faster than the features should move."""
+        if self.head_lr_scale is not None:
+            return self.head_lr_scale
+        return 10.0 if self.pretrained and not self.freeze_backbone else 1.0
 
     def bn_frozen(self) -> bool:
         return self.pretrained if self.freeze_bn is None else self.freeze_bn
@@ -273,7 +281,7 @@ def train_one_epoch(
     with precision_switch(model, plan, device):
         for x, y in loader:
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
+                group["lr"] = lr_at(step) * group.get("lr_scale", 1.0)
             y = y.to(device)
             with autocast(device, plan.frozen):
                 output = model(_to_input(x, preprocessing, device))
@@ -477,7 +485,12 @@ def fit(
     weights = class_weights(config.class_weights, train_data.counts())
     criterion = ClassifierLoss(weights, config.label_smoothing, config.aux_weight)
     base_lr = config.learning_rate()
-    optimizer = OPTIMIZERS[config.optimizer](params, base_lr, config.weight_decay)
+    head = {id(p) for name in net.head for p in model.get_submodule(name).parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in head], "lr_scale": 1.0},
+        {"params": [p for p in params if id(p) in head], "lr_scale": config.head_lr_multiplier()},
+    ]
+    optimizer = OPTIMIZERS[config.optimizer]([g for g in groups if g["params"]], base_lr, config.weight_decay)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = min(total_steps, round(config.warmup * steps_per_epoch))
