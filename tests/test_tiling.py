@@ -61,7 +61,7 @@ def test_small_images_are_not_tiled(lite0):
 
 
 def test_tiled_dream_on_a_larger_image_raises_the_objective(lite0):
-    image = _smooth_image(512, 768)
+    image = _smooth_image(384, 512)
     settings = deepdream.Settings(octaves=1, iterations=2, tile_size=128, seed=0, precision="bf16", layers="blocks.2")
     with Dreamer(lite0, build_objective(lite0, settings), settings) as dreamer:
         before = dreamer.score(image).item()
