@@ -212,6 +212,9 @@ def test_photo_augment_exact_on_tiny_tensors():
     assert a.shape == (2, 3, 6, 6) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
     pre = Preprocessing(6, 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert torch.equal(pre.center(images), images[..., 1:7, 1:7].float() / 255)
+    larger = Preprocessing(4, 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), eval_size=6)  # train 4 px crops, score 6 px
+    assert torch.equal(larger.center(images), pre.center(images))
+    assert Preprocessing.from_dict(larger.to_dict()) == larger
 
 
 def test_prefetch_keeps_order_propagates_errors_and_stops_early():
@@ -312,7 +315,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
     net.model.train()
     with torch.no_grad():  # move the batch-norm statistics away from their initial values
         net.model(torch.randn(8, 3, 40, 40))
-    pre = Preprocessing(40, 46, net.mean, net.std)
+    pre = Preprocessing(36, 46, net.mean, net.std, eval_size=40)
     info = CheckpointInfo("simple_cnn", CLASSES, pre, {"width": 8}, epoch=3, metrics={"val_accuracy": 0.5})
     path = save_checkpoint(tmp_path / "ck.pt", net.model, info)
     raw = torch.load(path, weights_only=True)  # plain data and tensors only

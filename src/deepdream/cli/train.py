@@ -70,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
     g = p.add_argument_group("data")
     g.add_argument("--size", type=positive_int, help="training crop in pixels (default per architecture)")
+    g.add_argument("--eval-size", type=positive_int, help="centre crop for evaluation (default --size; a bit larger often scores better)")
     g.add_argument("--resize", type=positive_int, help="decoded square the crops come from (default size/0.875)")
     g.add_argument("--crop-scale", type=positive_float, help="smallest area fraction of the random crop (default 0.25)")
     g.add_argument("--val-split", type=fraction, help="carve this fraction of train/ (or the single tree) out for validation")
@@ -153,6 +154,7 @@ def _config_from_args(args: argparse.Namespace):
         "precision": args.precision,
         "device": args.device,
         "size": args.size,
+        "eval_size": args.eval_size,
         "resize": args.resize,
         "crop_scale": args.crop_scale,
         "val_split": args.val_split,

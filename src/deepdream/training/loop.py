@@ -27,7 +27,7 @@ from ..errors import OutputError, SettingsError
 from . import report
 from .checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
 from .data import Decoded, PhotoAugment, Preprocessing, batches, decode, discover, prefetch
-from .models import build_model, count_parameters, get_architecture, set_trainable, train_mode
+from .models import Net, build_model, count_parameters, get_architecture, set_trainable, train_mode
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
@@ -57,7 +57,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_weights: tuple[float, ...] | str | None = None  # explicit, 'auto' (inverse frequency) or none
     size: int | None = None  # training crop; None: the architecture's default
-    resize: int | None = None  # decoded square; None: size / 0.875
+    eval_size: int | None = None  # centre crop for evaluation; None: size
+    resize: int | None = None  # decoded square; None: max(size, eval_size) / 0.875
     crop_scale: float = 0.25  # smallest area fraction of the random resized crop
     val_split: float | None = None
     tta: bool = False  # evaluate with the horizontal flip averaged in
@@ -81,7 +82,9 @@ class TrainConfig:
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         need(0 < self.crop_scale <= 1, f"crop scale must be in (0, 1], got {self.crop_scale}")
         need(self.size is None or self.size >= 16, f"size must be >= 16, got {self.size}")
-        need(self.resize is None or self.size is None or self.resize >= self.size, "resize must be >= size")
+        need(self.eval_size is None or self.eval_size >= 16, f"eval size must be >= 16, got {self.eval_size}")
+        largest = max(self.size or 0, self.eval_size or 0)
+        need(self.resize is None or self.resize >= largest, f"resize must be >= size and eval size ({largest})")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         need(self.aux_weight >= 0, f"aux weight must be >= 0, got {self.aux_weight}")
         if isinstance(self.class_weights, str):
@@ -234,6 +237,16 @@ class ClassifierLoss:
                 aux.float(), targets, weight=weight, label_smoothing=self.label_smoothing
             )
         return loss, output
+
+
+def make_optimizer(config: TrainConfig, net: Net, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    """The configured optimizer; the new head's parameter group gets its lr scaled (`lr_scale`)."""
+    head = {id(p) for name in net.head for p in net.model.get_submodule(name).parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in head], "lr_scale": 1.0},
+        {"params": [p for p in params if id(p) in head], "lr_scale": config.head_lr_multiplier()},
+    ]
+    return OPTIMIZERS[config.optimizer]([g for g in groups if g["params"]], config.learning_rate(), config.weight_decay)
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
@@ -453,9 +466,12 @@ def fit(
     arch = get_architecture(config.arch)
     net = build_model(config.arch, len(classes), pretrained=config.pretrained and payload is None, options=config.options)
     size = config.size or arch.input_size
-    if size < net.min_size:
+    largest = max(size, config.eval_size or size)
+    if min(size, config.eval_size or size) < net.min_size:
         raise SettingsError(f"--size {size} is below the {net.min_size} px that {config.arch} needs")
-    pre = Preprocessing(size, config.resize or round(size / 0.875), net.mean, net.std)
+    if config.resize is not None and config.resize < largest:
+        raise SettingsError(f"--resize {config.resize} is smaller than the {largest} px crops")
+    pre = Preprocessing(size, config.resize or round(largest / 0.875), net.mean, net.std, config.eval_size)
     model = net.model.to(device, memory_format=torch.channels_last)
     eval_precision = training_precision(config.precision, device)
 
@@ -485,12 +501,7 @@ def fit(
     weights = class_weights(config.class_weights, train_data.counts())
     criterion = ClassifierLoss(weights, config.label_smoothing, config.aux_weight)
     base_lr = config.learning_rate()
-    head = {id(p) for name in net.head for p in model.get_submodule(name).parameters()}
-    groups = [
-        {"params": [p for p in params if id(p) not in head], "lr_scale": 1.0},
-        {"params": [p for p in params if id(p) in head], "lr_scale": config.head_lr_multiplier()},
-    ]
-    optimizer = OPTIMIZERS[config.optimizer]([g for g in groups if g["params"]], base_lr, config.weight_decay)
+    optimizer = make_optimizer(config, net, params)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = min(total_steps, round(config.warmup * steps_per_epoch))
