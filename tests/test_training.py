@@ -251,6 +251,16 @@ def test_pretrained_efficientnet_gets_a_new_head_and_freezing_works():
         build_model("simple_cnn", 2, pretrained=True)
 
 
+def test_pretrained_weights_from_a_local_file(tmp_path):
+    source = build_model("efficientnet_lite0", 1000).model  # random weights stand in for a downloaded file
+    path = tmp_path / "lite0.pth"
+    torch.save(source.state_dict(), path)
+    net = build_model("efficientnet_lite0", 2, pretrained=True, weights=path)
+    assert torch.equal(net.model.conv_stem.weight, source.conv_stem.weight) and net.model.classifier.out_features == 2
+    with pytest.raises(ModelError, match="no pretrained weights"):
+        build_model("simple_cnn", 2, weights=path)
+
+
 def test_precision_plan_keeps_trained_depthwise_layers_in_fp32():
     cpu = torch.device("cpu")
     net = build_model("efficientnet_lite0", 2)

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default simple_cnn)")
     g.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights, new head")
+    g.add_argument("--weights", metavar="FILE", help="start from a local state dict (.pth/.safetensors); implies --pretrained")
     g.add_argument("--freeze-backbone", action="store_true", default=None, help="train the new head only")
     g.add_argument("--trainable-from", metavar="LAYER", help="freeze everything before this dotted layer (e.g. blocks.3)")
     g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, help="keep batch-norm statistics fixed (default: when --pretrained)")
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--epochs", type=positive_int, help="default 10")
     g.add_argument("--batch-size", type=positive_int, help="default 32")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default adamw")
-    g.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-3 from scratch, 3e-4 fine-tuning, 1e-3 head only)")
+    g.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning, 1e-3 head only)")
     g.add_argument("--head-lr-scale", type=positive_float, help="the new head's lr is --lr times this (default 10 with --pretrained)")
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine decay (default 0.5)")
@@ -136,7 +137,8 @@ def _config_from_args(args: argparse.Namespace):
     }
     given = {
         "arch": args.arch,
-        "pretrained": args.pretrained,
+        "pretrained": True if args.weights else args.pretrained,
+        "weights": str(Path(args.weights).resolve()) if args.weights else None,
         "freeze_backbone": args.freeze_backbone,
         "trainable_from": args.trainable_from,
         "freeze_bn": args.freeze_bn,

@@ -43,6 +43,7 @@ class TrainConfig:
 
     arch: str = "simple_cnn"
     pretrained: bool = False
+    weights: str | None = None  # a local state dict to start from instead of the built-in pretrained weights
     options: dict[str, Any] = field(default_factory=dict)  # architecture options (aux_logits, width, ...)
     freeze_backbone: bool = False
     trainable_from: str | None = None
@@ -50,7 +51,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adamw"
-    lr: float | None = None  # None: 3e-3 from scratch, 1e-3 head only, 3e-4 fine-tuning
+    lr: float | None = None  # None: 3e-3 from scratch, 1e-3 head only, 1e-4 fine-tuning
     head_lr_scale: float | None = None  # the new head's lr is lr * this; None: 10 when fine-tuning pretrained weights
     weight_decay: float = 0.01
     warmup: float = 0.5  # epochs of linear warm-up before the cosine decay
@@ -112,7 +113,7 @@ class TrainConfig:
             return self.lr
         if self.freeze_backbone:
             return 1e-3
-        return 3e-4 if self.pretrained else 3e-3
+        return 1e-4 if self.pretrained else 3e-3
 
     def head_lr_multiplier(self) -> float:
         """A fresh head on pretrained features learns faster than the features should move."""
@@ -464,7 +465,11 @@ def fit(
     splits = discover(data_dir, config.val_split, config.seed)
     classes = splits.train.classes
     arch = get_architecture(config.arch)
-    net = build_model(config.arch, len(classes), pretrained=config.pretrained and payload is None, options=config.options)
+    # a resumed run gets every weight from its checkpoint
+    fresh = payload is None
+    net = build_model(
+        config.arch, len(classes), config.pretrained and fresh, config.options, config.weights if fresh else None
+    )
     size = config.size or arch.input_size
     largest = max(size, config.eval_size or size)
     if min(size, config.eval_size or size) < net.min_size:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -33,7 +34,7 @@ class Net:
 @dataclass(frozen=True)
 class Architecture:
     name: str
-    build: Callable[..., Net]  # build(num_classes, pretrained, **options) -> Net
+    build: Callable[..., Net]  # build(num_classes, pretrained, weights, **options) -> Net; weights: a local file
     input_size: int  # default training crop
     summary: str
     options: dict[str, Any] = field(default_factory=dict)  # accepted options and their defaults
@@ -85,8 +86,8 @@ class SimpleCNN(nn.Module):
         return self.fc(self.dropout(self.pool(x).flatten(1)))  # B x num_classes
 
 
-def _simple_cnn(num_classes: int, pretrained: bool, width: int = 32, dropout: float = 0.2) -> Net:
-    if pretrained:
+def _simple_cnn(num_classes: int, pretrained: bool, weights: Path | None, width: int = 32, dropout: float = 0.2) -> Net:
+    if pretrained or weights is not None:
         raise ModelError("simple_cnn has no pretrained weights; drop --pretrained (it trains from scratch)")
     model = SimpleCNN(num_classes, width=int(width), dropout=float(dropout))
     return Net(model, ("fc",), ("stage3", "stage2", "stage1", "stage3.2"), min_size=32)
@@ -95,7 +96,9 @@ def _simple_cnn(num_classes: int, pretrained: bool, width: int = 32, dropout: fl
 # ---------------------------------------------------------------- inception_v3 (the reference wrapper)
 
 
-def _inception_v3(num_classes: int, pretrained: bool, aux_logits: bool = False, transform_input: bool | None = None) -> Net:
+def _inception_v3(
+    num_classes: int, pretrained: bool, weights: Path | None, aux_logits: bool = False, transform_input: bool | None = None
+) -> Net:
     """torchvision InceptionV3 with the reference wrapper's options.
 
     transform_input re-normalises ImageNet-normalised input to the (x - 0.5) / 0.5 that torchvision's
@@ -103,13 +106,15 @@ def _inception_v3(num_classes: int, pretrained: bool, aux_logits: bool = False, 
     """
     from torchvision.models import inception_v3
 
+    pretrained = pretrained or weights is not None
     if transform_input is None:
         transform_input = pretrained
     model = inception_v3(
         weights=None, num_classes=num_classes, aux_logits=aux_logits, transform_input=transform_input, init_weights=not pretrained
     )
     if pretrained:
-        source = BACKBONES["inception_v3"](True, None).model.state_dict()  # WeightsUnavailable when offline
+        # torchvision's weights (WeightsUnavailable when neither cached nor downloadable) or a local file
+        source = BACKBONES["inception_v3"](True, weights).model.state_dict()
         own = model.state_dict()
         # everything but the new heads; the auxiliary classifier keeps its fresh initialisation
         fitting = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
@@ -135,8 +140,8 @@ def replace_head(model: nn.Module, num_classes: int) -> str:
 
 
 def _from_backbone(name: str) -> Callable[..., Net]:
-    def build(num_classes: int, pretrained: bool) -> Net:
-        backbone = BACKBONES[name](pretrained, None)
+    def build(num_classes: int, pretrained: bool, weights: Path | None) -> Net:
+        backbone = BACKBONES[name](pretrained, weights)
         model = backbone.model
         head = replace_head(model, num_classes)
         model.requires_grad_(True)
@@ -176,8 +181,18 @@ def get_architecture(name: str) -> Architecture:
     return ARCHITECTURES[name]
 
 
-def build_model(name: str, num_classes: int, pretrained: bool = False, options: dict[str, Any] | None = None) -> Net:
-    """Build a registered architecture with a `num_classes` head, pretrained where asked and available."""
+def build_model(
+    name: str,
+    num_classes: int,
+    pretrained: bool = False,
+    options: dict[str, Any] | None = None,
+    weights: str | Path | None = None,
+) -> Net:
+    """Build a registered architecture with a `num_classes` head.
+
+    pretrained: start from the backbone's ImageNet weights (embedded, or torchvision's when cached or
+    downloadable); weights: from a local state-dict file instead.
+    """
     arch = get_architecture(name)
     options = dict(options or {})
     unknown = sorted(set(options) - set(arch.options))
@@ -186,7 +201,7 @@ def build_model(name: str, num_classes: int, pretrained: bool = False, options: 
         raise ModelError(f"{name} does not take the option(s) {', '.join(unknown)} (accepted: {accepted})")
     if num_classes < 2:
         raise ModelError(f"a classifier needs at least 2 classes, got {num_classes}")
-    return arch.build(num_classes, pretrained, **{**arch.options, **options})
+    return arch.build(num_classes, pretrained, Path(weights) if weights else None, **{**arch.options, **options})
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
