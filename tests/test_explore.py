@@ -209,12 +209,16 @@ def test_one_network_load_per_sheet(monkeypatch, tmp_path, lite0):
     assert main(["sweep", str(photo), "-o", str(tmp_path / "s.png"), "--layers", "blocks.2,blocks.3,blocks.4",
                  "--iterations", "1", "--octaves", "1", *common]) == 0
     assert len(loads) == 1
+    # the sheet's metadata repeats the sweep
+    assert main(["sweep", str(photo), "--config", str(tmp_path / "s.png"), "-o", str(tmp_path / "s2.png"), "-q"]) == 0
+    assert len(loads) == 2
+    assert torch.equal(pil_to_tensor(Image.open(tmp_path / "s.png"))[0], pil_to_tensor(Image.open(tmp_path / "s2.png"))[0])
     assert main(["atlas", "--layer", "blocks.3", "--channels", "0-3", "--tile", "32", "--steps", "2",
                  "-o", str(tmp_path / "a.png"), *common]) == 0
-    assert len(loads) == 2
+    assert len(loads) == 3
     # the library loads the settings' network itself when given none: still once for the whole sheet
     sheets.layer_sweep(synthetic_photo(64, 48), None, deepdream.Settings(iterations=1, octaves=1), ["blocks.2", "blocks.3"])
-    assert len(loads) == 3
+    assert len(loads) == 4
 
 
 def test_sheets_work_with_another_backbone():
