@@ -192,6 +192,10 @@ def render(
     if min(width, height) < backbone.min_size:
         raise SettingsError(f"{width}x{height} is too small: {backbone.name} needs at least {backbone.min_size} px a side")
     device = backbone.device
+    if precision == "auto":
+        from .dream import resolve_precision
+
+        precision = resolve_precision(precision, device)
     image = FourierImage(height, width, generator=generator).to(device)
     transform = transforms if transforms is not None else standard_transforms(generator)
     # Adam with maximize=True climbs the objective directly: no loss with a flipped sign
