@@ -37,15 +37,15 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats-vs-dogs"
 # the two runs of the study; `cli` is the same run as a command line
 STUDY = {
     "own_cnn": (
-        TrainConfig(arch="simple_cnn", epochs=32, batch_size=32, size=96, lr=3e-3, crop_scale=0.35, weight_decay=0.05),
-        "--arch simple_cnn --epochs 32 --batch-size 32 --size 96 --lr 3e-3 --crop-scale 0.35 --weight-decay 0.05",
+        TrainConfig(arch="simple_cnn", epochs=26, batch_size=32, size=96, lr=3e-3, crop_scale=0.35, weight_decay=0.05),
+        "--arch simple_cnn --epochs 26 --batch-size 32 --size 96 --lr 3e-3 --crop-scale 0.35 --weight-decay 0.05",
     ),
     "transfer": (
         TrainConfig(
-            arch="efficientnet_lite0", pretrained=True, trainable_from="blocks.5", epochs=3, batch_size=32, size=224,
+            arch="efficientnet_lite0", pretrained=True, trainable_from="blocks.5", epochs=2, batch_size=32, size=224,
             eval_size=256, lr=1e-4, crop_scale=0.5, warmup=0.3,
         ),
-        "--arch efficientnet_lite0 --pretrained --trainable-from blocks.5 --epochs 3 --batch-size 32 --size 224 "
+        "--arch efficientnet_lite0 --pretrained --trainable-from blocks.5 --epochs 2 --batch-size 32 --size 224 "
         "--eval-size 256 --lr 1e-4 --crop-scale 0.5 --warmup 0.3",
     ),
 }  # fmt: skip
@@ -73,6 +73,33 @@ def probe_threads() -> int:
     return choice
 
 
+def dream_demo(data: Path, checkpoint: Path, out: Path) -> dict:
+    """Dream the first test cat towards 'dogs' with the trained model; the model's P(dogs) before and after."""
+    from PIL import Image
+
+    import deepdream
+    from deepdream.training.checkpoint import load_checkpoint
+    from deepdream.training.data import square_uint8
+    from deepdream.training.loop import predict
+
+    net, info, _ = load_checkpoint(checkpoint)
+    dogs = info.classes.index("dogs")
+    pre = info.preprocessing
+
+    def p_dogs(img: Image.Image) -> float:
+        return float(predict(net.model, square_uint8(img, pre.resize)[None], pre)[0, dogs])
+
+    photo = sorted((data / "test" / "cats").glob("*.jpg"))[0]
+    start = time.perf_counter()
+    dreamed = deepdream.dream(photo, checkpoint=str(checkpoint), target_class="dogs", max_size=320, seed=0)
+    seconds = time.perf_counter() - start
+    deepdream.image.save_image(dreamed, out / "cat_dreamed_as_dog.jpg")
+    before, after = p_dogs(Image.open(photo).convert("RGB")), p_dogs(dreamed)
+    print(f"dream: {photo.name} towards 'dogs' with {checkpoint}: P(dogs) {before:.3f} -> {after:.3f} ({seconds:.0f}s)")
+    print(f"   deepdream dream {photo} -o dogcloud.jpg --checkpoint {checkpoint} --target-class dogs --max-size 320")
+    return {"photo": str(photo), "p_dogs_before": before, "p_dogs_after": after, "seconds": seconds}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -80,6 +107,7 @@ def main() -> int:
     parser.add_argument("--only", choices=list(STUDY))
     parser.add_argument("--threads", type=int, help="torch threads (default: probe 1 vs 2)")
     parser.add_argument("--epochs", type=int, help="override the epochs of every run (for a quick check)")
+    parser.add_argument("--no-dream", action="store_true", help="skip dreaming a cat towards 'dogs' at the end")
     args = parser.parse_args()
     if not (args.data / "train").is_dir():
         print(f"no data at {args.data} (expected train/ and test/ with cats/ and dogs/)", file=sys.stderr)
@@ -115,8 +143,9 @@ def main() -> int:
         metrics["threads"] = threads
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    # the runs of this and earlier invocations (--only) are compared together
+    # the finished runs of this and earlier invocations (--only) are compared together
     runs = [report.load_run(args.out / name) for name in STUDY if (args.out / name / "metrics.json").is_file()]
+    runs = [run for run in runs if "wall_seconds" in run.metrics]
     print("\n" + report.comparison_table(runs))
     figure = report.save_figure(report.comparison_figure(runs), args.out / "comparison.png")
     summary = {
@@ -131,6 +160,8 @@ def main() -> int:
         }
         for run in runs
     }
+    if "transfer" in summary and not args.no_dream:
+        summary["transfer"]["dream"] = dream_demo(args.data, args.out / "transfer" / "best.pt", args.out)
     (args.out / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nwrote {figure} and {args.out / 'study.json'}")
     return 0

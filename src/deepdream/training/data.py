@@ -243,8 +243,8 @@ def decode(
             if progress is not None:
                 progress(1)
     label_tensor = torch.tensor(labels, dtype=torch.long)
-    present = torch.bincount(label_tensor, minlength=len(split.classes)) if labels else torch.zeros(len(split.classes))
-    empty = [split.classes[c] for c in range(len(split.classes)) if present[c] == 0 and c in set(split.labels)]
+    present = set(labels)
+    empty = [split.classes[c] for c in sorted(set(split.labels) - present)]
     if empty:
         raise DatasetError(f"no readable images left for class {', '.join(empty)} ({len(skipped)} files skipped)")
     stacked = torch.stack(images) if images else torch.zeros(0, 3, size, size, dtype=torch.uint8)
