@@ -443,9 +443,15 @@ def fit(
         if not (out / "last.pt").is_file():
             raise OutputError(f"nothing to resume: {out / 'last.pt'} does not exist")
         payload = read_checkpoint(out / "last.pt")
+        if "training_state" not in payload:
+            raise OutputError(f"{out / 'last.pt'} holds weights only, no training state to resume from")
         saved = TrainConfig.from_dict(payload["training_state"]["config"])
         if saved.replace(epochs=config.epochs) != config:
-            changed = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
+            changed = [
+                f.name
+                for f in dataclasses.fields(TrainConfig)
+                if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)
+            ]
             raise SettingsError(f"--resume continues the run as configured; these settings differ: {', '.join(changed)}")
     else:
         if out.exists() and not out.is_dir():
