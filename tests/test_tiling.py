@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import deepdream
-from deepdream.ascent import gradient, scorer
+from deepdream.ascent import gradient, scorer, shifted, shifted_index
 from deepdream.dream import Dreamer, build_objective
 from deepdream.objectives import Energy
 from deepdream.taps import Taps
@@ -25,8 +25,20 @@ def _smooth_image(h, w):
     return torch.nn.functional.avg_pool2d(torch.rand(1, 3, h, w), 5, 1, 2)
 
 
-@pytest.mark.parametrize("layer, tolerance", [("blocks.2", 1e-3), ("blocks.4", 0.03)])
-def test_tiled_gradient_matches_untiled(lite0, layer, tolerance):
+@pytest.mark.parametrize("shift", [(5, -7), (-3, 0), (0, 8)])
+def test_jitter_shifts_with_mirrored_edges(shift):
+    image = torch.arange(2 * 6 * 9, dtype=torch.float32).view(1, 2, 6, 9)
+    dy, dx = shift
+    view = shifted(image, shifted_index(0, 6, dy, 6, image.device), shifted_index(0, 9, dx, 9, image.device))
+    # reference: reflect-pad on the side the image moves away from, crop the other side
+    padded = torch.nn.functional.pad(image, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="reflect")
+    expected = padded[..., max(-dy, 0): max(-dy, 0) + 6, max(-dx, 0): max(-dx, 0) + 9]
+    assert torch.equal(view, expected)
+
+
+@pytest.mark.parametrize("layer, tolerance, shift", [("blocks.2", 1e-3, (0, 0)), ("blocks.4", 0.03, (0, 0)),
+                                                     ("blocks.2", 1e-3, (-13, 29))])
+def test_tiled_gradient_matches_untiled(lite0, layer, tolerance, shift):
     image = _smooth_image(384, 512)
     objective = Energy(layer)
     with Taps(lite0.model, objective.layers) as taps:
@@ -37,10 +49,10 @@ def test_tiled_gradient_matches_untiled(lite0, layer, tolerance):
             calls.append(tuple(x.shape[-2:]))
             return score(x, weights_fn)
 
-        whole = gradient(score)(image)
+        whole = gradient(score)(image, shift)
         strides = layer_strides(taps, lite0.device)
         margin = margin_for(strides)
-        tiled = tiled_gradient(counted, strides, 96, margin, torch.Generator().manual_seed(0))(image)
+        tiled = tiled_gradient(counted, strides, 96, margin, torch.Generator().manual_seed(0))(image, shift)
     assert len(calls) > 4  # tiling really happened
     assert all(h <= 96 + 2 * margin and w <= 96 + 2 * margin for h, w in calls)
     error = ((tiled - whole).norm() / whole.norm()).item()

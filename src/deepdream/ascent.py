@@ -12,7 +12,9 @@ from .filters import GaussianBlur
 from .objectives import Objective
 from .taps import Taps
 
-GradientFn = Callable[[torch.Tensor], torch.Tensor]
+Shift = tuple[int, int]
+# f(image, shift) -> d score(image shifted by (dy, dx)) / d image
+GradientFn = Callable[[torch.Tensor, Shift], torch.Tensor]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,12 +42,37 @@ def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str 
     return score
 
 
-def gradient(score: Callable[[torch.Tensor], torch.Tensor]) -> GradientFn:
-    """Return f(image) -> d(score)/d(image): the ascent direction (the one place the sign is fixed)."""
+def shifted_index(start: int, stop: int, shift: int, n: int, device: torch.device) -> torch.Tensor:
+    """Source positions of positions start..stop-1 of a length-n axis shifted by `shift`, mirrored at the ends.
 
-    def grad(image: torch.Tensor) -> torch.Tensor:
+    Jitter mirrors instead of wrapping: a rolled image shows the network a seam where opposite edges
+    meet, and the dream draws a frame along it.
+    """
+    i = torch.arange(start - shift, stop - shift, device=device)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = i.remainder(period)
+    return torch.where(i >= n, period - i, i)
+
+
+def shifted(image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    return image.index_select(-2, rows).index_select(-1, cols)
+
+
+def gradient(score: Callable[[torch.Tensor], torch.Tensor]) -> GradientFn:
+    """Return f(image, shift) -> d(score of the shifted image)/d(image): the ascent direction.
+
+    The one place the sign is fixed. Gradients of mirrored pixels add up on their sources.
+    """
+
+    def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         x = image.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(score(x).sum(), x)
+        view = x
+        if shift != (0, 0):
+            h, w = x.shape[-2:]
+            view = shifted(x, shifted_index(0, h, shift[0], h, x.device), shifted_index(0, w, shift[1], w, x.device))
+        (g,) = torch.autograd.grad(score(view).sum(), x)
         return g
 
     return grad
@@ -119,8 +146,7 @@ def ascend(
     # all shifts are drawn up front on the CPU generator: no host round trip inside the loop
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist() if jitter else [[0, 0]] * steps
     for dy, dx in shifts:
-        # no names for the rolled image and raw gradient, so each is freed as soon as it is used
-        g = torch.roll(grad_fn(torch.roll(rule.image.detach(), (dy, dx), (2, 3))), (-dy, -dx), (2, 3))
+        g = grad_fn(rule.image, (dy, dx))
         if blur is not None:
             g = blur(g)
         rule.step(g)

@@ -16,6 +16,7 @@ from .ascent import ascend, gradient, scorer
 from .backbones import Backbone, load_backbone
 from .errors import ModelError, SettingsError
 from .filters import GaussianBlur
+from .folding import fold_batchnorm
 from .objectives import ClassLogProb, Guide, Objective, guide_features, layer_objective, parse_layer_spec
 from .settings import FOURIER_STEPS, Settings, from_mapping
 from .taps import Taps
@@ -86,7 +87,9 @@ class Dreamer:
         s = self.settings
         self.device = self.backbone.device
         self.precision = resolve_precision(s.precision, self.device)
-        self.taps = Taps(self.backbone.model, self.objective.layers)
+        # tapped convolutions stay unfolded so their activations are unchanged
+        self.model = fold_batchnorm(self.backbone.model, keep=self.objective.layers)
+        self.taps = Taps(self.model, self.objective.layers)
         self.score = scorer(self.backbone, self.taps, self.objective, self.precision)
         self.grad_fn = self._gradient_fn()
         self.smooth = GaussianBlur(s.smoothing).to(self.device) if s.smoothing > 0 else None

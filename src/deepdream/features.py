@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .ascent import autocast
 from .backbones import Backbone
 from .errors import SettingsError
+from .folding import fold_batchnorm
 from .objectives import Objective
 from .taps import Taps
 
@@ -200,7 +201,7 @@ def render(
     transform = transforms if transforms is not None else standard_transforms(generator)
     # Adam with maximize=True climbs the objective directly: no loss with a flipped sign
     optimizer = torch.optim.Adam(image.parameters(), lr=lr, maximize=True)
-    with Taps(backbone.model, objective.layers) as taps:
+    with Taps(fold_batchnorm(backbone.model, keep=objective.layers), objective.layers) as taps:
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
             x = backbone.normalize(transform(image())).contiguous(memory_format=torch.channels_last)

@@ -17,24 +17,33 @@ def gaussian_kernel1d(sigma: float, dtype=torch.float32) -> torch.Tensor:
     return (k / k.sum()).to(dtype)
 
 
-def gaussian_blur(image: torch.Tensor, kernel: torch.Tensor, border: str = "zeros") -> torch.Tensor:
+def _inside_mass(n: int, kernel: torch.Tensor) -> torch.Tensor:
+    """Share of the kernel that falls inside a length-n axis, at each position."""
+    r = kernel.numel() // 2
+    return F.conv1d(kernel.new_ones(1, 1, n), kernel.view(1, 1, -1), padding=r).view(n)
+
+
+def gaussian_blur(image: torch.Tensor, kernel: torch.Tensor, border: str = "normalized") -> torch.Tensor:
     """Separable depthwise blur of B x C x H x W with a 1-D kernel.
 
-    border "zeros" pads inside the convolution (no padded copies: gradients at 8K are 400 MB each);
+    border "normalized" averages over the pixels inside the image only: zero padding happens inside the
+    convolution (no padded copies: gradients at 8K are 400 MB each) and each pass is divided by the kernel
+    mass that fell inside, so gradients do not fade towards the edges (a faded band shows as a frame).
     "replicate" pads pictures, whose edges must not darken.
     """
-    c = image.shape[1]
+    c, h, w = image.shape[1:]
     r = kernel.numel() // 2
     k = kernel.to(image.dtype)
-    if border == "zeros":
-        x = F.conv2d(image, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
-        return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
-    x = F.conv2d(F.pad(image, (r, r, 0, 0), mode=border), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode=border), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    kx, ky = k.view(1, 1, 1, -1).expand(c, 1, 1, -1), k.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    if border == "normalized":
+        x = F.conv2d(image, kx, padding=(0, r), groups=c).div_(_inside_mass(w, k))
+        return F.conv2d(x, ky, padding=(r, 0), groups=c).div_(_inside_mass(h, k).view(h, 1))
+    x = F.conv2d(F.pad(image, (r, r, 0, 0), mode=border), kx, groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode=border), ky, groups=c)
 
 
 class GaussianBlur(nn.Module):
-    def __init__(self, sigma: float, border: str = "zeros"):
+    def __init__(self, sigma: float, border: str = "normalized"):
         super().__init__()
         self.sigma = sigma
         self.border = border

@@ -14,7 +14,7 @@ from itertools import pairwise
 
 import torch
 
-from .ascent import GradientFn, gradient
+from .ascent import GradientFn, Shift, shifted, shifted_index
 
 ALIGN = 32  # tile cuts fall on multiples of the largest stride, so tiles partition activation grids exactly
 
@@ -67,21 +67,28 @@ def margin_for(strides: dict[str, int]) -> int:
 
 
 def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, generator: torch.Generator) -> GradientFn:
-    """Gradient function that tiles images with more pixels than one padded tile; one pass below that."""
-    whole = gradient(score)
+    """Gradient of a spatial objective, in tiles when the image has more pixels than one padded tile."""
 
-    def grad(image: torch.Tensor) -> torch.Tensor:
+    def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         height, width = image.shape[-2:]
+        image = image.detach()
         if height * width <= (tile + 2 * margin) ** 2 or max(height, width) <= tile:
-            return whole(image)
-        offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
+            tiles = [Tile((0, height, 0, width), (0, height, 0, width))]
+        else:
+            offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
+            tiles = tile_layout(height, width, tile, margin, tuple(offset))
         total = torch.zeros_like(image)
-        for t in tile_layout(height, width, tile, margin, tuple(offset)):
+        # tiles are laid out on the shifted image and cut from the original through index vectors,
+        # so no shifted full-size copy of the image or of the gradient is ever made
+        for t in tiles:
             py0, py1, px0, px1 = t.pad
-            x = image[..., py0:py1, px0:px1].detach().requires_grad_(True)
+            rows = shifted_index(py0, py1, shift[0], height, image.device)
+            cols = shifted_index(px0, px1, shift[1], width, image.device)
+            x = shifted(image, rows, cols).requires_grad_(True)
             s = score(x, lambda acts, t=t: position_weights(acts, strides, t, height, width))
             (g,) = torch.autograd.grad(s.sum(), x)
-            total[..., py0:py1, px0:px1] += g
+            # accumulate: mirrored positions repeat source pixels
+            total.permute(2, 3, 0, 1).index_put_((rows[:, None], cols[None, :]), g.permute(2, 3, 0, 1), accumulate=True)
         return total
 
     return grad
