@@ -4,7 +4,7 @@
 
 Variants, all with the same octave sizes and step count, run interleaved in one process (medians):
 - naive:   the whole network, NCHW, fp32, activations taken with a hook (what most DeepDream repos do);
-- fp32 / bf16 / fp16: our Dreamer (truncated network, channels_last, autocast);
+- fp32 / bf16 / fp16: our Dreamer (truncated network, batch norm folded, channels_last, autocast);
 - bare fp32 / bare bf16: forward+backward of the same truncated network at the same sizes, nothing else.
 Loop overhead = ours / bare - 1 (target <= 5%). Activation gain = energy after / before, per precision.
 On CUDA the same script measures the GPU (fp16/bf16 autocast + channels_last).
@@ -87,13 +87,16 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="time a torchvision network without its download (speed does not depend on the values)")
     args = parser.parse_args()
 
     device = deepdream.resolve_device(args.device)
     w, h = map(int, args.size.split("x"))
     image = load_photo(args.photo, w, h).to(device)
-    backbone = deepdream.load_backbone(args.model, device=device)
-    naive_model = deepdream.load_backbone(args.model, device=device, channels_last=False).model
+    pretrained = not args.random_weights
+    backbone = deepdream.load_backbone(args.model, device=device, pretrained=pretrained)
+    naive_model = deepdream.load_backbone(args.model, device=device, channels_last=False, pretrained=pretrained).model
     mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1)
     base = deepdream.Settings(seed=0, layers=args.layers, octaves=args.octaves, iterations=args.iterations, max_size=max(w, h))

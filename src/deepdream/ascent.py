@@ -6,6 +6,7 @@ import contextlib
 from typing import Callable, Protocol
 
 import torch
+import torch.nn.functional as F
 
 from .backbones import Backbone
 from .filters import GaussianBlur
@@ -42,37 +43,36 @@ def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str 
     return score
 
 
-def shifted_index(start: int, stop: int, shift: int, n: int, device: torch.device) -> torch.Tensor:
-    """Source positions of positions start..stop-1 of a length-n axis shifted by `shift`, mirrored at the ends.
+def shift_window(start: int, stop: int, shift: int, n: int) -> tuple[slice, tuple[int, int]]:
+    """Positions start..stop-1 of a length-n axis shifted by `shift`: a source slice plus mirrored ends.
 
     Jitter mirrors instead of wrapping: a rolled image shows the network a seam where opposite edges
-    meet, and the dream draws a frame along it.
+    meet. Returns the slice of source positions and the (before, after) reflect padding around it.
     """
-    i = torch.arange(start - shift, stop - shift, device=device)
-    if n == 1:
-        return torch.zeros_like(i)
-    period = 2 * (n - 1)
-    i = i.remainder(period)
-    return torch.where(i >= n, period - i, i)
+    a, b = start - shift, stop - shift
+    lo, hi = max(0, a), min(n, b)
+    return slice(lo, hi), (lo - a, b - hi)
 
 
-def shifted(image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    return image.index_select(-2, rows).index_select(-1, cols)
+def mirror_pad(x: torch.Tensor, pad_y: tuple[int, int], pad_x: tuple[int, int]) -> torch.Tensor:
+    """Reflect padding whose backward adds the mirrored gradients onto their source pixels."""
+    if pad_y == (0, 0) and pad_x == (0, 0):
+        return x
+    return F.pad(x, (*pad_x, *pad_y), mode="reflect")
 
 
 def gradient(score: Callable[[torch.Tensor], torch.Tensor]) -> GradientFn:
     """Return f(image, shift) -> d(score of the shifted image)/d(image): the ascent direction.
 
-    The one place the sign is fixed. Gradients of mirrored pixels add up on their sources.
+    The one place the sign is fixed.
     """
 
     def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         x = image.detach().requires_grad_(True)
-        view = x
-        if shift != (0, 0):
-            h, w = x.shape[-2:]
-            view = shifted(x, shifted_index(0, h, shift[0], h, x.device), shifted_index(0, w, shift[1], w, x.device))
-        (g,) = torch.autograd.grad(score(view).sum(), x)
+        h, w = x.shape[-2:]
+        rows, pad_y = shift_window(0, h, shift[0], h)
+        cols, pad_x = shift_window(0, w, shift[1], w)
+        (g,) = torch.autograd.grad(score(mirror_pad(x[..., rows, cols], pad_y, pad_x)).sum(), x)
         return g
 
     return grad
@@ -88,7 +88,7 @@ class NormalizedAscent:
     """x += step * g / mean|g|: every step moves pixels by about `step_size`, whatever the layer."""
 
     def __init__(self, image: torch.Tensor, step_size: float):
-        self.image = image.detach().clone()
+        self.image = image.detach()  # the rules update the image they are given in place
         self.step_size = step_size
 
     def step(self, grad: torch.Tensor) -> None:
@@ -101,7 +101,7 @@ class PlainAscent:
     """x += lr * g, the VGG19 reference design's update."""
 
     def __init__(self, image: torch.Tensor, step_size: float):
-        self.image = image.detach().clone()
+        self.image = image.detach()
         self.step_size = step_size
 
     def step(self, grad: torch.Tensor) -> None:
@@ -112,7 +112,7 @@ class AdamAscent:
     """Adam on the pixels, as in the InceptionV3 reference design (Adam minimises, so it sees -g)."""
 
     def __init__(self, image: torch.Tensor, step_size: float):
-        self.image = image.detach().clone().requires_grad_(True)
+        self.image = image.detach().requires_grad_(True)
         self.optimizer = torch.optim.Adam([self.image], lr=step_size)
 
     def step(self, grad: torch.Tensor) -> None:
@@ -140,15 +140,21 @@ def ascend(
     blur: GaussianBlur | None = None,
     generator: torch.Generator | None = None,
     on_step: Callable[[], None] | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """Run `steps` ascent steps on an image in [0, 1] (1 x 3 x H x W) and return the new image."""
-    rule = OPTIMIZERS[optimizer](image, step_size)
-    # all shifts are drawn up front on the CPU generator: no host round trip inside the loop
+    """Run `steps` ascent steps on an image in [0, 1] (1 x 3 x H x W) and return the new image.
+
+    `inplace` updates the given image itself, which saves a full-size copy (400 MB at 8K).
+    """
+    rule = OPTIMIZERS[optimizer](image if inplace else image.clone(), step_size)
+    # all shifts are drawn up front on the CPU generator: no host round trip inside the loop;
+    # mirroring needs shifts below half the image side
+    jitter = min(jitter, (min(image.shape[-2:]) - 1) // 2)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist() if jitter else [[0, 0]] * steps
     for dy, dx in shifts:
         g = grad_fn(rule.image, (dy, dx))
         if blur is not None:
-            g = blur(g)
+            g = blur(g, inplace=True)
         rule.step(g)
         if on_step is not None:
             on_step()

@@ -45,15 +45,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' is bf16 where the hardware runs it natively (CUDA, CPUs with AVX512-BF16/AMX), else fp32."""
+def resolve_precision(name: str, device: torch.device, model: torch.nn.Module | None = None) -> str:
+    """'auto': bf16 where the hardware runs it natively (CUDA, CPUs with AVX512-BF16/AMX), else fp32.
+
+    On the CPU, networks built on depthwise convolutions (EfficientNet) stay fp32: they are memory-bound
+    and bf16 made the embedded network slower (0.70x), while VGG/ResNet/Inception gain 1.9-3.1x
+    (benchmarks/speed.py).
+    """
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):
-        return "bf16"
+        return "fp32" if model is not None and _depthwise(model) else "bf16"
     return "fp32"
+
+
+def _depthwise(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels for m in model.modules())
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -86,7 +95,7 @@ class Dreamer:
     def __post_init__(self) -> None:
         s = self.settings
         self.device = self.backbone.device
-        self.precision = resolve_precision(s.precision, self.device)
+        self.precision = resolve_precision(s.precision, self.device, self.backbone.model)
         # tapped convolutions stay unfolded so their activations are unchanged
         self.model = fold_batchnorm(self.backbone.model, keep=self.objective.layers)
         self.taps = Taps(self.model, self.objective.layers)
@@ -119,7 +128,7 @@ class Dreamer:
         s = self.settings
         return s.steps * len(octave_sizes(height, width, s.octaves, s.octave_scale, self.backbone.min_size))
 
-    def _ascend(self, image: torch.Tensor, generator: torch.Generator, progress: Progress | None) -> torch.Tensor:
+    def _ascend(self, image, generator, progress, inplace: bool) -> torch.Tensor:
         s = self.settings
         return ascend(
             image,
@@ -131,6 +140,7 @@ class Dreamer:
             blur=self.smooth,
             generator=generator,
             on_step=progress.update if progress is not None else None,
+            inplace=inplace,
         )
 
     def dream(
@@ -155,7 +165,9 @@ class Dreamer:
             if progress is not None:
                 progress.set_description(f"octave {i + 1}/{len(sizes)}")
             base = resize(image, size)
-            dreamed = self._ascend((base + resize(detail, size)).clamp_(0, 1), generator, progress)
+            start = (base + resize(detail, size)).clamp_(0, 1)
+            del detail  # at 8K every full-size tensor is 400 MB: hold none that is not needed
+            dreamed = self._ascend(start, generator, progress, inplace=True)
             if i + 1 < len(sizes):
                 detail = dreamed - base  # keep only what the dream added, re-injected at the next octave
         return dreamed
@@ -173,7 +185,7 @@ class Dreamer:
                 progress.set_description(f"octave {i + 1}/{len(levels)}")
             if dreamed is not None:
                 level = torch.lerp(level, resize(dreamed, level.shape[-2:]), s.blend)
-            dreamed = self._ascend(level, generator, progress)
+            dreamed = self._ascend(level, generator, progress, inplace=level is not image)
         return dreamed
 
 
@@ -265,7 +277,7 @@ def dream(
             from .features import render
 
             width, height = settings.size
-            precision = resolve_precision(settings.precision, backbone.device)
+            precision = resolve_precision(settings.precision, backbone.device, backbone.model)
             return render(backbone, objective, width=width, height=height, steps=steps, generator=generator,
                           precision=precision, progress=bar)
         with Dreamer(backbone, objective, settings) as dreamer:

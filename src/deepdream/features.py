@@ -196,7 +196,7 @@ def render(
     if precision == "auto":
         from .dream import resolve_precision
 
-        precision = resolve_precision(precision, device)
+        precision = resolve_precision(precision, device, backbone.model)
     image = FourierImage(height, width, generator=generator).to(device)
     transform = transforms if transforms is not None else standard_transforms(generator)
     # Adam with maximize=True climbs the objective directly: no loss with a flipped sign

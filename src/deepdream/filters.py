@@ -49,7 +49,13 @@ class GaussianBlur(nn.Module):
         self.border = border
         self.register_buffer("kernel", gaussian_kernel1d(sigma), persistent=False)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """Blur; `inplace` overwrites the input one channel at a time (temporaries of one channel only)."""
         if self.kernel.device != image.device:
             self.kernel = self.kernel.to(image.device)
-        return gaussian_blur(image, self.kernel, self.border)
+        if not inplace:
+            return gaussian_blur(image, self.kernel, self.border)
+        for c in range(image.shape[1]):
+            channel = image[:, c : c + 1]
+            channel.copy_(gaussian_blur(channel, self.kernel, self.border))
+        return image

@@ -266,7 +266,7 @@ def channel_atlas(
         size=(tile_size, tile_size), iterations=steps,
     )
     build_objective(backbone, settings)  # checks every channel index against the layer, before any work
-    precision = resolve_precision(settings.precision, backbone.device)
+    precision = resolve_precision(settings.precision, backbone.device, backbone.model)
     labels = [f"{layer}:{c}" for c in channels]
     bar = _Bar(progress, steps * len(channels))
     tiles = []

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 
 import torch
 
-from .ascent import GradientFn, Shift, shifted, shifted_index
+from .ascent import GradientFn, Shift, mirror_pad, shift_window
 
 ALIGN = 32  # tile cuts fall on multiples of the largest stride, so tiles partition activation grids exactly
 
@@ -78,17 +79,16 @@ def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, gener
             offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
             tiles = tile_layout(height, width, tile, margin, tuple(offset))
         total = torch.zeros_like(image)
-        # tiles are laid out on the shifted image and cut from the original through index vectors,
-        # so no shifted full-size copy of the image or of the gradient is ever made
+        # tiles are laid out on the shifted image and cut from the original, so no shifted
+        # full-size copy of the image or of the gradient is ever made
         for t in tiles:
             py0, py1, px0, px1 = t.pad
-            rows = shifted_index(py0, py1, shift[0], height, image.device)
-            cols = shifted_index(px0, px1, shift[1], width, image.device)
-            x = shifted(image, rows, cols).requires_grad_(True)
-            s = score(x, lambda acts, t=t: position_weights(acts, strides, t, height, width))
-            (g,) = torch.autograd.grad(s.sum(), x)
-            # accumulate: mirrored positions repeat source pixels
-            total.permute(2, 3, 0, 1).index_put_((rows[:, None], cols[None, :]), g.permute(2, 3, 0, 1), accumulate=True)
+            rows, pad_y = shift_window(py0, py1, shift[0], height)
+            cols, pad_x = shift_window(px0, px1, shift[1], width)
+            source = image[..., rows, cols].requires_grad_(True)
+            weights = partial(position_weights, strides=strides, tile=t, height=height, width=width)
+            (g,) = torch.autograd.grad(score(mirror_pad(source, pad_y, pad_x), weights).sum(), source)
+            total[..., rows, cols] += g
         return total
 
     return grad
