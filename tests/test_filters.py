@@ -18,3 +18,13 @@ def test_blur_spreads_an_impulse_and_keeps_flat_pictures_flat():
     assert torch.allclose(GaussianBlur(2.0, "replicate")(flat), flat)  # edges of pictures do not darken
     # gradients are averaged over the pixels inside: no faded band along the edges
     assert torch.allclose(GaussianBlur(2.0)(flat), flat)
+
+
+def test_inplace_blur_equals_the_copying_one():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 20, 30)
+    for border in ("normalized", "replicate"):
+        blur = GaussianBlur(1.5, border)
+        expected = blur(x)
+        y = x.clone()
+        assert blur(y, inplace=True) is y and torch.allclose(y, expected, atol=1e-6)

@@ -359,6 +359,8 @@ def test_checkpoint_is_a_dreaming_backbone(trained):
     assert not any(p.requires_grad for p in backbone.model.parameters())
     for layer in backbone.recommended_layers:
         assert backbone.resolve_layer(layer) == layer
+    with pytest.raises(ModelError, match=r"deepdream layers --checkpoint .*best\.pt"):
+        backbone.resolve_layer("no_such_layer_xyz")
 
 
 def test_dreaming_with_a_trained_checkpoint_raises_the_target_class(trained, tmp_path):

@@ -28,6 +28,7 @@ class Backbone:
     recommended_layers: tuple[str, ...] = ()
     min_size: int = 32  # smallest input side the network accepts
     source: str = ""
+    cli: str = ""  # the CLI options that load this network again, for hints (default: --model NAME)
 
     @property
     def device(self) -> torch.device:
@@ -54,7 +55,7 @@ class Backbone:
         if spec in dict(self.model.named_modules()) and spec:
             return spec
         close = difflib.get_close_matches(spec, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; run 'deepdream layers --model {self.name}'"
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; run 'deepdream layers {self.cli or '--model ' + self.name}'"
         raise ModelError(f"unknown layer '{spec}' for {self.name}{hint}")
 
     def resolve_class(self, spec: str | int) -> int:

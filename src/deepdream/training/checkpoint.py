@@ -122,4 +122,5 @@ def backbone_from_checkpoint(path: str | Path) -> Backbone:
         recommended_layers=net.recommended_layers,
         min_size=net.min_size,
         source=f"checkpoint {path} (epoch {info.epoch})",
+        cli=f"--checkpoint {path}",
     )
