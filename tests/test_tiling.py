@@ -85,3 +85,14 @@ def test_tiled_dream_on_a_larger_image_raises_the_objective(lite0):
         out = dreamer.dream(image)
         assert dreamer.score(out).item() > before
     assert out.shape == image.shape
+
+
+def test_tile_budget_counts_saved_activations_not_weights(lite0):
+    from deepdream.tiling import auto_tile_size, bytes_per_pixel
+
+    with Taps(lite0.model, ["blocks.4"]) as taps:
+        small, large = bytes_per_pixel(taps, lite0.device, 64), bytes_per_pixel(taps, lite0.device, 192)
+        tile = auto_tile_size(taps, lite0.device, 128)
+    # per pixel it does not depend on the probe size: the 19 MB of weights are not counted
+    assert small == pytest.approx(large, rel=0.05) and 500 < large < 2000
+    assert tile % 32 == 0 and tile >= 128

@@ -95,40 +95,50 @@ def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, gener
 
 
 def bytes_per_pixel(score_taps, device: torch.device, size: int = 128) -> float:
-    """Activation bytes per input pixel of the truncated network (every module output, fp32)."""
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(output, torch.Tensor):
-            total += output.numel() * 4
-
+    """Bytes the backward pass keeps per input pixel: tensors saved by autograd (each storage once,
+    weights excluded), from one probe forward. A whole fwd+bwd peaked within 4% of this (lite0, 1080p)."""
     model = score_taps.model
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(count) for m in leaves]
+    weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    x = torch.zeros(1, 3, size, size, device=device, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        score_taps(x.contiguous(memory_format=torch.channels_last))
+    return sum(saved.values()) / (size * size)
+
+
+def available_memory() -> int:
+    """Bytes the OS can hand out now: MemAvailable (free + reclaimable cache) where Linux reports it."""
     try:
-        with torch.no_grad():
-            score_taps(torch.zeros(1, 3, size, size, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return total / (size * size)
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
 
 
 def memory_budget(device: torch.device) -> int:
-    """Bytes of activations one tile may use: a share of free memory, capped on the CPU."""
+    """Bytes of activations one tile may use: a share of free memory, capped on the CPU so that an
+    8K dream stays under 6 GB in all (issue 6; benchmarks/memory.py)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.4)
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        available = 8 << 30
-    return int(min(available * 0.1, 1.5 * (1 << 30)))
+    return int(min(available_memory() * 0.2, 2.5 * (1 << 30)))
 
 
 def auto_tile_size(score_taps, device: torch.device, margin: int) -> int:
-    """Largest aligned tile core whose padded tile fits the memory budget (fwd + bwd ~ 2x activations)."""
-    pixels = memory_budget(device) / (2 * bytes_per_pixel(score_taps, device))
+    """Largest aligned tile core whose padded tile fits the memory budget (+20% for backward temporaries)."""
+    pixels = memory_budget(device) / (1.2 * bytes_per_pixel(score_taps, device))
     side = int(math.sqrt(pixels)) - 2 * margin
     return max(4 * ALIGN, min(4096, side // ALIGN * ALIGN))
