@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--octaves", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default=None, help="default: fp32,bf16 (CPU), fp32,fp16,bf16 (CUDA)")
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--random-weights", action="store_true",
                         help="time a torchvision network without its download (speed does not depend on the values)")
@@ -108,8 +108,9 @@ def main() -> None:
     print(f"# {args.model} {layer} {w}x{h}, {len(sizes)} octaves x {steps} steps, {device.type} ({name}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
+    precisions = args.precisions or ("fp32,fp16,bf16" if device.type == "cuda" else "fp32,bf16")
     dreamers = {p: Dreamer(backbone, build_objective(backbone, base.replace(precision=p)), base.replace(precision=p))
-                for p in args.precisions.split(",")}
+                for p in precisions.split(",")}
     jobs = {}
     if not args.no_naive:
         jobs["naive fp32 NCHW"] = lambda: naive_dream(naive_model, mean, std, layer, image, sizes, steps, base.step_size)
@@ -129,6 +130,10 @@ def main() -> None:
             times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
 
+    d = next(iter(dreamers.values()))
+    if d.tile:
+        tiled = h * w > (d.tile + 2 * d.margin) ** 2
+        print(f"# tile core {d.tile} px + margin {d.margin} px: the full-size octave is {'tiled' if tiled else 'one pass'}")
     ref = med.get("naive fp32 NCHW")
     print(f"{'variant':<18} {'s/dream':>8} {'speed-up vs naive':>18} {'overhead vs bare':>17}")
     for k, t in med.items():

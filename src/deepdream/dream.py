@@ -20,7 +20,7 @@ from .folding import fold_batchnorm
 from .objectives import ClassLogProb, Guide, Objective, guide_features, layer_objective, parse_layer_spec
 from .settings import FOURIER_STEPS, Settings, from_mapping
 from .taps import Taps
-from .tiling import auto_tile_size, layer_strides, margin_for, tiled_gradient
+from .tiling import auto_tile_size, bytes_per_pixel, layer_strides, margin_for, memory_budget, tiled_gradient
 
 
 class Progress(Protocol):
@@ -100,20 +100,25 @@ class Dreamer:
         self.model = fold_batchnorm(self.backbone.model, keep=self.objective.layers)
         self.taps = Taps(self.model, self.objective.layers)
         self.score = scorer(self.backbone, self.taps, self.objective, self.precision)
-        self.grad_fn = self._gradient_fn()
+        self.tile = self.margin = None
+        if self.objective.spatial:
+            self.strides = layer_strides(self.taps, self.device)
+            self.margin = margin_for(self.strides)
+            self.bytes_per_px = bytes_per_pixel(self.taps, self.device)
         self.smooth = GaussianBlur(s.smoothing).to(self.device) if s.smoothing > 0 else None
         self.blend_blur = GaussianBlur(s.blend_blur, "replicate").to(self.device) if s.blend_blur > 0 else None
 
-    def _gradient_fn(self):
-        """Tiled for spatial objectives (tile size from settings or from free memory), else one pass."""
+    def _gradient_fn(self, height: int, width: int, seed: int):
+        """Tiled for spatial objectives (tile size from settings, or from free memory and the image size)."""
         if not self.objective.spatial:
             return gradient(self.score)
-        strides = layer_strides(self.taps, self.device)
-        margin = margin_for(strides)
-        tile = self.settings.tile_size or auto_tile_size(self.taps, self.device, margin)
-        # re-seeded at every dream() so each image (each video frame) gets the same tile offsets
-        self._tile_generator = torch.Generator()
-        return tiled_gradient(self.score, strides, tile, margin, self._tile_generator)
+        # the image, the dreamed copy and the gradient stay in memory beside each tile
+        reserved = 3 * 3 * 4 * height * width
+        self.tile = self.settings.tile_size or auto_tile_size(
+            self.bytes_per_px, memory_budget(self.device, reserved), self.margin
+        )
+        # seeded per dream, so each image (each video frame) gets the same tile offsets
+        return tiled_gradient(self.score, self.strides, self.tile, self.margin, torch.Generator().manual_seed(seed))
 
     def close(self) -> None:
         self.taps.remove()
@@ -128,11 +133,11 @@ class Dreamer:
         s = self.settings
         return s.steps * len(octave_sizes(height, width, s.octaves, s.octave_scale, self.backbone.min_size))
 
-    def _ascend(self, image, generator, progress, inplace: bool) -> torch.Tensor:
+    def _ascend(self, image, grad_fn, generator, progress, inplace: bool) -> torch.Tensor:
         s = self.settings
         return ascend(
             image,
-            self.grad_fn,
+            grad_fn,
             steps=s.steps,
             step_size=s.step_size,
             optimizer=s.optimizer,
@@ -151,15 +156,14 @@ class Dreamer:
         seed = s.seed if s.seed is not None else 0
         if generator is None:
             generator = torch.Generator().manual_seed(seed)
-        if hasattr(self, "_tile_generator"):
-            self._tile_generator.manual_seed(seed + 1)
         image = image.to(self.device, torch.float32)
         h, w = image.shape[-2:]
         sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.backbone.min_size)
         if min(h, w) < self.backbone.min_size:
             raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
+        grad_fn = self._gradient_fn(h, w, seed + 1)
         if s.octave_mode == "blend":
-            return self._dream_blend(image, sizes, generator, progress)
+            return self._dream_blend(image, sizes, grad_fn, generator, progress)
         detail = torch.zeros_like(resize(image, sizes[0]))
         for i, size in enumerate(sizes):
             if progress is not None:
@@ -167,12 +171,12 @@ class Dreamer:
             base = resize(image, size)
             start = (base + resize(detail, size)).clamp_(0, 1)
             del detail  # at 8K every full-size tensor is 400 MB: hold none that is not needed
-            dreamed = self._ascend(start, generator, progress, inplace=True)
+            dreamed = self._ascend(start, grad_fn, generator, progress, inplace=True)
             if i + 1 < len(sizes):
                 detail = dreamed - base  # keep only what the dream added, re-injected at the next octave
         return dreamed
 
-    def _dream_blend(self, image, sizes, generator, progress) -> torch.Tensor:
+    def _dream_blend(self, image, sizes, grad_fn, generator, progress) -> torch.Tensor:
         """VGG19 design: blur + downscale, dream the small octave, upscale, blend 0.6, dream again."""
         s = self.settings
         levels = [image]
@@ -185,7 +189,7 @@ class Dreamer:
                 progress.set_description(f"octave {i + 1}/{len(levels)}")
             if dreamed is not None:
                 level = torch.lerp(level, resize(dreamed, level.shape[-2:]), s.blend)
-            dreamed = self._ascend(level, generator, progress, inplace=level is not image)
+            dreamed = self._ascend(level, grad_fn, generator, progress, inplace=level is not image)
         return dreamed
 
 

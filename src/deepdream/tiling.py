@@ -128,17 +128,17 @@ def available_memory() -> int:
         return 8 << 30
 
 
-def memory_budget(device: torch.device) -> int:
-    """Bytes of activations one tile may use: a share of free memory, capped on the CPU so that an
-    8K dream stays under 6 GB in all (issue 6; benchmarks/memory.py)."""
+def memory_budget(device: torch.device, reserved: int = 0) -> int:
+    """Bytes of activations one tile may use: a share of free memory, less `reserved` for the full-size
+    tensors that live beside it; capped on the CPU so an 8K dream stays under 6 GB (benchmarks/memory.py)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.4)
-    return int(min(available_memory() * 0.2, 2.5 * (1 << 30)))
+        return int(free * 0.4) - reserved
+    return int(min(available_memory() * 0.2, 2.5 * (1 << 30))) - reserved
 
 
-def auto_tile_size(score_taps, device: torch.device, margin: int) -> int:
-    """Largest aligned tile core whose padded tile fits the memory budget (+20% for backward temporaries)."""
-    pixels = memory_budget(device) / (1.2 * bytes_per_pixel(score_taps, device))
+def auto_tile_size(bytes_per_px: float, budget: int, margin: int) -> int:
+    """Largest aligned tile core whose padded tile fits the budget (+20% for backward temporaries)."""
+    pixels = max(budget, 0) / (1.2 * bytes_per_px)
     side = int(math.sqrt(pixels)) - 2 * margin
     return max(4 * ALIGN, min(4096, side // ALIGN * ALIGN))
