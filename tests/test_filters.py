@@ -28,3 +28,28 @@ def test_inplace_blur_equals_the_copying_one():
         expected = blur(x)
         y = x.clone()
         assert blur(y, inplace=True) is y and torch.allclose(y, expected, atol=1e-6)
+
+
+def _conv_reference(x, sigma, border):
+    import torch.nn.functional as F
+
+    k = gaussian_kernel1d(sigma)
+    r, c = k.numel() // 2, x.shape[1]
+    kx, ky = k.view(1, 1, 1, -1).expand(c, 1, 1, -1), k.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    if border == "replicate":
+        y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), kx, groups=c)
+        return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), ky, groups=c)
+    y = F.conv2d(F.conv2d(x, kx, padding=(0, r), groups=c), ky, padding=(r, 0), groups=c)
+    if border == "normalized":
+        ones = torch.ones_like(x[:, :1])
+        y = y / F.conv2d(F.conv2d(ones, kx[:1], padding=(0, r)), ky[:1], padding=(r, 0))
+    return y
+
+
+def test_slice_blur_matches_a_convolution_for_every_border():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 17, 23)
+    for border in ("zeros", "replicate", "normalized"):
+        for sigma in (0.7, 2.0, 5.0):  # 5.0: the kernel is wider than the image
+            expected = _conv_reference(x, sigma, border)
+            assert torch.allclose(GaussianBlur(sigma, border)(x), expected, atol=1e-5), (border, sigma)

@@ -105,8 +105,8 @@ class Dreamer:
             self.strides = layer_strides(self.taps, self.device)
             self.margin = margin_for(self.strides)
             self.bytes_per_px = bytes_per_pixel(self.taps, self.device)
-        self.smooth = GaussianBlur(s.smoothing).to(self.device) if s.smoothing > 0 else None
-        self.blend_blur = GaussianBlur(s.blend_blur, "replicate").to(self.device) if s.blend_blur > 0 else None
+        self.smooth = GaussianBlur(s.smoothing) if s.smoothing > 0 else None
+        self.blend_blur = GaussianBlur(s.blend_blur, "replicate") if s.blend_blur > 0 else None
 
     def _gradient_fn(self, height: int, width: int, seed: int):
         """Tiled for spatial objectives (tile size from settings, or from free memory and the image size)."""
