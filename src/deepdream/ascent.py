@@ -93,8 +93,8 @@ class NormalizedAscent:
 
     def step(self, grad: torch.Tensor) -> None:
         # in place: at 8K every full-size temporary costs 400 MB
-        mean_abs = torch.linalg.vector_norm(grad, ord=1) / grad.numel()
-        self.image.add_(grad.mul_(self.step_size / (mean_abs + 1e-8))).clamp_(0, 1)
+        scale = self.step_size / (torch.linalg.vector_norm(grad, ord=1) / grad.numel() + 1e-8)
+        self.image.addcmul_(grad, scale).clamp_(0, 1)  # the scale stays a tensor: no host round trip
 
 
 class PlainAscent:

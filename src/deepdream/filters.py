@@ -26,21 +26,28 @@ def _blur_axis(src: torch.Tensor, taps: Sequence[float], dim: int, border: str, 
     """out[i] = sum_j taps[j] * src[i + j - r] along `dim`, with the border rule for sources outside."""
     n = src.shape[dim]
     r = len(taps) // 2
-    out = torch.zeros_like(src) if out is None else out.zero_()
+    out = torch.mul(src, taps[r], out=out)  # the centre tap initialises the sum: no zeroing pass
     for j, w in enumerate(taps):
         s = j - r
         lo, hi = min(n, max(0, -s)), max(0, min(n, n - s))  # positions whose source i + s is inside
-        if lo < hi:
+        if s != 0 and lo < hi:
             out.narrow(dim, lo, hi - lo).add_(src.narrow(dim, lo + s, hi - lo), alpha=w)
         if border == "replicate":  # sources outside repeat the edge row/column
             if lo > 0:
                 out.narrow(dim, 0, lo).add_(src.narrow(dim, 0, 1), alpha=w)
             if hi < n:
                 out.narrow(dim, hi, n - hi).add_(src.narrow(dim, n - 1, 1), alpha=w)
-    if border == "normalized":  # average over the sources inside only
-        mass = _blur_axis(torch.ones(n, device=src.device, dtype=src.dtype), taps, 0, "zeros")
-        out.div_(mass if dim == -1 else mass.view(n, 1))
+    if border == "normalized":  # average over the sources inside: only the r positions at each end lack some
+        for start, length in [(0, n)] if n <= 2 * r else [(0, r), (n - r, r)]:
+            mass = torch.tensor(_inside_mass(n, taps, start, length), device=src.device, dtype=src.dtype)
+            out.narrow(dim, start, length).div_(mass if dim == -1 else mass.view(length, 1))
     return out
+
+
+def _inside_mass(n: int, taps: Sequence[float], start: int, length: int) -> list[float]:
+    """Sum of the taps whose source falls inside a length-n axis, at positions start..start+length-1."""
+    r = len(taps) // 2
+    return [sum(w for j, w in enumerate(taps) if 0 <= i + j - r < n) for i in range(start, start + length)]
 
 
 def gaussian_blur(

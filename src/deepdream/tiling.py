@@ -14,6 +14,7 @@ from functools import partial
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F
 
 from .ascent import GradientFn, Shift, mirror_pad, shift_window
 
@@ -70,24 +71,29 @@ def margin_for(strides: dict[str, int]) -> int:
 def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, generator: torch.Generator) -> GradientFn:
     """Gradient of a spatial objective, in tiles when the image has more pixels than one padded tile."""
 
+    def tile_gradient(image: torch.Tensor, t: Tile, shift: Shift):
+        """Gradient over the tile's source pixels; the tile is cut from the shifted image, so no shifted
+        full-size copy of the image or of the gradient is ever made."""
+        height, width = image.shape[-2:]
+        py0, py1, px0, px1 = t.pad
+        rows, pad_y = shift_window(py0, py1, shift[0], height)
+        cols, pad_x = shift_window(px0, px1, shift[1], width)
+        source = image[..., rows, cols].requires_grad_(True)
+        weights = partial(position_weights, strides=strides, tile=t, height=height, width=width)
+        (g,) = torch.autograd.grad(score(mirror_pad(source, pad_y, pad_x), weights).sum(), source)
+        return rows, cols, g
+
     def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         height, width = image.shape[-2:]
         image = image.detach()
         if height * width <= (tile + 2 * margin) ** 2 or max(height, width) <= tile:
-            tiles = [Tile((0, height, 0, width), (0, height, 0, width))]
-        else:
-            offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
-            tiles = tile_layout(height, width, tile, margin, tuple(offset))
+            rows, cols, g = tile_gradient(image, Tile((0, height, 0, width), (0, height, 0, width)), shift)
+            # pixels that the shift pushed out of view get no gradient
+            return F.pad(g, (cols.start, width - cols.stop, rows.start, height - rows.stop))
+        offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
         total = torch.zeros_like(image)
-        # tiles are laid out on the shifted image and cut from the original, so no shifted
-        # full-size copy of the image or of the gradient is ever made
-        for t in tiles:
-            py0, py1, px0, px1 = t.pad
-            rows, pad_y = shift_window(py0, py1, shift[0], height)
-            cols, pad_x = shift_window(px0, px1, shift[1], width)
-            source = image[..., rows, cols].requires_grad_(True)
-            weights = partial(position_weights, strides=strides, tile=t, height=height, width=width)
-            (g,) = torch.autograd.grad(score(mirror_pad(source, pad_y, pad_x), weights).sum(), source)
+        for t in tile_layout(height, width, tile, margin, tuple(offset)):
+            rows, cols, g = tile_gradient(image, t, shift)
             total[..., rows, cols] += g
         return total
 
