@@ -55,3 +55,10 @@ class _SharedConvOutput(nn.Module):
 def test_folding_that_would_change_the_function_is_refused():
     model = _SharedConvOutput().eval()
     assert fold_batchnorm(model) is model
+
+
+def test_the_copy_runs_activations_out_of_place_except_relu(lite0):
+    folded = fold_batchnorm(lite0.model, keep=["blocks.4"])
+    relu6 = [m for m in folded.modules() if isinstance(m, nn.ReLU6)]
+    assert relu6 and not any(m.inplace for m in relu6)
+    assert any(m.inplace for m in lite0.model.modules() if isinstance(m, nn.ReLU6))  # the original keeps its own

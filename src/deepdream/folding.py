@@ -86,7 +86,8 @@ def _outputs(model: nn.Module, names: Iterable[str], probe: torch.Tensor) -> lis
 
 
 def fold_batchnorm(model: nn.Module, keep: Iterable[str] = (), probe_size: int = 96) -> nn.Module:
-    """A copy of a frozen eval-mode model with every conv -> BatchNorm2d pair folded into the conv.
+    """A copy of a frozen eval-mode model with every conv -> BatchNorm2d pair folded into the conv
+    (and its emulated in-place activations made out-of-place).
 
     Convolutions named in `keep` (tapped layers) are left alone so their outputs stay what they were.
     The copy is checked against the original on a random probe; if anything differs, or nothing can be
@@ -110,6 +111,11 @@ def fold_batchnorm(model: nn.Module, keep: Iterable[str] = (), probe_size: int =
         conv.bias = nn.Parameter(bias.detach(), requires_grad=False)
         parent, _, child = norm_name.rpartition(".")
         setattr(modules[parent], child, FoldedNorm(norm))
+    for m in folded.modules():
+        # under autograd, in-place ReLU6/SiLU/Hardswish clone their input and copy back (three passes
+        # instead of one); only ReLU has a true in-place kernel
+        if getattr(m, "inplace", False) is True and not isinstance(m, nn.ReLU):
+            m.inplace = False
     names = sorted(keep)
     before, after = _outputs(model, names, probe), _outputs(folded, names, probe)
     same = len(before) == len(after) and all(

@@ -89,11 +89,13 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--blend", type=unit_float, help="blend weight of the dreamed smaller octave (blend mode)")
     g.add_argument("--step-size", type=positive_float)
     g.add_argument("--optimizer", choices=("ascent", "sgd", "adam"))
-    g.add_argument("--jitter", type=int, help="max random shift in pixels per step")
+    g.add_argument("--jitter", type=int, help="max random shift in pixels per step (edges mirrored)")
     g.add_argument("--smoothing", type=non_negative_float, help="Gaussian sigma applied to the gradient")
     g.add_argument("--seed", type=int)
-    g.add_argument("--precision", choices=PRECISION_CHOICES)
-    g.add_argument("--tile-size", type=positive_int, help="compute gradients in tiles of this size")
+    g.add_argument("--precision", choices=PRECISION_CHOICES,
+                   help="auto (default): bf16 on CUDA and on CPUs with native bf16, except depthwise networks on the CPU")
+    g.add_argument("--tile-size", type=positive_int,
+                   help="compute gradients in tiles of this size (default: from free memory and the image size)")
     g = parser.add_argument_group("image")
     g.add_argument("--max-size", type=positive_int, help="cap on the long side (default 1024)")
     g.add_argument("--init", choices=INITS, help="start from the image, grey noise, or a Fourier-space feature visualisation")
