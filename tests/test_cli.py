@@ -25,6 +25,21 @@ def test_dream_end_to_end_and_reproduce_from_the_output(tmp_path, photo_path):
     assert Image.open(out).tobytes() != Image.open(photo_path).convert("RGB").tobytes()
 
 
+def test_tiled_bf16_dream_from_the_cli(tmp_path):
+    from conftest import synthetic_photo
+
+    photo = tmp_path / "big.png"
+    synthetic_photo(480, 360).save(photo)
+    out = tmp_path / "tiled.png"
+    r = run_cli("dream", photo, "-o", out, "--tile-size", "128", "--precision", "bf16", "--octaves", "1",
+                "--iterations", "2", "--seed", "0", "-q")
+    assert r.returncode == 0, r.stderr
+    settings = json.loads(Image.open(out).info["deepdream"])["deepdream"]
+    assert settings["tile_size"] == 128 and settings["precision"] == "bf16"
+    assert Image.open(out).size == (480, 360)
+    assert Image.open(out).tobytes() != Image.open(photo).convert("RGB").tobytes()
+
+
 def test_toml_config_and_preset(tmp_path, photo_path):
     (tmp_path / "c.toml").write_text('[deepdream]\nlayers = "blocks.3"\noctaves = 1\niterations = 2\n')
     out = tmp_path / "out.jpg"
