@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import deepdream
-from deepdream.ascent import gradient, mirror_pad, scorer, shift_window
+from deepdream.ascent import gradient, scorer, wrapped_index
 from deepdream.dream import Dreamer, build_objective
 from deepdream.objectives import Energy
 from deepdream.taps import Taps
@@ -25,20 +25,12 @@ def _smooth_image(h, w):
     return torch.nn.functional.avg_pool2d(torch.rand(1, 3, h, w), 5, 1, 2)
 
 
-@pytest.mark.parametrize("shift", [(2, -3), (-2, 0), (0, 4)])
-def test_jitter_shifts_with_mirrored_edges(shift):
+@pytest.mark.parametrize("shift", [(2, -3), (-2, 0), (0, 11)])
+def test_tile_windows_cut_from_the_rolled_image(shift):
     image = torch.arange(2 * 6 * 9, dtype=torch.float32).view(1, 2, 6, 9)
-    rows, pad_y = shift_window(0, 6, shift[0], 6)
-    cols, pad_x = shift_window(0, 9, shift[1], 9)
-    view = mirror_pad(image[..., rows, cols], pad_y, pad_x)
-
-    def source(i, n, s):  # position i of the shifted axis shows source i - s, mirrored at the ends
-        j = i - s
-        return -j if j < 0 else 2 * (n - 1) - j if j >= n else j
-
-    ys = [source(i, 6, shift[0]) for i in range(6)]
-    xs = [source(i, 9, shift[1]) for i in range(9)]
-    assert torch.equal(view, image[..., ys, :][..., xs])
+    rows, cols = wrapped_index(1, 5, shift[0], 6, image.device), wrapped_index(2, 9, shift[1], 9, image.device)
+    window = image.index_select(-2, rows).index_select(-1, cols)
+    assert torch.equal(window, torch.roll(image, shift, (2, 3))[..., 1:5, 2:9])
 
 
 @pytest.mark.parametrize("layer, tolerance, shift", [("blocks.2", 1e-3, (0, 0)), ("blocks.4", 0.03, (0, 0)),

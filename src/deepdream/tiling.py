@@ -14,9 +14,8 @@ from functools import partial
 from itertools import pairwise
 
 import torch
-import torch.nn.functional as F
 
-from .ascent import GradientFn, Shift, mirror_pad, shift_window
+from .ascent import GradientFn, Shift, wrapped_index
 
 ALIGN = 32  # tile cuts fall on multiples of the largest stride, so tiles partition activation grids exactly
 
@@ -71,30 +70,30 @@ def margin_for(strides: dict[str, int]) -> int:
 def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, generator: torch.Generator) -> GradientFn:
     """Gradient of a spatial objective, in tiles when the image has more pixels than one padded tile."""
 
-    def tile_gradient(image: torch.Tensor, t: Tile, shift: Shift):
-        """Gradient over the tile's source pixels; the tile is cut from the shifted image, so no shifted
-        full-size copy of the image or of the gradient is ever made."""
-        height, width = image.shape[-2:]
-        py0, py1, px0, px1 = t.pad
-        rows, pad_y = shift_window(py0, py1, shift[0], height)
-        cols, pad_x = shift_window(px0, px1, shift[1], width)
-        source = image[..., rows, cols].requires_grad_(True)
+    def tile_gradient(window: torch.Tensor, t: Tile, height: int, width: int) -> torch.Tensor:
+        """Gradient over a tile's padded window (cut from the rolled image) of a height x width image."""
+        x = window.detach().requires_grad_(True)
         weights = partial(position_weights, strides=strides, tile=t, height=height, width=width)
-        (g,) = torch.autograd.grad(score(mirror_pad(source, pad_y, pad_x), weights).sum(), source)
-        return rows, cols, g
+        (g,) = torch.autograd.grad(score(x, weights).sum(), x)
+        return g
 
     def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         height, width = image.shape[-2:]
-        image = image.detach()
         if height * width <= (tile + 2 * margin) ** 2 or max(height, width) <= tile:
-            rows, cols, g = tile_gradient(image, Tile((0, height, 0, width), (0, height, 0, width)), shift)
-            # pixels that the shift pushed out of view get no gradient
-            return F.pad(g, (cols.start, width - cols.stop, rows.start, height - rows.stop))
+            whole = Tile((0, height, 0, width), (0, height, 0, width))
+            if shift == (0, 0):
+                return tile_gradient(image, whole, height, width)
+            g = tile_gradient(torch.roll(image, shift, (2, 3)), whole, height, width)
+            return torch.roll(g, (-shift[0], -shift[1]), (2, 3))
         offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
         total = torch.zeros_like(image)
         for t in tile_layout(height, width, tile, margin, tuple(offset)):
-            rows, cols, g = tile_gradient(image, t, shift)
-            total[..., rows, cols] += g
+            # tiles are laid out on the rolled image and cut from the original through wrapped index
+            # vectors, so no rolled full-size copy of the image or of the gradient is ever made
+            rows = wrapped_index(t.pad[0], t.pad[1], shift[0], height, image.device)
+            cols = wrapped_index(t.pad[2], t.pad[3], shift[1], width, image.device)
+            g = tile_gradient(image.detach().index_select(-2, rows).index_select(-1, cols), t, height, width)
+            total.permute(2, 3, 0, 1).index_put_((rows[:, None], cols[None, :]), g.permute(2, 3, 0, 1), accumulate=True)
         return total
 
     return grad
