@@ -89,7 +89,7 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--blend", type=unit_float, help="blend weight of the dreamed smaller octave (blend mode)")
     g.add_argument("--step-size", type=positive_float)
     g.add_argument("--optimizer", choices=("ascent", "sgd", "adam"))
-    g.add_argument("--jitter", type=int, help="max random shift in pixels per step (edges mirrored)")
+    g.add_argument("--jitter", type=int, help="max random shift (roll) in pixels per step")
     g.add_argument("--smoothing", type=non_negative_float, help="Gaussian sigma applied to the gradient")
     g.add_argument("--seed", type=int)
     g.add_argument("--precision", choices=PRECISION_CHOICES,
