@@ -16,7 +16,7 @@ import time
 import torch
 
 import deepdream
-from deepdream.ascent import autocast
+from deepdream.ascent import autocast, native_bf16
 from deepdream.backbones import BACKBONES
 from deepdream.folding import fold_batchnorm
 from deepdream.taps import Taps
@@ -51,7 +51,7 @@ def main() -> None:
     w, h = map(int, args.size.split("x"))
     image = torch.rand(1, 3, h, w, device=device)
     print(f"# {w}x{h}, {device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+          f"native bf16: {native_bf16(device)}")
     print(f"{'network':<20} {'layer':<12} {'fp32 s':>8} {'bf16 s':>8} {'bf16 speed-up':>14}")
     for name in BACKBONES:
         backbone = deepdream.load_backbone(name, pretrained=name == "efficientnet_lite0", device=device)

@@ -111,11 +111,11 @@ def test_bad_channel_and_class_are_model_errors(lite0):
 
 
 def test_auto_precision_keeps_depthwise_networks_in_fp32_on_the_cpu(lite0):
+    from deepdream.ascent import native_bf16
     from deepdream.dream import resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu, lite0.model) == "fp32"  # memory-bound: bf16 measured 0.70x
     dense = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
-    native = torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
-    assert resolve_precision("auto", cpu, dense) == ("bf16" if native else "fp32")
+    assert resolve_precision("auto", cpu, dense) == ("bf16" if native_bf16(cpu) else "fp32")
     assert resolve_precision("bf16", cpu, lite0.model) == "bf16"  # an explicit choice is kept

@@ -33,6 +33,7 @@ from deepdream.training.data import (
     prefetch,
     scan_folder,
 )
+from deepdream.ascent import native_bf16
 from deepdream.training.loop import (
     ClassifierLoss,
     PrecisionPlan,
@@ -40,7 +41,6 @@ from deepdream.training.loop import (
     class_weights,
     cosine_lr,
     fit,
-    native_bf16,
     plan_precision,
     precision_switch,
     predict,

@@ -13,7 +13,7 @@ from .objectives import Objective
 from .taps import Taps
 
 Shift = tuple[int, int]
-# f(image, shift) -> d score(image shifted by (dy, dx)) / d image
+# f(image, shift) -> d score(image rolled by (dy, dx)) / d image
 GradientFn = Callable[[torch.Tensor, Shift], torch.Tensor]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -25,6 +25,16 @@ def autocast(device: torch.device, precision: str):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 natively (CUDA with bf16, AVX512-BF16 or AMX CPUs)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str = "fp32"):

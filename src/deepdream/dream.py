@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import image as imageio
-from .ascent import ascend, gradient, scorer
+from .ascent import ascend, gradient, native_bf16, scorer
 from .backbones import Backbone, load_backbone
 from .errors import ModelError, SettingsError
 from .filters import GaussianBlur
@@ -55,8 +55,8 @@ def resolve_precision(name: str, device: torch.device, model: torch.nn.Module | 
     if name != "auto":
         return name
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):
+        return "bf16" if native_bf16(device) else "fp16"
+    if device.type == "cpu" and native_bf16(device):
         return "fp32" if model is not None and _depthwise(model) else "bf16"
     return "fp32"
 

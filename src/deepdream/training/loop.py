@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import image as imageio
-from ..ascent import autocast
+from ..ascent import autocast, native_bf16
 from ..errors import OutputError, SettingsError
 from . import report
 from .checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
@@ -123,16 +123,6 @@ class TrainConfig:
 
     def bn_frozen(self) -> bool:
         return self.pretrained if self.freeze_bn is None else self.freeze_bn
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether the device computes bf16 natively (CUDA with bf16, AVX512-BF16 or AMX CPUs)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
 
 
 def training_precision(name: str, device: torch.device) -> str:
