@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import torch
 
-from .ascent import GradientFn, Shift, wrapped_index
+from .ascent import GradientFn, Shift, gradient, wrapped_index
 
 ALIGN = 32  # tile cuts fall on multiples of the largest stride, so tiles partition activation grids exactly
 
@@ -69,9 +69,10 @@ def margin_for(strides: dict[str, int]) -> int:
 
 def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, generator: torch.Generator) -> GradientFn:
     """Gradient of a spatial objective, in tiles when the image has more pixels than one padded tile."""
+    whole = gradient(score)
 
     def tile_gradient(window: torch.Tensor, t: Tile, height: int, width: int) -> torch.Tensor:
-        """Gradient over a tile's padded window (cut from the rolled image) of a height x width image."""
+        """Gradient over a tile's padded window, cut from the rolled height x width image."""
         x = window.detach().requires_grad_(True)
         weights = partial(position_weights, strides=strides, tile=t, height=height, width=width)
         (g,) = torch.autograd.grad(score(x, weights).sum(), x)
@@ -80,11 +81,7 @@ def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, gener
     def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         height, width = image.shape[-2:]
         if height * width <= (tile + 2 * margin) ** 2 or max(height, width) <= tile:
-            whole = Tile((0, height, 0, width), (0, height, 0, width))
-            if shift == (0, 0):
-                return tile_gradient(image, whole, height, width)
-            g = tile_gradient(torch.roll(image, shift, (2, 3)), whole, height, width)
-            return torch.roll(g, (-shift[0], -shift[1]), (2, 3))
+            return whole(image, shift)
         offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
         total = torch.zeros_like(image)
         for t in tile_layout(height, width, tile, margin, tuple(offset)):
