@@ -21,6 +21,7 @@ import torch
 import deepdream
 from deepdream.ascent import autocast
 from deepdream.dream import Dreamer, build_objective, octave_sizes, resize
+from deepdream.tiling import fits_one_tile
 
 
 def synthetic(width: int, height: int) -> torch.Tensor:
@@ -132,8 +133,8 @@ def main() -> None:
 
     d = next(iter(dreamers.values()))
     if d.tile:
-        tiled = h * w > (d.tile + 2 * d.margin) ** 2
-        print(f"# tile core {d.tile} px + margin {d.margin} px: the full-size octave is {'tiled' if tiled else 'one pass'}")
+        one = fits_one_tile(h, w, d.tile, d.margin)
+        print(f"# tile core {d.tile} px + margin {d.margin} px: the full-size octave is {'one pass' if one else 'tiled'}")
     ref = med.get("naive fp32 NCHW")
     print(f"{'variant':<18} {'s/dream':>8} {'speed-up vs naive':>18} {'overhead vs bare':>17}")
     for k, t in med.items():

@@ -6,6 +6,7 @@ import contextlib
 from typing import Callable, Protocol
 
 import torch
+from torch import nn
 
 from .backbones import Backbone
 from .filters import GaussianBlur
@@ -50,6 +51,11 @@ def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str 
             return objective(acts, weights_fn(acts) if weights_fn is not None else None)
 
     return score
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """A depthwise convolution: memory-bound on the CPU, where bf16 makes it slower, not faster."""
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
 
 
 def wrapped_index(start: int, stop: int, shift: int, n: int, device: torch.device) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import image as imageio
-from .ascent import ascend, gradient, native_bf16, scorer
+from .ascent import ascend, gradient, is_depthwise, native_bf16, scorer
 from .backbones import Backbone, load_backbone
 from .errors import ModelError, SettingsError
 from .filters import GaussianBlur
@@ -57,12 +57,8 @@ def resolve_precision(name: str, device: torch.device, model: torch.nn.Module | 
     if device.type == "cuda":
         return "bf16" if native_bf16(device) else "fp16"
     if device.type == "cpu" and native_bf16(device):
-        return "fp32" if model is not None and _depthwise(model) else "bf16"
+        return "fp32" if model is not None and any(is_depthwise(m) for m in model.modules()) else "bf16"
     return "fp32"
-
-
-def _depthwise(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels for m in model.modules())
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from .taps import OUTPUT, Taps
+
 
 class FoldedNorm(nn.Module):
     """What is left of a norm layer once folded: its own children (timm's BatchNormAct2d: drop, act).
@@ -72,19 +74,6 @@ def _conv_norm_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, s
     return pairs
 
 
-def _outputs(model: nn.Module, names: Iterable[str], probe: torch.Tensor) -> list[torch.Tensor]:
-    modules = dict(model.named_modules())
-    seen: list[torch.Tensor] = []
-    handles = [modules[n].register_forward_hook(lambda m, a, out: seen.append(out)) for n in names if n]
-    try:
-        with torch.no_grad():
-            seen.append(model(probe))
-    finally:
-        for h in handles:
-            h.remove()
-    return [t for t in seen if isinstance(t, torch.Tensor)]
-
-
 def fold_batchnorm(model: nn.Module, keep: Iterable[str] = (), probe_size: int = 96) -> nn.Module:
     """A copy of a frozen eval-mode model with every conv -> BatchNorm2d pair folded into the conv
     (and its emulated in-place activations made out-of-place).
@@ -116,9 +105,12 @@ def fold_batchnorm(model: nn.Module, keep: Iterable[str] = (), probe_size: int =
         # instead of one); only ReLU has a true in-place kernel
         if getattr(m, "inplace", False) is True and not isinstance(m, nn.ReLU):
             m.inplace = False
-    names = sorted(keep)
-    before, after = _outputs(model, names, probe), _outputs(folded, names, probe)
-    same = len(before) == len(after) and all(
-        a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-3 * b.abs().max().item()) for a, b in zip(after, before)
+    names = [*keep, OUTPUT]  # the kept taps and the network's output
+    with Taps(model, names) as a, Taps(folded, names) as b, torch.no_grad():
+        before, after = a(probe), b(probe)
+    same = before.keys() == after.keys() and all(
+        after[n].shape == before[n].shape
+        and torch.allclose(after[n], before[n], rtol=1e-3, atol=1e-3 * before[n].abs().max().item())
+        for n in before
     )
     return folded if same else model

@@ -67,6 +67,11 @@ def margin_for(strides: dict[str, int]) -> int:
     return 8 * max(strides.values(), default=ALIGN)
 
 
+def fits_one_tile(height: int, width: int, tile: int, margin: int) -> bool:
+    """Whether an image has no more pixels than one padded tile (its gradient is then one pass)."""
+    return height * width <= (tile + 2 * margin) ** 2 or max(height, width) <= tile
+
+
 def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, generator: torch.Generator) -> GradientFn:
     """Gradient of a spatial objective, in tiles when the image has more pixels than one padded tile."""
     whole = gradient(score)
@@ -80,7 +85,7 @@ def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, gener
 
     def grad(image: torch.Tensor, shift: Shift = (0, 0)) -> torch.Tensor:
         height, width = image.shape[-2:]
-        if height * width <= (tile + 2 * margin) ** 2 or max(height, width) <= tile:
+        if fits_one_tile(height, width, tile, margin):
             return whole(image, shift)
         offset = (torch.randint(0, tile // ALIGN, (2,), generator=generator) * ALIGN).tolist()
         total = torch.zeros_like(image)

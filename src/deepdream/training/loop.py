@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import image as imageio
-from ..ascent import autocast, native_bf16
+from ..ascent import autocast, is_depthwise, native_bf16
 from ..errors import OutputError, SettingsError
 from . import report
 from .checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
@@ -155,10 +155,7 @@ def plan_precision(name: str, device: torch.device, model: nn.Module) -> Precisi
     if name != "auto":
         return PrecisionPlan(name, name)
     fast = training_precision(name, device)
-    depthwise_trains = any(
-        isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels and m.weight.requires_grad
-        for m in model.modules()
-    )
+    depthwise_trains = any(is_depthwise(m) and m.weight.requires_grad for m in model.modules())
     trainable = "fp32" if device.type == "cpu" and depthwise_trains else fast
     # the outermost module whose parameters all train, e.g. 'blocks.4' for --trainable-from blocks.4
     with_params = [(n, list(m.parameters())) for n, m in model.named_modules() if n and any(True for _ in m.parameters())]
