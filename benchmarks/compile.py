@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 import deepdream
-from deepdream.ascent import autocast
-from deepdream.dream import resolve_precision
-from deepdream.folding import fold_batchnorm
+from deepdream.runtime import autocast
+from deepdream.runtime import resolve_precision
+from deepdream.engine.folding import fold_batchnorm
 
 
 def timed(fn, image, repeats, device):

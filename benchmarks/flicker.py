@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepdream.backbones import load_backbone
+from deepdream.models.load import load_backbone
 from deepdream import video
 from deepdream.settings import Settings
 from deepdream.video import FlowCoherence, FrameDreamer, dream_video, flicker, read_frames

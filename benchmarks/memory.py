@@ -17,7 +17,8 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 import deepdream
-from deepdream.dream import Dreamer, build_objective
+from deepdream.engine.objectives import build_objective
+from deepdream.engine.octaves import Dreamer
 w, h, iterations, octaves = map(int, sys.argv[1:5])
 settings = deepdream.Settings(seed=0, max_size=max(w, h), iterations=iterations, octaves=octaves)
 backbone = deepdream.load_backbone(device="cpu")

@@ -16,10 +16,10 @@ import time
 import torch
 
 import deepdream
-from deepdream.ascent import autocast, native_bf16
-from deepdream.backbones import BACKBONES
-from deepdream.folding import fold_batchnorm
-from deepdream.taps import Taps
+from deepdream.runtime import autocast, native_bf16
+from deepdream.models.registry import BACKBONES
+from deepdream.engine.folding import fold_batchnorm
+from deepdream.engine.taps import Taps
 
 
 def seconds_per_gradient(backbone, taps, layer, image, precision, repeats) -> float:

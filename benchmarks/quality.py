@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 
 import deepdream
-from deepdream import image as imageio
-from deepdream.dream import Dreamer, build_objective
-from deepdream.taps import OUTPUT, Taps
+from deepdream import imagefiles
+from deepdream.engine.objectives import build_objective
+from deepdream.engine.octaves import Dreamer
+from deepdream.engine.taps import OUTPUT, Taps
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
     with Dreamer(backbone, build_objective(backbone, settings), settings) as dreamer, \
             Dreamer(backbone, build_objective(backbone, class_settings), class_settings) as classer:
         for path in cats + dogs:
-            rgb, _ = imageio.load_image(path, args.max_size)
+            rgb, _ = imagefiles.load_image(path, args.max_size)
             t = time.perf_counter()
             out = dreamer.dream(rgb)
             seconds.append(time.perf_counter() - t)
@@ -69,12 +70,12 @@ def main() -> None:
             if args.gallery:
                 gallery = Path(args.gallery)
                 gallery.mkdir(parents=True, exist_ok=True)
-                a, b = imageio.tensor_to_pil(rgb), imageio.tensor_to_pil(out)
+                a, b = imagefiles.tensor_to_pil(rgb), imagefiles.tensor_to_pil(out)
                 sheet = Image.new("RGB", (a.width * 2 + 8, a.height), "white")
                 sheet.paste(a, (0, 0))
                 sheet.paste(b, (a.width + 8, 0))
                 sheet.thumbnail((768, 768))
-                imageio.save_image(sheet, gallery / f"dream_{path.stem.replace('.', '_')}.jpg", metadata=settings.to_json())
+                imagefiles.save_image(sheet, gallery / f"dream_{path.stem.replace('.', '_')}.jpg", metadata=settings.to_json())
     print(f"energy gain: mean {statistics.mean(gains):.2f}x, min {min(gains):.2f}x over {len(gains)} photos "
           f"({statistics.mean(seconds):.1f} s per dream)")
     if probs:

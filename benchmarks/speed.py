@@ -19,9 +19,10 @@ import time
 import torch
 
 import deepdream
-from deepdream.ascent import autocast
-from deepdream.dream import Dreamer, build_objective, octave_sizes, resize
-from deepdream.tiling import fits_one_tile
+from deepdream.runtime import autocast
+from deepdream.engine.objectives import build_objective
+from deepdream.engine.octaves import Dreamer, octave_sizes, resize
+from deepdream.engine.tiling import fits_one_tile
 
 
 def synthetic(width: int, height: int) -> torch.Tensor:
@@ -32,7 +33,7 @@ def synthetic(width: int, height: int) -> torch.Tensor:
 def load_photo(path: str | None, width: int, height: int) -> torch.Tensor:
     if path is None:
         return synthetic(width, height)
-    from deepdream.image import load_image
+    from deepdream.imagefiles import load_image
 
     return resize(load_image(path)[0], (height, width))
 

@@ -30,7 +30,7 @@ import torch
 
 from deepdream.training import report
 from deepdream.training.loop import TrainConfig, fit
-from deepdream.training.models import build_model
+from deepdream.models.architectures import build_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats-vs-dogs"
 
@@ -78,7 +78,7 @@ def dream_demo(data: Path, checkpoint: Path, out: Path) -> dict:
     from PIL import Image
 
     import deepdream
-    from deepdream.training.checkpoint import load_checkpoint
+    from deepdream.models.checkpoint import load_checkpoint
     from deepdream.training.data import square_uint8
     from deepdream.training.loop import predict
 
@@ -93,7 +93,7 @@ def dream_demo(data: Path, checkpoint: Path, out: Path) -> dict:
     start = time.perf_counter()
     dreamed = deepdream.dream(photo, checkpoint=str(checkpoint), target_class="dogs", max_size=320, seed=0)
     seconds = time.perf_counter() - start
-    deepdream.image.save_image(dreamed, out / "cat_dreamed_as_dog.jpg")
+    deepdream.imagefiles.save_image(dreamed, out / "cat_dreamed_as_dog.jpg")
     before, after = p_dogs(Image.open(photo).convert("RGB")), p_dogs(dreamed)
     print(f"dream: {photo.name} towards 'dogs' with {checkpoint}: P(dogs) {before:.3f} -> {after:.3f} ({seconds:.0f}s)")
     print(f"   deepdream dream {photo} -o dogcloud.jpg --checkpoint {checkpoint} --target-class dogs --max-size 320")

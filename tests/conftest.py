@@ -40,7 +40,7 @@ def photo_path(tmp_path) -> Path:
 
 @pytest.fixture
 def photo_tensor() -> torch.Tensor:
-    return deepdream.image.pil_to_tensor(synthetic_photo())[0]
+    return deepdream.imagefiles.pil_to_tensor(synthetic_photo())[0]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

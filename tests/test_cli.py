@@ -45,7 +45,7 @@ def test_toml_config_and_preset(tmp_path, photo_path):
     out = tmp_path / "out.jpg"
     r = run_cli("dream", photo_path, "-o", out, "--config", tmp_path / "c.toml", "--seed", "2", "-q")
     assert r.returncode == 0, r.stderr
-    from deepdream.image import read_metadata
+    from deepdream.imagefiles import read_metadata
 
     meta = read_metadata(out)
     assert meta["layers"] == "blocks.3" and meta["iterations"] == 2 and meta["seed"] == 2

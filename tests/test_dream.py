@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import deepdream
-from deepdream.dream import Dreamer, build_objective, octave_sizes
+from deepdream.engine.objectives import build_objective
+from deepdream.engine.octaves import Dreamer, octave_sizes
 from deepdream.errors import ModelError, SettingsError
-from deepdream.taps import OUTPUT, Taps
+from deepdream.engine.taps import OUTPUT, Taps
 
 FAST = dict(octaves=2, iterations=6, seed=3, precision="fp32")
 
@@ -111,8 +112,8 @@ def test_bad_channel_and_class_are_model_errors(lite0):
 
 
 def test_auto_precision_keeps_depthwise_networks_in_fp32_on_the_cpu(lite0):
-    from deepdream.ascent import native_bf16
-    from deepdream.dream import resolve_precision
+    from deepdream.runtime import native_bf16
+    from deepdream.runtime import resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu, lite0.model) == "fp32"  # memory-bound: bf16 measured 0.70x

@@ -12,14 +12,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 import deepdream
-from deepdream import backbones, sheets
+from deepdream import explore
+from deepdream.models import registry as backbones
 from deepdream.cli import main
-from deepdream.dream import Dreamer, build_objective, noise_image
+from deepdream.engine.objectives import build_objective
+from deepdream.engine.octaves import Dreamer, noise_image
 from deepdream.errors import ModelError, SettingsError
-from deepdream.features import FourierImage, Jitter, Pad, color_matrix, render, rotate, spectrum_scale
-from deepdream.image import pil_to_tensor, read_metadata
-from deepdream.objectives import Channels
-from deepdream.taps import OUTPUT, Taps
+from deepdream.featurevis import FourierImage, Jitter, Pad, color_matrix, render, rotate, spectrum_scale
+from deepdream.imagefiles import pil_to_tensor, read_metadata
+from deepdream.engine.objectives import Channels
+from deepdream.engine.taps import OUTPUT, Taps
 
 from conftest import run_cli, synthetic_photo
 
@@ -48,7 +50,7 @@ class Recorder:
 
 
 def tiles_of(sheet: Image.Image, count: int, size: tuple[int, int], **layout) -> list[torch.Tensor]:
-    grid = sheets.grid_geometry(count, *size, **layout)
+    grid = explore.grid_geometry(count, *size, **layout)
     assert sheet.size == grid.size
     out = []
     for i in range(count):
@@ -71,28 +73,28 @@ def channel_score(backbone, layer: str, channel: int, image: torch.Tensor) -> fl
 
 
 def test_grid_geometry_places_tiles_and_labels():
-    g = sheets.grid_geometry(5, 64, 48, label_height=18, gap=4)
+    g = explore.grid_geometry(5, 64, 48, label_height=18, gap=4)
     assert (g.columns, g.rows) == (3, 2)  # more than 4 tiles: a near-square grid
     assert g.size == (4 + 3 * (64 + 4), 4 + 2 * (48 + 18 + 4)) == (208, 144)
     assert g.tile_origin(0) == (4, 4)
     assert g.tile_origin(2) == (4 + 2 * 68, 4)
     assert g.tile_origin(4) == (4 + 68, 4 + 70)
     assert g.label_box(4) == (72, 74 + 48, 72 + 64, 74 + 48 + 18)
-    assert (sheets.grid_geometry(3, 10, 10).columns, sheets.grid_geometry(3, 10, 10).rows) == (3, 1)
-    assert (sheets.grid_geometry(36, 10, 10).columns, sheets.grid_geometry(36, 10, 10).rows) == (6, 6)
-    assert (sheets.grid_geometry(5, 10, 10, columns=2).rows, sheets.grid_geometry(2, 10, 10, columns=9).columns) == (3, 2)
+    assert (explore.grid_geometry(3, 10, 10).columns, explore.grid_geometry(3, 10, 10).rows) == (3, 1)
+    assert (explore.grid_geometry(36, 10, 10).columns, explore.grid_geometry(36, 10, 10).rows) == (6, 6)
+    assert (explore.grid_geometry(5, 10, 10, columns=2).rows, explore.grid_geometry(2, 10, 10, columns=9).columns) == (3, 2)
     with pytest.raises(IndexError):
         g.tile_origin(5)
     with pytest.raises(SettingsError):
-        sheets.grid_geometry(0, 10, 10)
+        explore.grid_geometry(0, 10, 10)
 
 
 def test_sheet_pastes_tiles_and_writes_each_label_under_its_tile():
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200)]
     tiles = [Image.new("RGB", (64, 48), c) for c in colours]
     labels = ["blocks.2", "blocks.3", "blocks.4", "x", "a.very.long.layer.name.that.cannot.fit"]
-    sheet = sheets.make_sheet(tiles, labels)
-    grid = sheets.grid_geometry(5, 64, 48)
+    sheet = explore.make_sheet(tiles, labels)
+    grid = explore.grid_geometry(5, 64, 48)
     assert sheet.size == grid.size and sheet.mode == "RGB"
     strips = []
     for i, colour in enumerate(colours):
@@ -107,7 +109,7 @@ def test_sheet_pastes_tiles_and_writes_each_label_under_its_tile():
     right_of_label = pil_to_tensor(sheet.crop((x1, grid.label_box(4)[1], sheet.width, grid.label_box(4)[3])))[0]
     assert right_of_label.max() < 0.1
     with pytest.raises(ValueError):
-        sheets.make_sheet(tiles, labels[:2])
+        explore.make_sheet(tiles, labels[:2])
 
 
 # ---------------------------------------------------------------- feature visualisation
@@ -158,7 +160,7 @@ def test_layer_sweep_one_tile_per_layer_each_different(lite0):
     settings = deepdream.Settings(iterations=3, octaves=1, seed=1, precision="fp32")
     bar = Recorder()
     index = str(lite0.layer_names().index("blocks.4"))
-    sheet = sheets.layer_sweep(photo, lite0, settings, ["blocks.2", index], with_input=True, progress=bar)
+    sheet = explore.layer_sweep(photo, lite0, settings, ["blocks.2", index], with_input=True, progress=bar)
     tiles = tiles_of(sheet, 3, (96, 64))
     assert_all_differ(tiles)
     assert torch.allclose(tiles[0], pil_to_tensor(photo)[0], atol=1 / 255)  # the input tile is the photo
@@ -169,13 +171,13 @@ def test_layer_sweep_one_tile_per_layer_each_different(lite0):
     assert meta["sheet"]["tiles"] == ["input", "blocks.2", "blocks.4"]
     assert meta["deepdream"]["layers"] == "blocks.2,blocks.4" and meta["deepdream"]["seed"] == 1
     with pytest.raises(ModelError):
-        sheets.layer_sweep(photo, lite0, settings, ["blocks.2", "no.such.layer"])
+        explore.layer_sweep(photo, lite0, settings, ["blocks.2", "no.such.layer"])
 
 
 def test_channel_atlas_one_tile_per_channel_each_different(lite0):
     settings = deepdream.Settings(iterations=12, seed=0, precision="fp32")
     bar = Recorder()
-    sheet = sheets.channel_atlas(lite0, "blocks.4", (0, 7, 30), settings, 48, progress=bar)
+    sheet = explore.channel_atlas(lite0, "blocks.4", (0, 7, 30), settings, 48, progress=bar)
     tiles = tiles_of(sheet, 3, (48, 48))
     assert_all_differ(tiles)
     assert bar.steps == 3 * 12
@@ -184,15 +186,15 @@ def test_channel_atlas_one_tile_per_channel_each_different(lite0):
     assert meta["sheet"]["kind"] == "channel_atlas" and meta["sheet"]["tiles"] == ["blocks.4:0", "blocks.4:7", "blocks.4:30"]
     assert meta["deepdream"]["channels"] == [0, 7, 30] and meta["deepdream"]["init"] == "fourier"
     with pytest.raises(ModelError, match="out of range"):
-        sheets.channel_atlas(lite0, "blocks.4", (0, 999), settings, 48)
+        explore.channel_atlas(lite0, "blocks.4", (0, 999), settings, 48)
 
 
 def test_sweep_layers_every_other_recommended_in_forward_order(lite0):
-    ordered = sheets.sweep_layers(lite0)
+    ordered = explore.sweep_layers(lite0)
     names = lite0.layer_names()
     assert sorted(ordered, key=names.index) == ordered and set(ordered) == set(lite0.recommended_layers)
-    assert sheets.sweep_layers(lite0, every=2) == ordered[::2]
-    assert sheets.sweep_layers(lite0, ["blocks.1", "blocks.2", "blocks.3"], every=2) == ["blocks.1", "blocks.3"]
+    assert explore.sweep_layers(lite0, every=2) == ordered[::2]
+    assert explore.sweep_layers(lite0, ["blocks.1", "blocks.2", "blocks.3"], every=2) == ["blocks.1", "blocks.3"]
 
 
 def test_one_network_load_per_sheet(monkeypatch, tmp_path, lite0):
@@ -217,16 +219,16 @@ def test_one_network_load_per_sheet(monkeypatch, tmp_path, lite0):
                  "-o", str(tmp_path / "a.png"), *common]) == 0
     assert len(loads) == 3
     # the library loads the settings' network itself when given none: still once for the whole sheet
-    sheets.layer_sweep(synthetic_photo(64, 48), None, deepdream.Settings(iterations=1, octaves=1), ["blocks.2", "blocks.3"])
+    explore.layer_sweep(synthetic_photo(64, 48), None, deepdream.Settings(iterations=1, octaves=1), ["blocks.2", "blocks.3"])
     assert len(loads) == 4
 
 
 def test_sheets_work_with_another_backbone():
     resnet = deepdream.load_backbone("resnet50", pretrained=False)
     settings = deepdream.Settings(model="resnet50", iterations=6, octaves=1, seed=0, precision="fp32")
-    sheet = sheets.layer_sweep(synthetic_photo(64, 64), resnet, settings, ["layer1", "layer2"])
+    sheet = explore.layer_sweep(synthetic_photo(64, 64), resnet, settings, ["layer1", "layer2"])
     assert_all_differ(tiles_of(sheet, 2, (64, 64)))
-    atlas = sheets.channel_atlas(resnet, "layer2", (0, 1), settings.replace(iterations=4), 40)
+    atlas = explore.channel_atlas(resnet, "layer2", (0, 1), settings.replace(iterations=4), 40)
     assert_all_differ(tiles_of(atlas, 2, (40, 40)), by=0.001)
 
 
@@ -285,12 +287,12 @@ def test_sweep_and_atlas_commands_end_to_end(tmp_path, photo_path, monkeypatch):
     assert "wrote" in r.stderr and "blocks.2, blocks.3, blocks.4" in r.stderr
     meta = read_metadata(sweep)
     assert meta["layers"] == "blocks.2,blocks.3,blocks.4" and meta["max_size"] == 96
-    assert Image.open(sweep).size == sheets.grid_geometry(4, 96, 72).size
+    assert Image.open(sweep).size == explore.grid_geometry(4, 96, 72).size
 
     atlas = tmp_path / "atlas.jpg"
     r = run_cli("atlas", "--layer", "blocks.4", "--channels", "0-5", "--tile", "40", "--steps", "4", "-o", atlas, "-q")
     assert r.returncode == 0, r.stderr
-    assert Image.open(atlas).size == sheets.grid_geometry(6, 40, 40).size
+    assert Image.open(atlas).size == explore.grid_geometry(6, 40, 40).size
     assert read_metadata(atlas)["channels"] == [0, 1, 2, 3, 4, 5]
 
 
@@ -317,9 +319,9 @@ def test_command_refusals_are_one_line_and_write_nothing(tmp_path, photo_path, c
 
 def test_atlas_of_a_trained_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    from deepdream.training.checkpoint import CheckpointInfo, save_checkpoint
-    from deepdream.training.data import Preprocessing
-    from deepdream.training.models import build_model
+    from deepdream.models.checkpoint import CheckpointInfo, save_checkpoint
+    from deepdream.models.preprocessing import Preprocessing
+    from deepdream.models.architectures import build_model
 
     torch.manual_seed(0)
     net = build_model("simple_cnn", 2, options={"width": 8})

@@ -1,6 +1,6 @@
 import torch
 
-from deepdream.filters import GaussianBlur, gaussian_kernel1d
+from deepdream.engine.filters import GaussianBlur, gaussian_kernel1d
 
 
 def test_kernel_is_normalised_and_symmetric():

@@ -1,11 +1,11 @@
 import torch
 from torch import nn
 
-from deepdream.ascent import gradient, scorer
-from deepdream.backbones import list_layer_names
-from deepdream.folding import FoldedNorm, fold_batchnorm
-from deepdream.objectives import Energy
-from deepdream.taps import Taps
+from deepdream.engine.ascent import gradient, scorer
+from deepdream.models.backbone import list_layer_names
+from deepdream.engine.folding import FoldedNorm, fold_batchnorm
+from deepdream.engine.objectives import Energy
+from deepdream.engine.taps import Taps
 
 
 def _grad(backbone, model, layer, image):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepdream import image as imageio
+from deepdream import imagefiles
 from deepdream.errors import ImageError, OutputError
 
 
@@ -12,7 +12,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = img.getexif()
     exif[0x0112] = 6  # rotate 90 CW on display
     img.save(tmp_path / "rot.jpg", exif=exif)
-    rgb, _ = imageio.load_image(tmp_path / "rot.jpg")
+    rgb, _ = imagefiles.load_image(tmp_path / "rot.jpg")
     assert rgb.shape == (1, 3, 40, 20)
 
 
@@ -32,7 +32,7 @@ def test_colour_modes_convert_to_rgb(tmp_path, mode, value, expected):
         expected = (0.0, 1.0, 0.0)
     ext = ".tif" if mode == "CMYK" else ".png"
     img.save(tmp_path / f"x{ext}")
-    rgb, alpha = imageio.load_image(tmp_path / f"x{ext}")
+    rgb, alpha = imagefiles.load_image(tmp_path / f"x{ext}")
     assert rgb.shape == (1, 3, 8, 8) and alpha is None
     want = torch.tensor(expected if isinstance(expected, tuple) else (expected,) * 3)
     assert torch.allclose(rgb[0, :, 4, 4], want, atol=1 / 255)
@@ -43,16 +43,16 @@ def test_alpha_is_kept_on_output(tmp_path):
     a[..., 0] = 200
     a[:, :8, 3] = 255
     Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
-    rgb, alpha = imageio.load_image(tmp_path / "a.png")
-    out = imageio.tensor_to_pil(rgb, alpha)
-    imageio.save_image(out, tmp_path / "b.png")
+    rgb, alpha = imagefiles.load_image(tmp_path / "a.png")
+    out = imagefiles.tensor_to_pil(rgb, alpha)
+    imagefiles.save_image(out, tmp_path / "b.png")
     back = np.asarray(Image.open(tmp_path / "b.png"))
     assert back.shape == (16, 16, 4) and back[0, 0, 3] == 255 and back[0, 15, 3] == 0
 
 
 def test_max_size_caps_the_long_side(tmp_path):
     Image.new("RGB", (400, 100)).save(tmp_path / "w.png")
-    rgb, _ = imageio.load_image(tmp_path / "w.png", max_size=200)
+    rgb, _ = imagefiles.load_image(tmp_path / "w.png", max_size=200)
     assert rgb.shape[-2:] == (50, 200)
 
 
@@ -60,21 +60,21 @@ def test_max_size_caps_the_long_side(tmp_path):
 def test_settings_metadata_round_trips(tmp_path, ext):
     img = Image.new("RGB", (8, 8), "blue")
     meta = '{"deepdream": {"seed": 5}}'
-    imageio.save_image(img, tmp_path / f"m{ext}", metadata=meta)
-    assert imageio.read_metadata(tmp_path / f"m{ext}") == {"seed": 5}
+    imagefiles.save_image(img, tmp_path / f"m{ext}", metadata=meta)
+    assert imagefiles.read_metadata(tmp_path / f"m{ext}") == {"seed": 5}
 
 
 def test_outputs_are_guarded(tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (8, 8)).save(src)
     with pytest.raises(OutputError, match="input"):
-        imageio.check_output(src, force=True, inputs=(src,))
+        imagefiles.check_output(src, force=True, inputs=(src,))
     with pytest.raises(OutputError, match="exists"):
-        imageio.check_output(src)
+        imagefiles.check_output(src)
     with pytest.raises(OutputError, match="format"):
-        imageio.check_output(tmp_path / "x.xyz")
+        imagefiles.check_output(tmp_path / "x.xyz")
     with pytest.raises(OutputError, match="does not exist"):
-        imageio.check_output(tmp_path / "nope" / "x.png")
+        imagefiles.check_output(tmp_path / "nope" / "x.png")
 
 
 def test_failed_write_leaves_no_file(tmp_path):
@@ -83,7 +83,7 @@ def test_failed_write_leaves_no_file(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        imageio.atomic_write(tmp_path / "out.png", boom)
+        imagefiles.atomic_write(tmp_path / "out.png", boom)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -98,4 +98,4 @@ def test_bad_inputs_are_image_errors(tmp_path, kind):
         Image.new("RGB", (64, 64), "red").save(tmp_path / "ok.jpg")
         path.write_bytes((tmp_path / "ok.jpg").read_bytes()[:300])
     with pytest.raises(ImageError):
-        imageio.load_image(path)
+        imagefiles.load_image(path)

@@ -2,11 +2,12 @@ import pytest
 import torch
 
 import deepdream
-from deepdream.ascent import gradient, scorer, wrapped_index
-from deepdream.dream import Dreamer, build_objective
-from deepdream.objectives import Energy
-from deepdream.taps import Taps
-from deepdream.tiling import layer_strides, margin_for, tile_layout, tiled_gradient
+from deepdream.engine.ascent import gradient, scorer, wrapped_index
+from deepdream.engine.objectives import build_objective
+from deepdream.engine.octaves import Dreamer
+from deepdream.engine.objectives import Energy
+from deepdream.engine.taps import Taps
+from deepdream.engine.tiling import layer_strides, margin_for, tile_layout, tiled_gradient
 
 
 @pytest.mark.parametrize("offset", [(0, 0), (32, 64), (96, 0)])
@@ -80,7 +81,7 @@ def test_tiled_dream_on_a_larger_image_raises_the_objective(lite0):
 
 
 def test_tile_budget_counts_saved_activations_not_weights(lite0):
-    from deepdream.tiling import auto_tile_size, bytes_per_pixel
+    from deepdream.engine.tiling import auto_tile_size, bytes_per_pixel
 
     with Taps(lite0.model, ["blocks.4"]) as taps:
         small, large = bytes_per_pixel(taps, lite0.device, 64), bytes_per_pixel(taps, lite0.device, 192)

@@ -16,7 +16,7 @@ import deepdream
 from deepdream.cli import main
 from deepdream.errors import ModelError, OutputError, SettingsError
 from deepdream.training import report
-from deepdream.training.checkpoint import (
+from deepdream.models.checkpoint import (
     CheckpointInfo,
     backbone_from_checkpoint,
     load_checkpoint,
@@ -26,14 +26,14 @@ from deepdream.training.checkpoint import (
 from deepdream.training.data import (
     DatasetError,
     PhotoAugment,
-    Preprocessing,
     SkippedImageWarning,
     decode,
     discover,
     prefetch,
     scan_folder,
 )
-from deepdream.ascent import native_bf16
+from deepdream.models.preprocessing import Preprocessing
+from deepdream.runtime import native_bf16
 from deepdream.training.loop import (
     ClassifierLoss,
     PrecisionPlan,
@@ -45,7 +45,7 @@ from deepdream.training.loop import (
     precision_switch,
     predict,
 )
-from deepdream.training.models import build_model, set_trainable
+from deepdream.models.architectures import build_model, set_trainable
 
 from conftest import run_cli
 
@@ -370,7 +370,7 @@ def test_dreaming_with_a_trained_checkpoint_raises_the_target_class(trained, tmp
     target = backbone.resolve_class("vertical")
 
     def probability(img: Image.Image) -> float:
-        x = deepdream.image.pil_to_tensor(img)[0]
+        x = deepdream.imagefiles.pil_to_tensor(img)[0]
         with torch.no_grad():
             return float(torch.softmax(backbone.model(backbone.normalize(x)), 1)[0, target])
 

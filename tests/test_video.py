@@ -16,10 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from deepdream.backbones import load_backbone
+from deepdream.models.load import load_backbone
 from deepdream.cli import main
 from deepdream.errors import OutputError, SettingsError
 from deepdream.settings import Settings
+import deepdream.models.load
 from deepdream import video
 from deepdream.video import VideoError, dream_video, dream_zoom, flicker, parse_time, read_frames
 
@@ -124,7 +125,7 @@ def test_start_duration_max_size_and_one_network_load(tmp_path, net, monkeypatch
         loads.append(args)
         return net
 
-    monkeypatch.setattr(video, "load_backbone", counting_load)
+    monkeypatch.setattr(deepdream.models.load, "load_backbone", counting_load)
     result = dream_video(clip, tmp_path / "part.mp4", TINY, start=0.25, duration=0.5, max_size=48)
     assert len(loads) == 1  # one load for all the frames
     got = streams(tmp_path / "part.mp4")

@@ -1,16 +1,30 @@
-"""deepdream: DeepDream done right, offline out of the box."""
+"""deepdream: DeepDream done right, offline out of the box.
 
-from .backbones import Backbone, list_backbones, load_backbone
-from .dream import Dreamer, build_objective, dream, resolve_device
+The public API: `dream()` for one picture, `Dreamer` with objective values for tensors, the backbone
+registry, settings and presets, and the error types.
+"""
+
+from .engine.objectives import Channels, ClassLogProb, Energy, Guide, Objective, build_objective
+from .engine.octaves import Dreamer
 from .errors import DeepDreamError, ImageError, ModelError, OutputError, SettingsError, WeightsUnavailable
+from .models.backbone import Backbone
+from .models.load import load_backbone
+from .models.registry import list_backbones
+from .runtime import resolve_device
 from .settings import PRESETS, Settings, preset
+from .still import dream
 
 __all__ = [
     "Backbone",
+    "Channels",
+    "ClassLogProb",
     "DeepDreamError",
     "Dreamer",
+    "Energy",
+    "Guide",
     "ImageError",
     "ModelError",
+    "Objective",
     "OutputError",
     "PRESETS",
     "Settings",

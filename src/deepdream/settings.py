@@ -17,6 +17,8 @@ INITS = ("image", "noise", "fourier")  # fourier: feature visualisation from a d
 FOURIER_STEPS = 256
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+# step rules of engine/ascent.py (a test keeps the two in step; settings import nothing from the engine)
+OPTIMIZER_CHOICES = ("ascent", "sgd", "adam")
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,6 @@ class Settings:
     tile_size: int | None = None
 
     def __post_init__(self) -> None:
-        from .ascent import OPTIMIZERS
-
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise SettingsError(message)
@@ -76,7 +76,10 @@ class Settings:
             f"size must be two integers >= 16, got {'x'.join(map(str, self.size))}",
         )
         need(self.tile_size is None or (isinstance(self.tile_size, int) and self.tile_size >= 64), "tile size must be >= 64")
-        need(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
+        need(
+            self.optimizer in OPTIMIZER_CHOICES,
+            f"unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZER_CHOICES)})",
+        )
         need(self.octave_mode in OCTAVE_MODES, f"unknown octave mode '{self.octave_mode}' ({', '.join(OCTAVE_MODES)})")
         need(self.init in INITS, f"unknown init '{self.init}' ({', '.join(INITS)})")
         need(self.precision in PRECISION_CHOICES, f"unknown precision '{self.precision}'")
@@ -168,7 +171,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
             raise SettingsError(f"cannot parse {path}: {exc}") from exc
         return data.get("deepdream", data)
     from .errors import ImageError
-    from .image import read_metadata
+    from .imagefiles import read_metadata
 
     try:
         meta = read_metadata(path)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
-import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,8 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import image as imageio
-from .backbones import Backbone, load_backbone
+from . import imagefiles
+from .engine.objectives import build_objective
+from .engine.octaves import Dreamer, noise_image, resize
+from .models.backbone import Backbone
+from .models.load import backbone_from_settings
+from .runtime import draw_seed, progress_bar
 from .errors import ImageError, OutputError, SettingsError
 from .settings import Settings
 
@@ -198,7 +200,7 @@ def read_frames(
 
 def even_size(width: int, height: int, max_size: int | None = None) -> tuple[int, int]:
     """(width, height) capped at max_size on the long side, rounded down to even (yuv420p needs it)."""
-    w, h = imageio.fit_size(width, height, max_size)
+    w, h = imagefiles.fit_size(width, height, max_size)
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
@@ -291,7 +293,7 @@ def check_video_output(path: str | Path, *, force: bool = False, inputs: tuple[s
     path = Path(path)
     if path.suffix.lower() not in OUTPUT_EXTENSIONS:
         raise OutputError(f"unknown video format '{path.suffix}' for {path} (use {', '.join(OUTPUT_EXTENSIONS)})")
-    return imageio.check_writable(path, force=force, inputs=tuple(p for p in inputs if p is not None))
+    return imagefiles.check_writable(path, force=force, inputs=tuple(p for p in inputs if p is not None))
 
 
 def write_video(
@@ -320,7 +322,7 @@ def write_video(
             outcome[0] = _write_av(tmp, ext, frames, fps, audio_from, start, duration, comment)
 
     try:
-        imageio.atomic_write(path, write)
+        imagefiles.atomic_write(path, write)
     except PermissionError as exc:
         raise OutputError(f"cannot write {path}: {exc}") from exc
     except av.error.FFmpegError as exc:
@@ -526,14 +528,14 @@ class FrameCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             text = json.dumps(self.job, indent=2, sort_keys=True)
-            imageio.atomic_write(self.folder / self.MANIFEST, lambda tmp: tmp.write_text(text))
+            imagefiles.atomic_write(self.folder / self.MANIFEST, lambda tmp: tmp.write_text(text))
         except OSError as exc:
             raise OutputError(f"cannot use work folder {self.folder}: {exc}") from exc
         return done
 
     def save(self, index: int, frame: np.ndarray) -> None:
         try:
-            imageio.atomic_write(self.path(index), lambda tmp: Image.fromarray(frame).save(tmp, format="PNG"))
+            imagefiles.atomic_write(self.path(index), lambda tmp: Image.fromarray(frame).save(tmp, format="PNG"))
         except OSError as exc:
             raise OutputError(f"cannot write frame {self.path(index)}: {exc}") from exc
 
@@ -599,14 +601,8 @@ class FrameDreamer:
     """
 
     def __init__(self, settings: Settings, backbone: Backbone | None = None):
-        from .dream import build_objective, resolve_device
-
-        if backbone is None:
-            device = resolve_device(settings.device)
-            backbone = load_backbone(
-                settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device=device
-            )
-        guide = imageio.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
+        backbone = backbone_from_settings(settings, backbone)
+        guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
         self.backbone = backbone
         self.objective = build_objective(backbone, settings, guide)
         self.settings = settings
@@ -615,7 +611,6 @@ class FrameDreamer:
 
     def dream(self, image: np.ndarray, strength: float = 1.0) -> np.ndarray:
         """Dream an H x W x 3 image (uint8, or float in [0, 1]); returns uint8."""
-        from .dream import Dreamer
 
         if self._active is None or strength != self._strength:
             self.close()
@@ -655,13 +650,7 @@ def _seeded(settings: Settings, cache: FrameCache, resume: bool) -> Settings:
         return settings
     old = cache.manifest() if resume and cache.count() else None
     seed = (old or {}).get("settings", {}).get("seed")
-    return settings.replace(seed=seed if isinstance(seed, int) else random.randrange(2**31))
-
-
-def _bar(total: int | None, progress: bool, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not progress, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)
+    return settings.replace(seed=seed if isinstance(seed, int) else draw_seed())
 
 
 @contextlib.contextmanager
@@ -720,7 +709,7 @@ def dream_video(
         raise VideoError(f"{source} is {length} long; nothing to dream from {format_seconds(start)}")
     output = check_video_output(output, force=force, inputs=(source, settings.guide))
     if settings.guide:
-        imageio.open_image(settings.guide)
+        imagefiles.open_image(settings.guide)
     size = even_size(info.width, info.height, max_size)
 
     cache = FrameCache(work_dir if work_dir is not None else default_work_dir(output), {})
@@ -745,7 +734,7 @@ def dream_video(
     with (
         _cleanup_if_empty(cache, work_dir is None),
         FrameDreamer(settings, backbone) as dreamer,
-        _bar(total, progress, "dreaming") as bar,
+        progress_bar(total, "dreaming", "frame", enabled=progress) as bar,
     ):
         began = time.perf_counter()
         for index, frame in enumerate(read_frames(source, start=start, duration=duration, size=size)):
@@ -830,19 +819,18 @@ def dream_zoom(
         raise SettingsError(f"fps must be in (0, 240], got {float(fps)}")
     noise = source is None or settings.init == "noise"
     if not noise:
-        imageio.open_image(source)
+        imagefiles.open_image(source)
     if settings.guide:
-        imageio.open_image(settings.guide)
+        imagefiles.open_image(settings.guide)
     output = check_video_output(output, force=force, inputs=(source if not noise else None, settings.guide))
 
     cache = FrameCache(work_dir if work_dir is not None else default_work_dir(output), {})
     settings = _seeded(settings.replace(init="noise") if noise else settings, cache, resume)
-    from .dream import noise_image, resize
 
     if noise:
         rgb = noise_image(*settings.size, torch.Generator().manual_seed(settings.seed))
     else:
-        rgb, _ = imageio.load_image(source, settings.max_size)
+        rgb, _ = imagefiles.load_image(source, settings.max_size)
     size = even_size(rgb.shape[-1], rgb.shape[-2])
     first = _to_uint8(resize(rgb, size[::-1]))
     matrix = zoom_transform(size, zoom, rotate, translate)
@@ -863,7 +851,7 @@ def dream_zoom(
     with (
         _cleanup_if_empty(cache, work_dir is None),
         FrameDreamer(settings, backbone) as dreamer,
-        _bar(frames, progress, "zooming") as bar,
+        progress_bar(frames, "zooming", "frame", enabled=progress) as bar,
     ):
         began = time.perf_counter()
         for index in range(frames):

@@ -63,7 +63,7 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    from ..backbones import list_backbones
+    from ..models.registry import list_backbones
 
     g = parser.add_argument_group("network")
     g.add_argument("--model", choices=list_backbones(), help="backbone (default efficientnet_lite0, embedded)")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import image as imageio
-from ..backbones import Backbone, describe_backbone, list_backbones, load_backbone
-from ..dream import dream, resolve_device
+from .. import imagefiles
 from ..errors import SettingsError
+from ..models.backbone import Backbone
+from ..models.load import load_backbone
+from ..models.registry import describe_backbone, list_backbones
+from ..runtime import resolve_device
+from ..still import dream
 from .args import add_dream_options, add_model_options, settings_from_args
 
 
@@ -34,12 +37,12 @@ def run_dream(args: argparse.Namespace) -> int:
     if args.input is None and settings.init == "image":
         raise SettingsError("give an input image, or --init noise")
     if args.input is not None:
-        imageio.open_image(args.input)  # fail on a bad input before loading any network
+        imagefiles.open_image(args.input)  # fail on a bad input before loading any network
     if settings.guide:
-        imageio.open_image(settings.guide)
-    output = imageio.check_output(args.output, force=args.force, inputs=(args.input, settings.guide))
+        imagefiles.open_image(settings.guide)
+    output = imagefiles.check_output(args.output, force=args.force, inputs=(args.input, settings.guide))
     result = dream(args.input if settings.init == "image" else None, settings=settings, progress=not args.quiet)
-    imageio.save_image(result, output, metadata=result.info["deepdream"])
+    imagefiles.save_image(result, output, metadata=result.info["deepdream"])
     if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return 0
@@ -57,7 +60,7 @@ def _backbone(args: argparse.Namespace) -> Backbone:
 def run_layers(args: argparse.Namespace) -> int:
     import torch
 
-    from ..taps import Taps
+    from ..engine.taps import Taps
 
     backbone = _backbone(args)
     names = backbone.layer_names()

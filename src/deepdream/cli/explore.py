@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import image as imageio
-from ..backbones import load_backbone
-from ..dream import resolve_device
-from ..objectives import parse_layer_spec
-from ..settings import FOURIER_STEPS, PRECISION_CHOICES, Settings
-from ..sheets import channel_atlas, layer_sweep, sweep_layers
+from .. import imagefiles
+from ..engine.objectives import parse_layer_spec
+from ..explore import channel_atlas, layer_sweep, sweep_layers
+from ..models.load import backbone_from_settings
+from ..settings import FOURIER_STEPS, PRECISION_CHOICES
 from .args import add_dream_options, add_model_options, int_list, positive_float, positive_int, settings_from_args
 
 SWEEP_MAX_SIZE = 512  # a sheet holds several dreams: smaller tiles than a single dream's 1024
@@ -55,31 +54,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_atlas, preset=None, config=None)
 
 
-def _load(settings: Settings):
-    return load_backbone(
-        settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device=resolve_device(settings.device)
-    )
-
-
 def run_sweep(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.max_size is None and args.config is None:
         settings = settings.replace(max_size=SWEEP_MAX_SIZE)
-    photo = imageio.open_image(args.input)  # fail on a bad input before loading any network
+    photo = imagefiles.open_image(args.input)  # fail on a bad input before loading any network
     guide = None
     if settings.guide:
-        imageio.open_image(settings.guide)
-    output = imageio.check_output(args.output, force=args.force, inputs=(args.input, settings.guide))
+        imagefiles.open_image(settings.guide)
+    output = imagefiles.check_output(args.output, force=args.force, inputs=(args.input, settings.guide))
     specs = [name for name, _ in parse_layer_spec(settings.layers)] if settings.layers else None
-    backbone = _load(settings)  # the one network load for the whole sheet
+    backbone = backbone_from_settings(settings)  # the one network load for the whole sheet
     layers = sweep_layers(backbone, specs, args.every)
     if settings.guide:
-        guide = imageio.load_image(settings.guide, settings.max_size)[0]
+        guide = imagefiles.load_image(settings.guide, settings.max_size)[0]
     sheet = layer_sweep(
         photo, backbone, settings, layers, guide=guide, columns=args.columns, with_input=args.with_input,
         progress=not args.quiet,
     )
-    imageio.save_image(sheet, output, metadata=sheet.info["deepdream"])
+    imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
     if not args.quiet:
         print(f"wrote {output} ({len(layers)} layers: {', '.join(layers)})", file=sys.stderr)
     return 0
@@ -87,13 +80,13 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def run_atlas(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    output = imageio.check_output(args.output, force=args.force)
-    backbone = _load(settings)
+    output = imagefiles.check_output(args.output, force=args.force)
+    backbone = backbone_from_settings(settings)
     layer = settings.layers or (backbone.recommended_layers or tuple(backbone.layer_names()[-1:]))[0]
     sheet = channel_atlas(
         backbone, layer, args.channels, settings, args.tile, columns=args.columns, lr=args.lr, progress=not args.quiet
     )
-    imageio.save_image(sheet, output, metadata=sheet.info["deepdream"])
+    imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
     if not args.quiet:
         print(f"wrote {output} ({len(args.channels)} channels of {layer})", file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .. import image as imageio
+from .. import imagefiles
 from ..errors import SettingsError
 from .args import positive_float, positive_int
 
@@ -31,7 +31,7 @@ def fraction(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..training.loop import OPTIMIZERS, PRECISIONS
-    from ..training.models import ARCHITECTURES
+    from ..models.architectures import ARCHITECTURES
 
     p = sub.add_parser(
         "train",
@@ -113,7 +113,7 @@ def _figure_output(path: str, force: bool) -> Path:
     out = Path(path)
     if out.suffix.lower() not in FIGURE_FORMATS:
         raise SettingsError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got '{out.suffix}' for {out}")
-    return imageio.check_writable(out, force=force)
+    return imagefiles.check_writable(out, force=force)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -198,12 +198,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from ..training import report
-    from ..training.checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
     from ..training.data import decode, evaluation_split
     from ..training.loop import evaluate, progress_bar, training_precision
 
     figure = _figure_output(args.output, args.force) if args.output else None
-    json_out = imageio.check_writable(Path(args.json), force=args.force) if args.json else None
+    json_out = imagefiles.check_writable(Path(args.json), force=args.force) if args.json else None
     _set_threads(args.threads)
     net, info, _ = load_checkpoint(args.checkpoint)
     split = evaluation_split(args.data, info.classes, args.split)
@@ -232,7 +232,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {figure}", file=sys.stderr)
     if json_out is not None:
         result = {"checkpoint": str(args.checkpoint), "data": str(args.data), "skipped": len(data.skipped), **ev.to_dict(args.split if args.split != "auto" else "evaluation")}
-        imageio.atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+        imagefiles.atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
         print(f"wrote {json_out}", file=sys.stderr)
     return 0
 

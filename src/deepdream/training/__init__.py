@@ -6,10 +6,11 @@ evaluate), checkpoint (save/load, checkpoint -> dreaming backbone) and report (c
 figures, comparisons).
 """
 
-from .checkpoint import CheckpointInfo, backbone_from_checkpoint, load_checkpoint, save_checkpoint
-from .data import DatasetError, Preprocessing, discover
+from ..models.architectures import ARCHITECTURES, build_model
+from ..models.checkpoint import CheckpointInfo, backbone_from_checkpoint, load_checkpoint, save_checkpoint
+from ..models.preprocessing import Preprocessing
+from .data import DatasetError, discover
 from .loop import TrainConfig, evaluate, fit, train_one_epoch
-from .models import ARCHITECTURES, build_model
 from .report import confusion_matrix
 
 __all__ = [

@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import image as imageio
-from ..ascent import autocast, is_depthwise, native_bf16
+from .. import imagefiles
+from ..runtime import autocast, is_depthwise, native_bf16
 from ..errors import OutputError, SettingsError
 from . import report
-from .checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
-from .data import Decoded, PhotoAugment, Preprocessing, batches, decode, discover, prefetch
-from .models import Net, build_model, count_parameters, get_architecture, set_trainable, train_mode
+from ..models.architectures import Net, build_model, count_parameters, get_architecture, set_trainable, train_mode
+from ..models.checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
+from ..models.preprocessing import Preprocessing
+from .data import Decoded, PhotoAugment, batches, decode, discover, prefetch
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
@@ -402,7 +403,7 @@ def load_config(run_dir: str | Path) -> TrainConfig:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    imageio.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    imagefiles.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.json", "config.json")
@@ -449,7 +450,7 @@ def fit(
     if not out.parent.is_dir():
         raise OutputError(f"output folder {out.parent} does not exist")
 
-    from ..dream import resolve_device
+    from ..runtime import resolve_device
 
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)

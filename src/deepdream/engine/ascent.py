@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Protocol
 
 import torch
-from torch import nn
 
-from .backbones import Backbone
+from ..models.backbone import Backbone
+from ..runtime import autocast
 from .filters import GaussianBlur
 from .objectives import Objective
 from .taps import Taps
@@ -16,27 +15,6 @@ from .taps import Taps
 Shift = tuple[int, int]
 # f(image, shift) -> d score(image rolled by (dy, dx)) / d image
 GradientFn = Callable[[torch.Tensor, Shift], torch.Tensor]
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device: torch.device, precision: str):
-    """Mixed-precision context for a device, or a no-op for fp32."""
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether the device computes bf16 natively (CUDA with bf16, AVX512-BF16 or AMX CPUs)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
-
 
 def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str = "fp32"):
     """Return f(image in [0,1] B x 3 x H x W, weights_fn=None) -> objective score per batch item.
@@ -51,11 +29,6 @@ def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str 
             return objective(acts, weights_fn(acts) if weights_fn is not None else None)
 
     return score
-
-
-def is_depthwise(module: nn.Module) -> bool:
-    """A depthwise convolution: memory-bound on the CPU, where bf16 makes it slower, not faster."""
-    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
 
 
 def wrapped_index(start: int, stop: int, shift: int, n: int, device: torch.device) -> torch.Tensor:

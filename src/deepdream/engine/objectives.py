@@ -10,7 +10,10 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .taps import OUTPUT
+from ..errors import ModelError, SettingsError
+from ..models.backbone import Backbone
+from ..settings import Settings
+from .taps import OUTPUT, Taps
 
 Acts = Mapping[str, torch.Tensor]
 Weights = Mapping[str, torch.Tensor] | None  # per-layer H x W position weights (tiling); None: plain mean
@@ -175,3 +178,37 @@ def layer_objective(layers: Sequence[tuple[str, float]], channels: Sequence[int]
         term = Channels(name, tuple(channels)) if channels else Energy(name)
         terms.append(term if weight == 1.0 else term * weight)
     return terms[0] if len(terms) == 1 else Sum(tuple(terms))
+
+
+def build_objective(backbone: Backbone, settings: Settings, guide: torch.Tensor | None = None) -> Objective:
+    """The objective the settings describe: layer energy/channels, plus a class, plus a guide."""
+    terms: list[Objective] = []
+    try:
+        specs = parse_layer_spec(settings.layers) if settings.layers is not None else []
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    layers = [(backbone.resolve_layer(name), weight) for name, weight in specs]
+    default_layer = backbone.recommended_layers[0] if backbone.recommended_layers else backbone.layer_names()[-1]
+    if guide is not None:
+        guide_layer = backbone.resolve_layer(settings.guide_layer) if settings.guide_layer else (layers or [(default_layer,)])[-1][0]
+        with Taps(backbone.model, [guide_layer]) as taps, torch.no_grad():
+            acts = taps(backbone.normalize(guide.to(backbone.device)).contiguous(memory_format=torch.channels_last))
+        terms.append(Guide(guide_layer, guide_features(acts[guide_layer])))
+    if settings.target_class is not None:
+        terms.append(ClassLogProb(backbone.resolve_class(settings.target_class)))
+    if not layers and (settings.channels or not terms):
+        layers = [(default_layer, 1.0)]
+    for name, _ in layers if settings.channels else ():
+        n = _channel_count(backbone, name)
+        bad = [c for c in settings.channels if not 0 <= c < n]
+        if bad:
+            raise ModelError(f"channel {bad[0]} out of range: {name} has {n} channels (0..{n - 1})")
+    if layers:
+        terms.append(layer_objective(layers, settings.channels))
+    return terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
+
+
+def _channel_count(backbone: Backbone, layer: str) -> int:
+    with Taps(backbone.model, [layer]) as taps, torch.no_grad():
+        size = max(64, backbone.min_size)
+        return taps(torch.zeros(1, 3, size, size, device=backbone.device))[layer].shape[1]

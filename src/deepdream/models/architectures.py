@@ -1,13 +1,12 @@
 """Registry of trainable architectures: name -> builder of a classifier with a fresh head for our classes.
 
-Pretrained networks come from the dreaming backbone registry (`deepdream.backbones.BACKBONES`), so the
+Pretrained networks come from the dreaming backbone registry (`deepdream.models.registry.BACKBONES`), so the
 embedded efficientnet_lite0 weights work offline and torchvision weights are used when cached or
 downloadable. Their last linear layer is replaced by one with `num_classes` outputs.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,8 +14,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ModelError
+from ..hints import did_you_mean
+from .backbone import IMAGENET_MEAN, IMAGENET_STD
+from .registry import BACKBONES
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 def get_architecture(name: str) -> Architecture:
     if name not in ARCHITECTURES:
-        close = difflib.get_close_matches(name, ARCHITECTURES, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(ARCHITECTURES)}"
+        hint = did_you_mean(name, ARCHITECTURES, fallback=f"; choose from {', '.join(ARCHITECTURES)}")
         raise ModelError(f"unknown architecture '{name}'{hint}")
     return ARCHITECTURES[name]
 
@@ -219,9 +219,7 @@ def set_trainable(net: Net, *, freeze_backbone: bool = False, trainable_from: st
         raise ModelError("use either --freeze-backbone or --trainable-from, not both")
     modules = dict(model.named_modules())
     if trainable_from is not None and (trainable_from not in modules or not trainable_from):
-        close = difflib.get_close_matches(trainable_from, list(modules), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ModelError(f"unknown layer '{trainable_from}' for --trainable-from{hint}")
+        raise ModelError(f"unknown layer '{trainable_from}' for --trainable-from{did_you_mean(trainable_from, modules)}")
     training = not freeze_backbone and trainable_from is None
     for name, p in model.named_parameters():
         if trainable_from is not None and (name == trainable_from or name.startswith(trainable_from + ".")):

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import image as imageio
-from ..backbones import Backbone
+from .. import imagefiles
 from ..errors import ModelError
-from .data import Preprocessing
-from .models import Net, build_model
+from .architectures import Net, build_model
+from .backbone import Backbone, freeze
+from .preprocessing import Preprocessing
 
 FORMAT = "deepdream-classifier"
 VERSION = 1
@@ -69,7 +69,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: CheckpointInfo, tr
     payload: dict[str, Any] = {**info.to_dict(), "state_dict": state}
     if training_state is not None:
         payload["training_state"] = training_state
-    imageio.atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    imagefiles.atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path
 
 
@@ -109,9 +109,7 @@ def load_checkpoint(path: str | Path) -> tuple[Net, CheckpointInfo, dict[str, An
 def backbone_from_checkpoint(path: str | Path) -> Backbone:
     """A trained checkpoint as a dreaming backbone: categories are its class names, the model frozen."""
     net, info, _ = load_checkpoint(path)
-    model = net.model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = freeze(net.model)
     pre = info.preprocessing
     return Backbone(
         name=info.arch,

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import image as imageio
-from .backbones import Backbone, load_backbone
-from .dream import Dreamer, Progress, build_objective, resolve_device, resolve_precision
+from . import imagefiles
+from .engine.objectives import Channels, build_objective
+from .engine.octaves import Dreamer
 from .errors import SettingsError
-from .features import render
-from .objectives import Channels
+from .featurevis import render
+from .models.backbone import Backbone
+from .models.load import backbone_from_settings
+from .runtime import Progress, draw_seed, progress_bar, resolve_precision
 from .settings import FOURIER_STEPS, Settings
 
 BACKGROUND = (18, 18, 18)
@@ -139,9 +140,7 @@ class _Bar:
     def __init__(self, progress: bool | Progress | None, total: int):
         self.owned = progress is True
         if self.owned:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="step", leave=False)
+            self.bar = progress_bar(total, unit="step")
         else:
             self.bar = progress or None
 
@@ -156,16 +155,8 @@ class _Bar:
 # ---------------------------------------------------------------- sheets
 
 
-def _backbone_for(settings: Settings, backbone: Backbone | None) -> Backbone:
-    if backbone is not None:
-        return backbone
-    return load_backbone(
-        settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device=resolve_device(settings.device)
-    )
-
-
 def _seeded(settings: Settings) -> Settings:
-    return settings if settings.seed is not None else settings.replace(seed=random.randrange(2**31))
+    return settings if settings.seed is not None else settings.replace(seed=draw_seed())
 
 
 def _metadata(settings: Settings, sheet: dict) -> str:
@@ -207,15 +198,15 @@ def layer_sweep(
     if isinstance(image, Image.Image):
         img = image.copy()
         img.thumbnail((settings.max_size, settings.max_size), Image.Resampling.LANCZOS)
-        rgb = imageio.pil_to_tensor(img)[0]
+        rgb = imagefiles.pil_to_tensor(img)[0]
     else:
         rgb = image
     settings = _seeded(settings)
-    backbone = _backbone_for(settings, backbone)
+    backbone = backbone_from_settings(settings, backbone)
     names = [backbone.resolve_layer(spec) for spec in layers]  # every layer checked before any work
     plans = [settings.replace(layers=name) for name in names]
     objectives = [build_objective(backbone, s, guide) for s in plans]
-    tiles = [imageio.tensor_to_pil(rgb)] if with_input else []
+    tiles = [imagefiles.tensor_to_pil(rgb)] if with_input else []
     labels = ["input"] if with_input else []
 
     bar = None
@@ -225,7 +216,7 @@ def layer_sweep(
                 if bar is None:
                     bar = _Bar(progress, dreamer.steps_per_image(*rgb.shape[-2:]) * len(names))
                 out = dreamer.dream(rgb, torch.Generator().manual_seed(s.seed), bar.tile(i, len(names), name))
-            tiles.append(imageio.tensor_to_pil(out))
+            tiles.append(imagefiles.tensor_to_pil(out))
             labels.append(name)
     finally:
         if bar is not None:
@@ -258,7 +249,7 @@ def channel_atlas(
     if not channels:
         raise SettingsError("no channels for the atlas")
     settings = _seeded(settings)
-    backbone = _backbone_for(settings, backbone)
+    backbone = backbone_from_settings(settings, backbone)
     layer = backbone.resolve_layer(layer)
     steps = settings.iterations or FOURIER_STEPS
     settings = settings.replace(
@@ -277,7 +268,7 @@ def channel_atlas(
                 generator=torch.Generator().manual_seed(settings.seed), precision=precision,
                 progress=bar.tile(i, len(channels), label), lr=lr,
             )
-            tiles.append(imageio.tensor_to_pil(out))
+            tiles.append(imagefiles.tensor_to_pil(out))
     finally:
         bar.close()
     sheet = make_sheet(tiles, labels, columns=columns)

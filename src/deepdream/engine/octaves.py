@@ -1,0 +1,152 @@
+"""The octave pyramid around the ascent loop: `Dreamer` dreams tensors with one loaded network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SettingsError
+from ..models.backbone import Backbone
+from ..runtime import Progress, resolve_precision
+from ..settings import Settings
+from .ascent import ascend, gradient, scorer
+from .filters import GaussianBlur
+from .folding import fold_batchnorm
+from .objectives import Objective
+from .taps import Taps
+from .tiling import auto_tile_size, bytes_per_pixel, layer_strides, margin_for, memory_budget, tiled_gradient
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of B x C x H x W to (H, W), antialiased when shrinking."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: int) -> list[tuple[int, int]]:
+    """Sizes from smallest to full; octaves that would go below min_size are dropped."""
+    sizes = []
+    for i in range(octaves):
+        s = scale ** -i
+        h, w = round(height * s), round(width * s)
+        if min(h, w) < min_size and sizes:
+            break
+        sizes.append((max(h, 1), max(w, 1)))
+    return sizes[::-1]
+
+
+@dataclass
+class Dreamer:
+    """A loaded backbone with its objective and settings: dream any number of images with one load."""
+
+    backbone: Backbone
+    objective: Objective
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.device = self.backbone.device
+        self.precision = resolve_precision(s.precision, self.device, self.backbone.model)
+        # tapped convolutions stay unfolded so their activations are unchanged
+        self.model = fold_batchnorm(self.backbone.model, keep=self.objective.layers)
+        self.taps = Taps(self.model, self.objective.layers)
+        self.score = scorer(self.backbone, self.taps, self.objective, self.precision)
+        self.tile = self.margin = None
+        if self.objective.spatial:
+            self.strides = layer_strides(self.taps, self.device)
+            self.margin = margin_for(self.strides)
+            self.bytes_per_px = bytes_per_pixel(self.taps, self.device)
+        self.smooth = GaussianBlur(s.smoothing) if s.smoothing > 0 else None
+        self.blend_blur = GaussianBlur(s.blend_blur, "replicate") if s.blend_blur > 0 else None
+
+    def _gradient_fn(self, height: int, width: int, seed: int):
+        """Tiled for spatial objectives (tile size from settings, or from free memory and the image size)."""
+        if not self.objective.spatial:
+            return gradient(self.score)
+        # the image, the dreamed copy and the gradient stay in memory beside each tile
+        reserved = 3 * 3 * 4 * height * width
+        self.tile = self.settings.tile_size or auto_tile_size(
+            self.bytes_per_px, memory_budget(self.device, reserved), self.margin
+        )
+        # seeded per dream, so each image (each video frame) gets the same tile offsets
+        return tiled_gradient(self.score, self.strides, self.tile, self.margin, torch.Generator().manual_seed(seed))
+
+    def close(self) -> None:
+        self.taps.remove()
+
+    def __enter__(self) -> "Dreamer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def steps_per_image(self, height: int, width: int) -> int:
+        s = self.settings
+        return s.steps * len(octave_sizes(height, width, s.octaves, s.octave_scale, self.backbone.min_size))
+
+    def _ascend(self, image, grad_fn, generator, progress, inplace: bool) -> torch.Tensor:
+        s = self.settings
+        return ascend(
+            image,
+            grad_fn,
+            steps=s.steps,
+            step_size=s.step_size,
+            optimizer=s.optimizer,
+            jitter=s.jitter,
+            blur=self.smooth,
+            generator=generator,
+            on_step=progress.update if progress is not None else None,
+            inplace=inplace,
+        )
+
+    def dream(
+        self, image: torch.Tensor, generator: torch.Generator | None = None, progress: Progress | None = None
+    ) -> torch.Tensor:
+        """Dream an RGB image in [0, 1] (1 x 3 x H x W); returns a tensor of the same shape."""
+        s = self.settings
+        seed = s.seed if s.seed is not None else 0
+        if generator is None:
+            generator = torch.Generator().manual_seed(seed)
+        image = image.to(self.device, torch.float32)
+        h, w = image.shape[-2:]
+        sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.backbone.min_size)
+        if min(h, w) < self.backbone.min_size:
+            raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
+        grad_fn = self._gradient_fn(h, w, seed + 1)
+        if s.octave_mode == "blend":
+            return self._dream_blend(image, sizes, grad_fn, generator, progress)
+        detail = torch.zeros_like(resize(image, sizes[0]))
+        for i, size in enumerate(sizes):
+            if progress is not None:
+                progress.set_description(f"octave {i + 1}/{len(sizes)}")
+            base = resize(image, size)
+            start = (base + resize(detail, size)).clamp_(0, 1)
+            del detail  # at 8K every full-size tensor is 400 MB: hold none that is not needed
+            dreamed = self._ascend(start, grad_fn, generator, progress, inplace=True)
+            if i + 1 < len(sizes):
+                detail = dreamed - base  # keep only what the dream added, re-injected at the next octave
+        return dreamed
+
+    def _dream_blend(self, image, sizes, grad_fn, generator, progress) -> torch.Tensor:
+        """VGG19 design: blur + downscale, dream the small octave, upscale, blend 0.6, dream again."""
+        s = self.settings
+        levels = [image]
+        for size in reversed(sizes[:-1]):
+            blurred = self.blend_blur(levels[-1]) if self.blend_blur is not None else levels[-1]
+            levels.append(resize(blurred, size))
+        dreamed = None
+        for i, level in enumerate(reversed(levels)):
+            if progress is not None:
+                progress.set_description(f"octave {i + 1}/{len(levels)}")
+            if dreamed is not None:
+                level = torch.lerp(level, resize(dreamed, level.shape[-2:]), s.blend)
+            dreamed = self._ascend(level, grad_fn, generator, progress, inplace=level is not image)
+        return dreamed
+
+
+def noise_image(width: int, height: int, generator: torch.Generator) -> torch.Tensor:
+    """A grey image with low-amplitude uniform noise, the classic start for visualising a layer."""
+    return 0.5 + 0.1 * (torch.rand(1, 3, height, width, generator=generator) - 0.5)

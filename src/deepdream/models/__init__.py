@@ -1,0 +1,1 @@
+"""Networks: the dreaming backbone, the registry of named networks, trainable architectures, checkpoints."""

@@ -1,0 +1,74 @@
+"""`dream()`: one still picture from a path, a PIL image or noise, with every setting recorded in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from . import imagefiles
+from .engine.objectives import build_objective
+from .engine.octaves import Dreamer, noise_image, octave_sizes
+from .featurevis import render
+from .models.backbone import Backbone
+from .models.load import backbone_from_settings
+from .runtime import Progress, draw_seed, progress_bar, resolve_precision
+from .settings import FOURIER_STEPS, Settings, from_mapping
+
+
+def dream(
+    image: str | Path | Image.Image | None = None,
+    *,
+    settings: Settings | None = None,
+    backbone: Backbone | None = None,
+    progress: bool = False,
+    **overrides,
+) -> Image.Image:
+    """Dream an image (path, PIL image, or None for noise) and return a PIL image.
+
+    Settings come from `settings` with keyword overrides, e.g. `dream("cat.jpg", layers="blocks.4")`.
+    The returned image's `info["deepdream"]` holds the full settings (seed included) as JSON.
+    """
+    settings = from_mapping({**(settings or Settings()).to_dict(), **overrides})
+    if settings.seed is None:
+        settings = settings.replace(seed=draw_seed())
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+
+    alpha = None
+    if image is None and settings.init == "image":
+        settings = settings.replace(init="noise")
+    if settings.init != "image":
+        rgb = noise_image(*settings.size, generator)
+    elif isinstance(image, Image.Image):
+        img = image.copy()
+        img.thumbnail((settings.max_size, settings.max_size), Image.Resampling.LANCZOS)
+        rgb, alpha = imagefiles.pil_to_tensor(img)
+    else:
+        rgb, alpha = imagefiles.load_image(image, settings.max_size)
+
+    backbone = backbone_from_settings(settings, backbone)
+    guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
+    objective = build_objective(backbone, settings, guide)
+    fourier = settings.init == "fourier"
+    if fourier:
+        steps = settings.iterations or FOURIER_STEPS
+    else:
+        sizes = octave_sizes(*rgb.shape[-2:], settings.octaves, settings.octave_scale, backbone.min_size)
+        steps = settings.steps * len(sizes)
+
+    def run(bar: Progress) -> torch.Tensor:
+        if fourier:
+            width, height = settings.size
+            precision = resolve_precision(settings.precision, backbone.device, backbone.model)
+            return render(backbone, objective, width=width, height=height, steps=steps, generator=generator,
+                          precision=precision, progress=bar)
+        with Dreamer(backbone, objective, settings) as dreamer:
+            return dreamer.dream(rgb, generator, bar)
+
+    with progress_bar(steps, unit="step", enabled=progress) as bar:
+        out = run(bar)
+    result = imagefiles.tensor_to_pil(out, alpha)
+    result.info["deepdream"] = settings.to_json()
+    return result
