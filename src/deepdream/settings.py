@@ -33,6 +33,7 @@ class Settings:
     target_class: str | None = None
     guide: str | None = None
     guide_layer: str | None = None
+    mask: str | None = None  # greyscale image: white dreams, black keeps the input, grey blends
     iterations: int | None = None  # None: 10, or 30 with a target class (see `steps`)
     octaves: int = 4
     octave_scale: float = 1.4
@@ -85,6 +86,7 @@ class Settings:
         need(self.precision in PRECISION_CHOICES, f"unknown precision '{self.precision}'")
         need(self.device in DEVICE_CHOICES, f"unknown device '{self.device}'")
         need(self.layers is None or isinstance(self.layers, str), "layers must be a string like 'blocks.3:0.5,blocks.4'")
+        need(self.mask is None or isinstance(self.mask, str), "mask must be the path of an image file")
 
     @property
     def steps(self) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
 from . import imagefiles
 from .engine.objectives import build_objective
-from .engine.octaves import Dreamer, noise_image, octave_sizes
+from .engine.octaves import Dreamer, Watch, noise_image, octave_sizes
+from .errors import SettingsError
 from .featurevis import render
 from .models.backbone import Backbone
 from .models.load import backbone_from_settings
@@ -22,13 +24,16 @@ def dream(
     *,
     settings: Settings | None = None,
     backbone: Backbone | None = None,
-    progress: bool = False,
+    progress: bool | Progress = False,
+    watch: Watch | None = None,
     **overrides,
 ) -> Image.Image:
     """Dream an image (path, PIL image, or None for noise) and return a PIL image.
 
     Settings come from `settings` with keyword overrides, e.g. `dream("cat.jpg", layers="blocks.4")`.
     The returned image's `info["deepdream"]` holds the full settings (seed included) as JSON.
+    `progress` is True for a bar or any object with `update`/`set_description`; `watch` sees the
+    current image after every step (see `Dreamer.dream`).
     """
     settings = from_mapping({**(settings or Settings()).to_dict(), **overrides})
     if settings.seed is None:
@@ -48,6 +53,11 @@ def dream(
     else:
         rgb, alpha = imagefiles.load_image(image, settings.max_size)
 
+    mask = None
+    if settings.mask is not None:
+        if settings.init == "fourier":
+            raise SettingsError("a mask needs a picture to keep: it does not apply to --init fourier")
+        mask = load_mask(settings.mask, tuple(rgb.shape[-2:]))
     backbone = backbone_from_settings(settings, backbone)
     guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
     objective = build_objective(backbone, settings, guide)
@@ -65,10 +75,21 @@ def dream(
             return render(backbone, objective, width=width, height=height, steps=steps, generator=generator,
                           precision=precision, progress=bar)
         with Dreamer(backbone, objective, settings) as dreamer:
-            return dreamer.dream(rgb, generator, bar)
+            return dreamer.dream(rgb, generator, bar, mask=mask, watch=watch)
 
-    with progress_bar(steps, unit="step", enabled=progress) as bar:
-        out = run(bar)
+    if isinstance(progress, bool):
+        with progress_bar(steps, unit="step", enabled=progress) as bar:
+            out = run(bar)
+    else:
+        out = run(progress)
     result = imagefiles.tensor_to_pil(out, alpha)
     result.info["deepdream"] = settings.to_json()
     return result
+
+
+def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """A mask file as 1 x 1 x H x W in [0, 1] at `size` (H, W): its grey level, white = 1 = dream."""
+    img = imagefiles.open_image(path).convert("L")
+    if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255)[None, None]

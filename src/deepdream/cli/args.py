@@ -81,6 +81,7 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--target-class", help="class name or index to dream towards")
     g.add_argument("--guide", metavar="IMAGE", help="dream towards the features of a guide image")
     g.add_argument("--guide-layer", help="layer for --guide (default: the last of --layers)")
+    g.add_argument("--mask", metavar="IMAGE", help="where to dream: white dreams, black keeps the input, grey blends")
     g = parser.add_argument_group("algorithm")
     g.add_argument("--iterations", type=positive_int, help="ascent steps per octave")
     g.add_argument("--octaves", type=positive_int)

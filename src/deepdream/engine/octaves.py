@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,19 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+# f(image) -> None, called after every ascent step with the octave's current image (1 x 3 x h x w, changed in
+# place by the next step: copy what you keep); how front ends show a live preview
+Watch = Callable[[torch.Tensor], None]
+
+
+def fit_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A mask (H x W or 1 x 1 x H x W, 1 = dream, 0 = keep) as 1 x 1 x h x w in [0, 1] at `size` (h, w)."""
+    mask = mask.float().reshape(1, 1, *mask.shape[-2:])
+    if tuple(mask.shape[-2:]) != tuple(size):
+        mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return mask.clamp(0, 1)
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: int) -> list[tuple[int, int]]:
@@ -87,10 +101,24 @@ class Dreamer:
         s = self.settings
         return s.steps * len(octave_sizes(height, width, s.octaves, s.octave_scale, self.backbone.min_size))
 
-    def _ascend(self, image, grad_fn, generator, progress, inplace: bool) -> torch.Tensor:
+    def _ascend(self, start, grad_fn, generator, progress, keep=None, watch: Watch | None = None) -> torch.Tensor:
+        """Ascend `start` in place. `keep` = (picture, mask): after every step the pixels the mask marks
+        0 are put back to the picture, so the dream never spreads there (partial values are blended once,
+        at the end, in `dream`)."""
         s = self.settings
+
+        def on_step() -> None:
+            if keep is not None:
+                picture, frozen = keep
+                with torch.no_grad():
+                    start.copy_(torch.where(frozen, picture, start))
+            if watch is not None:
+                watch(start)
+            if progress is not None:
+                progress.update()
+
         return ascend(
-            image,
+            start,
             grad_fn,
             steps=s.steps,
             step_size=s.step_size,
@@ -98,15 +126,27 @@ class Dreamer:
             jitter=s.jitter,
             blur=self.smooth,
             generator=generator,
-            on_step=progress.update if progress is not None else None,
-            inplace=inplace,
+            on_step=on_step if keep is not None or watch is not None else (progress.update if progress is not None else None),
+            inplace=True,  # the hooks see the very tensor the step rule updates
         )
 
     def dream(
-        self, image: torch.Tensor, generator: torch.Generator | None = None, progress: Progress | None = None
+        self,
+        image: torch.Tensor,
+        generator: torch.Generator | None = None,
+        progress: Progress | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        watch: Watch | None = None,
     ) -> torch.Tensor:
-        """Dream an RGB image in [0, 1] (1 x 3 x H x W); returns a tensor of the same shape."""
+        """Dream an RGB image in [0, 1] (1 x 3 x H x W); returns a tensor of the same shape.
+
+        `mask` (H x W or 1 x 1 x H x W in [0, 1]): 1 dreams, 0 keeps the input exactly, values between
+        blend the dream with the input. `watch` sees the current image after every step.
+        """
         s = self.settings
+        if s.mask is not None and mask is None:
+            raise SettingsError(f"the mask {s.mask} was not loaded: this command does not apply masks")
         seed = s.seed if s.seed is not None else 0
         if generator is None:
             generator = torch.Generator().manual_seed(seed)
@@ -116,8 +156,21 @@ class Dreamer:
         if min(h, w) < self.backbone.min_size:
             raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
         grad_fn = self._gradient_fn(h, w, seed + 1)
+        mask = fit_mask(mask, (h, w)).to(self.device) if mask is not None else None
+
+        def keep(size):  # the input and its frozen (mask 0) pixels at one octave's size
+            if mask is None:
+                return None
+            return resize(image, size), (fit_mask(mask, size) == 0).expand(1, 3, *size)
+
         if s.octave_mode == "blend":
-            return self._dream_blend(image, sizes, grad_fn, generator, progress)
+            dreamed = self._dream_blend(image, sizes, grad_fn, generator, progress, keep, watch)
+        else:
+            dreamed = self._dream_detail(image, sizes, grad_fn, generator, progress, keep, watch)
+        return dreamed if mask is None else torch.lerp(image, dreamed, mask)  # mask 0: the input, exactly
+
+    def _dream_detail(self, image, sizes, grad_fn, generator, progress, keep, watch) -> torch.Tensor:
+        """Octave pyramid with detail re-injection: what a small octave added is carried to the next."""
         detail = torch.zeros_like(resize(image, sizes[0]))
         for i, size in enumerate(sizes):
             if progress is not None:
@@ -125,12 +178,12 @@ class Dreamer:
             base = resize(image, size)
             start = (base + resize(detail, size)).clamp_(0, 1)
             del detail  # at 8K every full-size tensor is 400 MB: hold none that is not needed
-            dreamed = self._ascend(start, grad_fn, generator, progress, inplace=True)
+            dreamed = self._ascend(start, grad_fn, generator, progress, keep(size), watch)
             if i + 1 < len(sizes):
                 detail = dreamed - base  # keep only what the dream added, re-injected at the next octave
         return dreamed
 
-    def _dream_blend(self, image, sizes, grad_fn, generator, progress) -> torch.Tensor:
+    def _dream_blend(self, image, sizes, grad_fn, generator, progress, keep, watch) -> torch.Tensor:
         """VGG19 design: blur + downscale, dream the small octave, upscale, blend 0.6, dream again."""
         s = self.settings
         levels = [image]
@@ -143,7 +196,8 @@ class Dreamer:
                 progress.set_description(f"octave {i + 1}/{len(levels)}")
             if dreamed is not None:
                 level = torch.lerp(level, resize(dreamed, level.shape[-2:]), s.blend)
-            dreamed = self._ascend(level, grad_fn, generator, progress, inplace=level is not image)
+            start = level.clone() if level is image else level  # never dream the caller's tensor in place
+            dreamed = self._ascend(start, grad_fn, generator, progress, keep(tuple(level.shape[-2:])), watch)
         return dreamed
 
 
