@@ -260,6 +260,55 @@ def test_zoom_resume_extends_the_loop(tmp_path, net):
     assert len(streams(tmp_path / "b.gif")["frames"]) == 5
 
 
+def cached_frames(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted(folder.glob("frame_*.png"))]
+
+
+def test_interrupted_zoom_resumes_to_the_frames_of_an_uninterrupted_run(tmp_path, net):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(make_photo()).save(photo)
+    work = tmp_path / "work"
+    options = dict(frames=6, zoom=1.1, rotate=3, translate=(1.5, -1), fps=10, backbone=net)
+
+    def stop_after_two(index):
+        if index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dream_zoom(photo, tmp_path / "z.mp4", TINY, work_dir=work, on_frame=stop_after_two, **options)
+    assert not (tmp_path / "z.mp4").exists() and len(cached_frames(work)) == 3
+    dreamed = []
+    dream_zoom(photo, tmp_path / "z.mp4", TINY, work_dir=work, resume=True, on_frame=dreamed.append, **options)
+    assert dreamed == [3, 4, 5]  # the loop continued from the cached frame 2, not from the start image
+    dream_zoom(photo, tmp_path / "straight.mp4", TINY, work_dir=tmp_path / "straight", **options)
+    resumed, straight = cached_frames(work), cached_frames(tmp_path / "straight")
+    assert len(resumed) == len(straight) == 6
+    for i, (a, b) in enumerate(zip(resumed, straight)):
+        assert np.array_equal(a, b), f"frame {i} differs after resuming"
+    assert len(streams(tmp_path / "z.mp4")["frames"]) == 6  # (x264's threads make the encoded bytes vary run to run)
+    assert not np.array_equal(resumed[3], resumed[2])  # the loop moved on
+
+
+def test_zoom_values_per_frame_from_a_sequence_or_a_function(tmp_path, net):
+    noise = TINY.replace(init="noise", size=(64, 64))
+    runs = {}
+    for name, zoom, strength in [
+        ("constant", 1.1, 1.0),
+        ("sequence", [1.1, 1.1, 1.1], lambda i: 1.0),
+        ("changed", lambda i: (1.1, 1.1, 0.8)[i], [1.0, 1.0, 2.0]),
+    ]:
+        dream_zoom(None, tmp_path / f"{name}.gif", noise, frames=3, zoom=zoom, strength=strength,
+                   work_dir=tmp_path / name, backbone=net)
+        runs[name] = cached_frames(tmp_path / name)
+    assert all(np.array_equal(a, b) for a, b in zip(runs["constant"], runs["sequence"]))
+    assert all(np.array_equal(a, b) for a, b in zip(runs["constant"][:2], runs["changed"][:2]))
+    assert np.abs(runs["changed"][2].astype(float) - runs["constant"][2]).mean() > 5  # frame 2 used its own values
+    with pytest.raises(SettingsError, match="zoom has 2 values for 3 frames"):
+        dream_zoom(None, tmp_path / "short.gif", noise, frames=3, zoom=[1.1, 1.2], backbone=net)
+    with pytest.raises(SettingsError, match="strength must be a positive finite number"):
+        dream_zoom(None, tmp_path / "bad.gif", noise, frames=2, strength=lambda i: -1.0, backbone=net)
+
+
 def test_cli_zoom_gif_from_noise(tmp_path):
     r = run_cli("zoom", "-o", "z.gif", "--init", "noise", "--size", "64x48", "--frames", "4", "--iterations", "1",
                 "--octaves", "1", "--rotate", "2", "--translate", "1,0", "-q", cwd=tmp_path)

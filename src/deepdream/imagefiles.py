@@ -62,8 +62,7 @@ def pil_to_tensor(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
         rgb = torch.from_numpy(a)[None, None].expand(1, 3, *a.shape).clone()
         return rgb, None
     has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
-    img = img.convert("RGBA" if has_alpha else "RGB")
-    a = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)[None].float() / 255
+    a = from_uint8(np.asarray(img.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8))
     return (a[:, :3], a[:, 3:]) if has_alpha else (a, None)
 
 
@@ -74,8 +73,20 @@ def tensor_to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image
         if alpha.shape[-2:] != x.shape[-2:]:
             alpha = F.interpolate(alpha.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
         x = torch.cat([x, alpha.to(x.device).clamp(0, 1)], dim=1)
-    array = (x[0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    return Image.fromarray(array, "RGBA" if alpha is not None else "RGB")
+    return Image.fromarray(to_uint8(x), "RGBA" if alpha is not None else "RGB")
+
+
+def from_uint8(array: np.ndarray) -> torch.Tensor:
+    """H x W x C uint8 (or float in [0, 1]) -> 1 x C x H x W float in [0, 1]."""
+    t = torch.from_numpy(np.require(array, requirements=["C", "W"]))  # copies only read-only or strided arrays
+    t = t.float() / 255 if t.dtype == torch.uint8 else t.float()
+    return t.permute(2, 0, 1)[None]
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """1 x C x H x W float in [0, 1] -> H x W x C uint8, rounded."""
+    x = tensor[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return (x * 255 + 0.5).astype(np.uint8)
 
 
 def fit_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:

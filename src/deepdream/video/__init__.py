@@ -1,0 +1,18 @@
+"""Videos in and out: dream a clip frame by frame with optical-flow coherence, or a zoom feedback loop.
+
+reading (probe, decode), flow (optical flow, warping, coherence), writing (encode, audio), cache (the
+resumable work folder) and jobs (one frame loop under `dream_video` and `dream_zoom`).
+"""
+
+from .cache import FrameCache, default_work_dir
+from .flow import FLOWS, FlowCoherence, dis_flow, farneback_flow, flicker, warp
+from .jobs import FrameDreamer, JobOptions, VideoResult, dream_frames, dream_video, dream_zoom, zoom_step, zoom_transform
+from .reading import DEFAULT_FPS, VideoError, VideoInfo, even_size, format_seconds, parse_time, probe, read_frames
+from .writing import OUTPUT_EXTENSIONS, check_video_output, write_video
+
+__all__ = [
+    "DEFAULT_FPS", "FLOWS", "OUTPUT_EXTENSIONS", "FlowCoherence", "FrameCache", "FrameDreamer", "JobOptions",
+    "VideoError", "VideoInfo", "VideoResult", "check_video_output", "default_work_dir", "dis_flow", "dream_frames",
+    "dream_video", "dream_zoom", "even_size", "farneback_flow", "flicker", "format_seconds", "parse_time", "probe",
+    "read_frames", "warp", "write_video", "zoom_step", "zoom_transform",
+]

@@ -1,0 +1,450 @@
+"""The two video jobs, `dream_video` and `dream_zoom`, over one frame loop with a resumable work folder.
+
+One network load and one seed dream every frame. A job describes itself (input, size, options,
+settings) in the work folder's manifest, then dreams, in order, the frames the folder lacks: each
+frame is made from its item (an input frame, or nothing for a zoom) and the previous frame's dream.
+The video file is written, atomically, only once every frame exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+import cv2
+import numpy as np
+import torch
+
+from .. import imagefiles
+from ..engine.objectives import build_objective
+from ..engine.octaves import Dreamer, noise_image, resize
+from ..errors import OutputError, SettingsError
+from ..models.backbone import Backbone
+from ..models.load import backbone_from_settings
+from ..runtime import draw_seed, progress_bar
+from ..settings import Settings
+from .cache import FrameCache, default_work_dir
+from .flow import FlowCoherence
+from .reading import VideoError, even_size, format_seconds, probe, read_frames
+from .writing import check_video_output, write_video
+
+T = TypeVar("T")
+FrameHook = Callable[[int], None]
+# a per-frame value: one for every frame, a sequence indexed by frame, or a function of the frame index
+Schedule = float | Sequence[float] | Callable[[int], float]
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What a video job produced."""
+
+    path: Path
+    frames: int  # frames in the output
+    dreamed: int  # frames dreamed by this run; the others came from the work folder
+    fps: Fraction
+    size: tuple[int, int]  # width, height
+    audio: str  # what happened to the input's audio
+    seconds: float  # wall time spent dreaming in this run
+    work_dir: Path | None  # where the frames stay, None once removed
+
+
+class FrameDreamer:
+    """Dreams frames with one loaded network, one objective and one seed (the same jitter every frame).
+
+    `dream(image, strength)` scales the step size: a frame that starts from the carried dream of the
+    previous ones needs only part of a full dream on top (see `FlowCoherence.refresh`). A Dreamer is
+    cheap (hooks and a blur kernel); one per strength is made in turn, the network is shared.
+    """
+
+    def __init__(self, settings: Settings, backbone: Backbone | None = None):
+        backbone = backbone_from_settings(settings, backbone)
+        guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
+        self.backbone = backbone
+        self.objective = build_objective(backbone, settings, guide)
+        self.settings = settings
+        self._active: Dreamer | None = None
+        self._strength: float | None = None
+
+    def dream(self, image: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        """Dream an H x W x 3 image (uint8, or float in [0, 1]); returns uint8."""
+        if self._active is None or strength != self._strength:
+            self.close()
+            settings = self.settings
+            if strength != 1:
+                settings = settings.replace(step_size=settings.step_size * strength)
+            self._active, self._strength = Dreamer(self.backbone, self.objective, settings), strength
+        generator = torch.Generator().manual_seed(self.settings.seed if self.settings.seed is not None else 0)
+        return imagefiles.to_uint8(self._active.dream(imagefiles.from_uint8(image), generator))
+
+    def close(self) -> None:
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+
+    def __enter__(self) -> "FrameDreamer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------- the frame loop
+
+# (dreamer, frame index, the loop's item for it, the previous frame's dream or None) -> this frame's dream
+MakeFrame = Callable[[FrameDreamer, int, T, "np.ndarray | None"], np.ndarray]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Where a job keeps its frames and writes its output, and how it reports: shared by video and zoom."""
+
+    output: Path
+    work_dir: Path | None = None  # a folder the user named (kept); None: OUTPUT.frames, removed when done
+    resume: bool = False
+    force: bool = False
+    keep_frames: bool = False
+    progress: bool = False
+    on_frame: FrameHook | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.work_dir if self.work_dir is not None else default_work_dir(self.output)
+
+    @property
+    def keeps_folder(self) -> bool:
+        return self.work_dir is not None or self.keep_frames
+
+
+def _seeded(settings: Settings, options: JobOptions) -> Settings:
+    """A fixed seed for every frame; on resume without --seed, the seed of the frames already made."""
+    if settings.seed is not None:
+        return settings
+    cache = FrameCache(options.folder, {})
+    old = cache.manifest() if options.resume and cache.count() else None
+    seed = (old or {}).get("settings", {}).get("seed")
+    return settings.replace(seed=seed if isinstance(seed, int) else draw_seed())
+
+
+@contextlib.contextmanager
+def _cleanup_if_empty(cache: FrameCache, default_folder: bool):
+    """On any failure before the first frame is saved, remove the default work folder again."""
+    try:
+        yield
+    except BaseException:
+        if default_folder and cache.count() == 0:
+            cache.remove()
+        raise
+
+
+@dataclass
+class FrameRun:
+    """What the frame loop did: frames seen, frames dreamed by this run, seconds it spent."""
+
+    cache: FrameCache
+    count: int = 0
+    dreamed: int = 0
+    seconds: float = 0.0
+
+
+def dream_frames(
+    job: dict,
+    settings: Settings,
+    backbone: Backbone | None,
+    items: Iterable[T],
+    make: MakeFrame,
+    options: JobOptions,
+    *,
+    total: int | None,
+    desc: str,
+    empty: Callable[[], Exception] | None = None,
+) -> FrameRun:
+    """The one frame loop: dream, in order, each item's frame that the work folder lacks.
+
+    Finished frames are skipped; the previous dream is read back from the folder only when the next
+    frame needs it, so a resumed job continues exactly where the interrupted one stopped.
+    """
+    cache = FrameCache(options.folder, job)
+    cache.prepare(resume=options.resume, force=options.force)
+    run = FrameRun(cache)
+    prev = None  # the previous frame's dream (uint8, as cached)
+    with (
+        _cleanup_if_empty(cache, options.work_dir is None),
+        FrameDreamer(settings, backbone) as dreamer,
+        progress_bar(total, desc, "frame", enabled=options.progress) as bar,
+    ):
+        began = time.perf_counter()
+        for index, item in enumerate(items):
+            run.count = index + 1
+            if cache.has(index):
+                prev = None  # finished: read back only if the next frame needs it
+            else:
+                if prev is None and index > 0:
+                    prev = cache.load(index - 1)
+                prev = make(dreamer, index, item, prev)
+                cache.save(index, prev)
+                run.dreamed += 1
+                if options.on_frame is not None:
+                    options.on_frame(index)
+            bar.update(1)
+        if run.count == 0 and empty is not None:
+            raise empty()
+    run.seconds = time.perf_counter() - began
+    return run
+
+
+def _finish(run: FrameRun, options: JobOptions, fps: Fraction, size: tuple[int, int], write) -> VideoResult:
+    """Write the video from the work folder (write(frames) -> audio outcome), then tidy the folder."""
+    audio = write(run.cache.frames(run.count))
+    if not options.keeps_folder:
+        run.cache.remove()
+    folder = run.cache.folder if options.keeps_folder else None
+    return VideoResult(options.output, run.count, run.dreamed, fps, size, audio, run.seconds, folder)
+
+
+def _file_id(path: Path) -> dict:
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size}
+
+
+# ---------------------------------------------------------------------------------------------- video
+
+
+def _with_previous(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(frame, the frame before it or None) for each frame."""
+    prev = None
+    for frame in frames:
+        yield frame, prev
+        prev = frame
+
+
+def _check_range(start: float, duration: float | None) -> None:
+    if start < 0 or not math.isfinite(start):
+        raise SettingsError(f"start must be >= 0, got {start}")
+    if duration is not None and not (duration > 0 and math.isfinite(duration)):
+        raise SettingsError(f"duration must be positive, got {duration}")
+
+
+def dream_video(
+    source: str | Path,
+    output: str | Path,
+    settings: Settings | None = None,
+    *,
+    flow: str = "dis",
+    blend: float = 0.8,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_size: int | None = None,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    keep_frames: bool = False,
+    backbone: Backbone | None = None,
+    progress: bool = False,
+    on_frame: FrameHook | None = None,
+) -> VideoResult:
+    """Dream every frame of a video with one network and one seed, coherent along the optical flow.
+
+    `flow` is 'dis', 'farneback' or 'none' (plain per-frame dreaming); `blend` is how much of the
+    previous frame's warped dream each frame starts from. The output keeps the input's fps, size (or
+    the long side capped at `max_size`) and audio. Frames are cached in `work_dir` (default: next to
+    the output) and, with `resume`, frames already there are not dreamed again. The output is written
+    only once every frame is done; the default work folder is removed then unless `keep_frames`.
+    """
+    settings = settings or Settings()
+    if settings.init != "image":
+        raise SettingsError("a video is dreamed from its frames; --init noise does not apply (see 'deepdream zoom')")
+    _check_range(start, duration)
+    coherence = FlowCoherence(flow, blend)  # checks flow and blend before any work
+    source = Path(source)
+    info = probe(source)
+    if info.duration is not None and start >= info.duration:
+        length = format_seconds(info.duration)
+        raise VideoError(f"{source} is {length} long; nothing to dream from {format_seconds(start)}")
+    output = check_video_output(output, force=force, inputs=(source, settings.guide))
+    if settings.guide:
+        imagefiles.open_image(settings.guide)
+    size = even_size(info.width, info.height, max_size)
+    options = JobOptions(output, Path(work_dir) if work_dir is not None else None, resume, force, keep_frames,
+                         progress, on_frame)  # fmt: skip
+    settings = _seeded(settings, options)
+    job = {
+        "kind": "video",
+        "input": _file_id(source),
+        "start": start,
+        "duration": duration,
+        "size": size,
+        "flow": flow,
+        "blend": blend if flow != "none" else 0.0,
+        "settings": settings.to_dict(),
+    }
+
+    def make(dreamer: FrameDreamer, index: int, item, prev_dream: np.ndarray | None) -> np.ndarray:
+        frame, prev_frame = item
+        strength = coherence.refresh if coherence.carries(prev_frame, prev_dream) else 1.0
+        return dreamer.dream(coherence(frame, prev_frame, prev_dream), strength)
+
+    def empty() -> Exception:
+        end = f" to {format_seconds(start + duration)}" if duration is not None else ""
+        return VideoError(f"{source} has no video frames from {format_seconds(start)}{end}")
+
+    spans = [x for x in (duration, info.duration - start if info.duration is not None else None) if x is not None]
+    frames = _with_previous(read_frames(source, start=start, duration=duration, size=size))
+    run = dream_frames(job, settings, backbone, frames, make, options,
+                       total=round(min(spans) * float(info.fps)) if spans else None, desc="dreaming", empty=empty)  # fmt: skip
+
+    def write(frames: Iterable[np.ndarray]) -> str:
+        return write_video(output, frames, fps=info.fps, audio_from=source, start=start, duration=duration,
+                           comment=settings.to_json())  # fmt: skip
+
+    return _finish(run, options, info.fps, size, write)
+
+
+# ---------------------------------------------------------------------------------------------- zoom
+
+
+def zoom_transform(size: tuple[int, int], zoom: float, rotate: float, translate: tuple[float, float]) -> np.ndarray:
+    """2 x 3 affine matrix: zoom about the centre, rotate `rotate` degrees counter-clockwise, then shift."""
+    w, h = size
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rotate, zoom)
+    m[:, 2] += translate
+    return m
+
+
+def zoom_step(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply the zoom transform to a frame; reflected borders keep the edges filled with picture."""
+    h, w = frame.shape[:2]
+    return cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def per_frame(name: str, value, frames: int, check: Callable[[object], bool]) -> list:
+    """A schedule as one value per frame: `value` itself (a constant), value[i], or value(i)."""
+    if callable(value):
+        values = [value(i) for i in range(frames)]
+    elif isinstance(value, Sequence) and not _is_constant(value):
+        if len(value) < frames:
+            raise SettingsError(f"{name} has {len(value)} values for {frames} frames")
+        values = list(value[:frames])
+    else:
+        values = [value] * frames
+    bad = next((v for v in values if not check(v)), None)
+    if bad is not None:
+        raise SettingsError(f"{name} must be {check.__doc__}, got {bad}")
+    return values
+
+
+def _is_constant(value) -> bool:
+    """A number, or a (dx, dy) pair of numbers: the same for every frame."""
+    return isinstance(value, numbers.Real) or (
+        isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, numbers.Real) for v in value)
+    )
+
+
+def _positive(v) -> bool:
+    """a positive finite number"""
+    return isinstance(v, numbers.Real) and math.isfinite(v) and v > 0
+
+
+def _finite(v) -> bool:
+    """a finite number"""
+    return isinstance(v, numbers.Real) and math.isfinite(v)
+
+
+def _finite_pair(v) -> bool:
+    """a pair of finite numbers (DX, DY)"""
+    return isinstance(v, Sequence) and len(v) == 2 and all(_finite(x) for x in v)
+
+
+def _described(value, values: list):
+    """How the manifest records a schedule: the constant as given, or every frame's value."""
+    if _is_constant(value):
+        return list(value) if isinstance(value, tuple) else value
+    return [list(v) if isinstance(v, (tuple, list)) else v for v in values]
+
+
+def _zoom_start(source, settings: Settings, noise: bool) -> np.ndarray:
+    """The first frame before dreaming: the image (capped at max_size, even-sized) or seeded noise."""
+    if noise:
+        rgb = noise_image(*settings.size, torch.Generator().manual_seed(settings.seed))
+    else:
+        rgb, _ = imagefiles.load_image(source, settings.max_size)
+    size = even_size(rgb.shape[-1], rgb.shape[-2])
+    return imagefiles.to_uint8(resize(rgb, size[::-1]))
+
+
+def dream_zoom(
+    source: str | Path | None,
+    output: str | Path,
+    settings: Settings | None = None,
+    *,
+    frames: int = 60,
+    zoom: Schedule = 1.04,
+    rotate: Schedule = 0.0,
+    translate: tuple[float, float] | Sequence[tuple[float, float]] | Callable[[int], tuple[float, float]] = (0.0, 0.0),
+    strength: Schedule = 1.0,
+    fps: float | Fraction = 24,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    keep_frames: bool = False,
+    backbone: Backbone | None = None,
+    progress: bool = False,
+    on_frame: FrameHook | None = None,
+) -> VideoResult:
+    """The feedback loop: dream an image, zoom/rotate/shift the dream, dream that, and so on.
+
+    The first frame is the dreamed image (or noise with settings.init == 'noise'); each next frame is
+    the previous one transformed and dreamed again with the same seed. `zoom`, `rotate`, `translate`
+    and `strength` (a factor on the step size) are each one value, a sequence with a value per frame,
+    or a function of the frame index: the transform of value i makes frame i from frame i - 1, so
+    music or any other signal can drive the loop. Written as MP4/MOV/MKV/WebM or an endlessly looping
+    GIF. With `resume`, frames in the work folder are reused, and asking for more frames than before
+    extends a loop whose values are constants.
+    """
+    settings = settings or Settings()
+    if not (isinstance(frames, int) and frames >= 1):
+        raise SettingsError(f"frames must be >= 1, got {frames}")
+    zooms = per_frame("zoom", zoom, frames, _positive)
+    rotations = per_frame("rotate", rotate, frames, _finite)
+    shifts = per_frame("translate", translate, frames, _finite_pair)
+    strengths = per_frame("strength", strength, frames, _positive)
+    fps = Fraction(fps).limit_denominator(1001)
+    if not 0 < fps <= 240:
+        raise SettingsError(f"fps must be in (0, 240], got {float(fps)}")
+    noise = source is None or settings.init == "noise"
+    if not noise:
+        imagefiles.open_image(source)
+    if settings.guide:
+        imagefiles.open_image(settings.guide)
+    output = check_video_output(output, force=force, inputs=(source if not noise else None, settings.guide))
+    options = JobOptions(output, Path(work_dir) if work_dir is not None else None, resume, force, keep_frames,
+                         progress, on_frame)  # fmt: skip
+    settings = _seeded(settings.replace(init="noise") if noise else settings, options)
+    first = _zoom_start(source, settings, noise)
+    size = (first.shape[1], first.shape[0])
+    job = {
+        "kind": "zoom",
+        "input": None if noise else _file_id(Path(source)),
+        "size": size,
+        "zoom": _described(zoom, zooms),
+        "rotate": _described(rotate, rotations),
+        "translate": _described(translate, shifts),
+        "settings": settings.to_dict(),
+    }
+    if not _is_constant(strength) or strength != 1:
+        job["strength"] = _described(strength, strengths)
+
+    def make(dreamer: FrameDreamer, index: int, _item, prev: np.ndarray | None) -> np.ndarray:
+        if index == 0:
+            return dreamer.dream(first, strengths[0])
+        if prev is None:
+            raise OutputError(f"cannot read {FrameCache(options.folder, {}).path(index - 1)}; use --force to start again")
+        matrix = zoom_transform(size, zooms[index], rotations[index], tuple(shifts[index]))
+        return dreamer.dream(zoom_step(prev, matrix), strengths[index])
+
+    run = dream_frames(job, settings, backbone, range(frames), make, options, total=frames, desc="zooming")
+    return _finish(run, options, fps, size, lambda frames: write_video(output, frames, fps=fps, comment=settings.to_json()))
