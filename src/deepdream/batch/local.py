@@ -1,0 +1,116 @@
+"""Local workers: N processes on this machine, each with its share of the CPU threads or one GPU.
+
+Built on `concurrent.futures.ProcessPoolExecutor`; each process loads the network once (in the pool's
+initializer) and dreams items handed to it one at a time. A process that dies takes only the items
+it held: the pool is started again and those items are retried, at most `retries` times each.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..errors import DeepDreamError
+from ..runtime import resolve_device
+from .manifest import ItemResult
+from .plan import BatchJob
+from .worker import ItemRunner, Task
+
+StartHook = Callable[[Task, str], None]
+ResultHook = Callable[[ItemResult], None]
+
+# The runner of a pool's worker process, set once by `_start_worker` in that process (never in the driver);
+# a network that would not load is kept as its message, and every item of that worker fails with it.
+_RUNNER: ItemRunner | str | None = None
+
+
+def _start_worker(job: BatchJob, devices: multiprocessing.SimpleQueue, threads: int | None) -> None:
+    global _RUNNER
+    try:
+        _RUNNER = ItemRunner(job, device=devices.get(), threads=threads)
+    except DeepDreamError as exc:
+        _RUNNER = str(exc)
+
+
+def _run_task(task: Task) -> ItemResult:
+    if isinstance(_RUNNER, ItemRunner):
+        return _RUNNER.run(task)
+    return ItemResult(task.item.relpath, False, 0.0, str(_RUNNER), f"pid {os.getpid()}")
+
+
+def worker_devices(job: BatchJob, workers: int) -> list[str | None]:
+    """One device per worker: GPUs in turn on a CUDA machine, else the CPU (None: from the settings)."""
+    device = resolve_device(job.settings.device)
+    if device.type == "cuda":
+        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(workers)]
+    return [None] * workers
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """Run a batch in this process (workers=1) or in a pool of worker processes."""
+
+    workers: int = 1
+    retries: int = 1  # times an item is tried again after its worker process died
+
+    def describe(self) -> str:
+        return f"{self.workers} local worker{'s' if self.workers > 1 else ''}"
+
+    def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook) -> None:
+        if self.workers == 1:
+            runner = ItemRunner(job, device=worker_devices(job, 1)[0])
+            for task in tasks:
+                on_start(task, runner.identity())
+                on_result(runner.run(task))
+            return
+        pending = list(reversed(tasks))  # popped from the end: the plan's order
+        deaths: dict[str, int] = {}
+        while pending:
+            pending = self._pool_run(pending, job, deaths, on_start, on_result)
+
+    def _pool_run(self, pending: list[Task], job: BatchJob, deaths: dict[str, int], on_start: StartHook,
+                  on_result: ResultHook) -> list[Task]:  # fmt: skip
+        """Feed one pool, `workers` items in flight; returns the items left when a worker process died."""
+        workers = min(self.workers, len(pending))
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools or CUDA state
+        devices = context.SimpleQueue()
+        for device in worker_devices(job, workers):
+            devices.put(device)
+        threads = None if resolve_device(job.settings.device).type == "cuda" else max(1, (os.cpu_count() or 1) // workers)
+        flying: dict[Future, Task] = {}
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(job, devices, threads)) as pool:  # fmt: skip
+            while pending or flying:
+                while pending and len(flying) < workers:
+                    task = pending.pop()
+                    flying[pool.submit(_run_task, task)] = task
+                    on_start(task, "local pool")
+                done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    return self._after_death(flying, pending, deaths, on_result)
+                for future in done:
+                    on_result(future.result())
+                    del flying[future]
+        return []
+
+    def _after_death(self, flying: dict[Future, Task], pending: list[Task], deaths: dict[str, int],
+                     on_result: ResultHook) -> list[Task]:  # fmt: skip
+        """A process died: finished items count, the others go back in line unless out of retries."""
+        again = []
+        for future, task in flying.items():
+            if future.done() and future.exception() is None:
+                on_result(future.result())
+                continue
+            relpath = task.item.relpath
+            deaths[relpath] = deaths.get(relpath, 0) + 1
+            if deaths[relpath] > self.retries:
+                on_result(ItemResult(relpath, False, 0.0, "its worker process died", "local pool"))
+            else:
+                again.append(task)
+        return pending + list(reversed(again))

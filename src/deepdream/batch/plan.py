@@ -1,0 +1,167 @@
+"""What a batch will do: inputs (files, folders, globs) expanded into items with mirrored output paths,
+per-item seeds, and the settings hash that decides whether a finished item can be skipped."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import SettingsError
+from ..imagefiles import FORMATS
+from ..runtime import SEED_LIMIT
+from ..settings import Settings
+
+IMAGE_SUFFIXES = frozenset({*FORMATS, ".gif"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
+VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".gif")  # what deepdream.video writes
+GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How the videos of a batch are dreamed (the options of `deepdream video`)."""
+
+    flow: str = "dis"
+    blend: float = 0.8  # share of the previous warped dream each frame starts from
+    start: float = 0.0
+    duration: float | None = None
+    max_size: int | None = None  # None: keep the input's size
+    segments: int = 1  # >1: one video split into overlapping segments dreamed in parallel
+    overlap: int = 8  # frames shared by neighbouring segments, cross-faded
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """Everything every item shares: base settings (seed resolved), video options, output format."""
+
+    settings: Settings
+    video: VideoOptions = field(default_factory=VideoOptions)
+    image_format: str | None = None  # '.png', '.jpg', ...; None: keep the input's format where writable
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One input file and where its dream goes."""
+
+    source: Path
+    relpath: str  # posix path under the input's root; the key of the manifest
+    kind: str  # 'image' or 'video'
+    output: Path
+    seed: int
+    settings_hash: str
+    stamp: str  # input size and modification time: a changed input is dreamed again
+
+    def settings(self, job: BatchJob) -> Settings:
+        return job.settings.replace(seed=self.seed)
+
+
+def item_seed(base: int, relpath: str) -> int:
+    """A seed from the base seed and the relative path: independent of order and worker count."""
+    digest = hashlib.sha256(f"{base}:{relpath}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % SEED_LIMIT
+
+
+def settings_hash(job: BatchJob, kind: str, seed: int, suffix: str) -> str:
+    """Hash of what determines an item's output besides its pixels: settings, video options, format."""
+    what = {"settings": job.settings.replace(seed=seed).to_dict(), "format": suffix}
+    if kind == "video":
+        what["video"] = asdict(job.video)
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def kind_of(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "video" if suffix in VIDEO_SUFFIXES else "image" if suffix in IMAGE_SUFFIXES else None
+
+
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _literal_root(pattern: str) -> Path:
+    """The folder part of a glob before its first wildcard: matches mirror the tree below it."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
+    return Path(*parts[:first]) if first else Path(".")
+
+
+def expand_inputs(inputs: list[str | Path], exclude: Path | None = None) -> list[tuple[Path, str]]:
+    """(source, relative path) for every input: files as named, folders recursively, globs.
+
+    Folders and globs keep images and videos only (by extension), skip hidden files and anything
+    under `exclude` (the output folder). A named file is always taken: if it is not a picture, its
+    item fails and says so.
+    """
+    found: list[tuple[Path, str]] = []
+    excluded = exclude.resolve() if exclude is not None else None
+
+    def keep(path: Path, root: Path) -> bool:
+        inside = excluded is not None and path.resolve().is_relative_to(excluded)
+        return path.is_file() and kind_of(path) is not None and _visible(path, root) and not inside
+
+    for given in map(str, inputs):
+        path = Path(given)
+        if GLOB_CHARS & set(given) and not path.exists():
+            root = _literal_root(given)
+            matches = sorted(Path(p) for p in glob.glob(given, recursive=True))
+            found += [(p, p.relative_to(root).as_posix()) for p in matches if keep(p, root)]
+            if not matches:
+                raise SettingsError(f"no files match {given}")
+        elif path.is_dir():
+            found += [(p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*")) if keep(p, path)]
+        elif path.exists():
+            found.append((path, path.name))
+        else:
+            raise SettingsError(f"no such file or folder: {given}")
+    return found
+
+
+def output_path(outdir: Path, relpath: str, kind: str, image_format: str | None) -> Path:
+    """The output mirrors the input's relative path; the suffix is kept where it can be written."""
+    rel = Path(relpath)
+    suffix = rel.suffix.lower()
+    if kind == "video":
+        suffix = suffix if suffix in VIDEO_OUTPUTS else ".mp4"
+    else:
+        suffix = image_format or (suffix if suffix in FORMATS else ".png")
+    return outdir / rel.with_suffix(suffix)
+
+
+def _stamp(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return "unreadable"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def plan_batch(inputs: list[str | Path], outdir: str | Path, job: BatchJob) -> list[BatchItem]:
+    """The items of a batch in a stable order; two inputs that would write one output are an error."""
+    if job.settings.seed is None:
+        raise SettingsError("a batch needs a base seed (run_batch draws one and keeps it in the manifest)")
+    if job.settings.init != "image":
+        raise SettingsError("a batch dreams its input files; --init noise/fourier does not apply")
+    if job.image_format is not None and job.image_format not in FORMATS:
+        raise SettingsError(f"unknown image format '{job.image_format}' (use {', '.join(FORMATS)})")
+    outdir = Path(outdir)
+    items: dict[str, BatchItem] = {}
+    outputs: dict[Path, str] = {}
+    for source, relpath in expand_inputs(inputs, exclude=outdir):
+        if relpath in items:
+            if items[relpath].source.resolve() == source.resolve():
+                continue  # named twice (a file and its folder): one item
+            raise SettingsError(f"{items[relpath].source} and {source} both map to {relpath} in {outdir}")
+        kind = kind_of(source) or "image"
+        output = output_path(outdir, relpath, kind, job.image_format)
+        if output in outputs:
+            raise SettingsError(f"{outputs[output]} and {relpath} would both write {output} (use --format?)")
+        seed = item_seed(job.settings.seed, relpath)
+        digest = settings_hash(job, kind, seed, output.suffix)
+        items[relpath] = BatchItem(source, relpath, kind, output, seed, digest, _stamp(source))
+        outputs[output] = relpath
+    if not items:
+        raise SettingsError("no images or videos found in the inputs")
+    return list(items.values())
