@@ -28,27 +28,16 @@ from pathlib import Path
 
 import torch
 
-from deepdream.training import report
-from deepdream.training.loop import TrainConfig, fit
 from deepdream.models.architectures import build_model
+from deepdream.training import fit, recipe, report
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats-vs-dogs"
 
-# the two runs of the study; `cli` is the same run as a command line
+# the two runs of the study are the recipes that `deepdream train` runs by default; `cli` is the command
 STUDY = {
-    "own_cnn": (
-        TrainConfig(arch="simple_cnn", epochs=26, batch_size=32, size=96, lr=3e-3, crop_scale=0.35, weight_decay=0.05),
-        "--arch simple_cnn --epochs 26 --batch-size 32 --size 96 --lr 3e-3 --crop-scale 0.35 --weight-decay 0.05",
-    ),
-    "transfer": (
-        TrainConfig(
-            arch="efficientnet_lite0", pretrained=True, trainable_from="blocks.5", epochs=2, batch_size=32, size=224,
-            eval_size=256, lr=1e-4, crop_scale=0.5, warmup=0.3,
-        ),
-        "--arch efficientnet_lite0 --pretrained --trainable-from blocks.5 --epochs 2 --batch-size 32 --size 224 "
-        "--eval-size 256 --lr 1e-4 --crop-scale 0.5 --warmup 0.3",
-    ),
-}  # fmt: skip
+    "own_cnn": (recipe("simple_cnn"), ""),
+    "transfer": (recipe("efficientnet_lite0", pretrained=True), "--arch efficientnet_lite0 --pretrained"),
+}
 
 
 def probe_threads() -> int:
@@ -80,7 +69,7 @@ def dream_demo(data: Path, checkpoint: Path, out: Path) -> dict:
     import deepdream
     from deepdream.models.checkpoint import load_checkpoint
     from deepdream.training.data import square_uint8
-    from deepdream.training.loop import predict
+    from deepdream.training import predict
 
     net, info, _ = load_checkpoint(checkpoint)
     dogs = info.classes.index("dogs")
@@ -125,7 +114,7 @@ def main() -> int:
         if args.epochs:
             config = config.replace(epochs=args.epochs)
         run_dir = args.out / name
-        print(f"\n== {name}\n   deepdream train {args.data} {cli} --out {run_dir}", flush=True)
+        print(f"\n== {name}\n   deepdream train {args.data} {cli} --threads {threads} --out {run_dir}", flush=True)
         start = time.perf_counter()
         metrics = fit(args.data, run_dir, config, force=True, progress=False)
         wall = time.perf_counter() - start

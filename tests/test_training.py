@@ -34,17 +34,11 @@ from deepdream.training.data import (
 )
 from deepdream.models.preprocessing import Preprocessing
 from deepdream.runtime import native_bf16
-from deepdream.training.loop import (
-    ClassifierLoss,
-    PrecisionPlan,
-    TrainConfig,
-    class_weights,
-    cosine_lr,
-    fit,
-    plan_precision,
-    precision_switch,
-    predict,
-)
+from deepdream.training.config import TrainConfig
+from deepdream.training.engine import predict
+from deepdream.training.optim import ClassifierLoss, class_weights, cosine_lr
+from deepdream.training.precision import PrecisionPlan, plan_precision, precision_switch
+from deepdream.training.run import fit
 from deepdream.models.architectures import build_model, set_trainable
 
 from conftest import run_cli
@@ -104,8 +98,8 @@ def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "cnn"
     result = run_cli(
         "train", root, "--arch", "simple_cnn", "--width", "8", "--size", "40", "--epochs", "8",
-        "--batch-size", "16", "--seed", "0", "--out", run, "-q", "--threads", "1",
-    )  # fmt: skip
+        "--batch-size", "16", "--seed", "0", "--out", run, "--threads", "1",
+    )  # fmt: skip  (no -q: progress goes to a pipe, as in a log)
     assert result.returncode == 0, result.stderr
     return {"data": root, "run": run, "stderr": result.stderr, "corrupt": corrupt}
 
@@ -130,6 +124,16 @@ def test_corrupt_images_are_skipped_warned_and_counted(trained):
     warnings = [line for line in trained["stderr"].splitlines() if "warning: skipped" in line]
     assert len(warnings) == trained["corrupt"]
     assert "skipped 3 unreadable" in trained["stderr"]
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_epoch(trained):
+    """stderr is a pipe here: no carriage-return bar updates, one summary line for each of the 8 epochs."""
+    err = trained["stderr"]
+    assert "\r" not in err and "\x1b" not in err
+    epoch_lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epoch_lines] == [f"epoch {k}/8" for k in range(1, 9)]
+    assert all("train loss" in line and "test loss" in line for line in epoch_lines)
+    assert len(err.splitlines()) < 30  # data, model, 3 skip warnings, 8 epochs, the best epoch and its matrix
 
 
 def test_decode_warns_on_each_corrupt_file(tmp_path):
@@ -474,3 +478,48 @@ def test_val_split_resume_and_overwrite_protection(tmp_path):
     assert read_checkpoint(run / "last.pt")["epoch"] == 3
     fresh = fit(data, run, config.replace(epochs=1), force=True, **quiet)
     assert len(fresh["epochs"]) == 1
+
+
+# ---------------------------------------------------------------- recipes, one resume check, evaluate_checkpoint
+
+
+def _cli_config(*argv: str) -> TrainConfig:
+    from deepdream.cli import build_parser
+    from deepdream.cli.train import _config_from_args
+
+    return _config_from_args(build_parser().parse_args(["train", "DATA", *argv]))
+
+
+def test_plain_train_commands_run_the_study_recipes():
+    """`deepdream train DATA [--arch efficientnet_lite0 --pretrained]` is the recipe docs/training.md measures."""
+    transfer = _cli_config("--arch", "efficientnet_lite0", "--pretrained")
+    assert transfer == TrainConfig(
+        arch="efficientnet_lite0", pretrained=True, trainable_from="blocks.5", epochs=2, eval_size=256, crop_scale=0.5, warmup=0.3
+    )
+    assert transfer.learning_rate() == 1e-4 and transfer.head_lr_multiplier() == 10 and transfer.bn_frozen()
+    own = _cli_config()
+    assert own == TrainConfig(arch="simple_cnn", epochs=26, size=96, crop_scale=0.35, weight_decay=0.05)
+    assert own.learning_rate() == 3e-3 and own.batch_size == 32
+    # options given on top replace the recipe's; the exclusive --freeze-backbone drops its --trainable-from
+    assert _cli_config("--epochs", "5", "--size", "64").replace(epochs=26, size=96) == own
+    head = _cli_config("--arch", "efficientnet_lite0", "--pretrained", "--freeze-backbone")
+    assert head.freeze_backbone and head.trainable_from is None and head.epochs == 2
+    # no recipe for this choice: the generic defaults
+    assert _cli_config("--arch", "efficientnet_lite0") == TrainConfig(arch="efficientnet_lite0")
+
+
+def test_resume_with_changed_settings_is_one_cli_line(trained):
+    result = run_cli("train", trained["data"], "--out", trained["run"], "--resume", "--lr", "0.5", "--width", "16", "-q")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("deepdream: error:")
+    assert "these settings differ: options, lr" in result.stderr
+
+
+def test_evaluate_checkpoint_scores_what_training_recorded(trained):
+    from deepdream.training import evaluate_checkpoint
+
+    result = evaluate_checkpoint(trained["run"] / "best.pt", trained["data"], progress=False)
+    metrics = json.loads((trained["run"] / "metrics.json").read_text())
+    assert result.evaluation.confusion.tolist() == metrics["best"]["confusion_matrix"]
+    assert result.info.classes == CLASSES and result.skipped == () and result.tta is False
+    assert result.to_dict("test", trained["data"])["images"] == 3 * 12

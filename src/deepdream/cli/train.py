@@ -30,14 +30,23 @@ def fraction(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..training.loop import OPTIMIZERS, PRECISIONS
+    _register_train(sub)
+    _register_evaluate(sub)
+    _register_report(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     from ..models.architectures import ARCHITECTURES
+    from ..training.optim import OPTIMIZERS
+    from ..training.precision import PRECISIONS
 
     p = sub.add_parser(
         "train",
         help="train a classifier on an image folder",
         description="Train a classifier on DATA_DIR (train/<class>/ + test/<class>/, or one <class>/ tree with --val-split). "
-        "The run folder gets best.pt, last.pt, metrics.json, curves.png and confusion_matrix.png.",
+        "The run folder gets best.pt, last.pt, metrics.json, curves.png and confusion_matrix.png. Unset options come from "
+        "the recipe for the architecture (simple_cnn: 26 epochs at 96 px; efficientnet_lite0 --pretrained: 2 epochs, "
+        "blocks.5 onwards trained). Under torchrun the processes train together (DistributedDataParallel).",
     )
     p.add_argument("data", metavar="DATA_DIR")
     p.add_argument("--out", "-o", help="run folder (default runs/ARCH)")
@@ -49,20 +58,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights, new head")
     g.add_argument("--weights", metavar="FILE", help="start from a local state dict (.pth/.safetensors); implies --pretrained")
     g.add_argument("--freeze-backbone", action="store_true", default=None, help="train the new head only")
-    g.add_argument("--trainable-from", metavar="LAYER", help="freeze everything before this dotted layer (e.g. blocks.3)")
+    g.add_argument(
+        "--trainable-from", metavar="LAYER",
+        help="freeze everything before this dotted layer (e.g. blocks.3; efficientnet_lite0 --pretrained: blocks.5, conv_stem trains all)",
+    )  # fmt: skip
     g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, help="keep batch-norm statistics fixed (default: when --pretrained)")
     g.add_argument("--aux-logits", action=argparse.BooleanOptionalAction, help="inception_v3: auxiliary classifier, its loss weighted in")
     g.add_argument("--aux-weight", type=float, help="weight of the auxiliary loss (default 0.4)")
     g.add_argument("--transform-input", action=argparse.BooleanOptionalAction, help="inception_v3: re-normalise input (default: with --pretrained)")
     g.add_argument("--width", type=positive_int, help="simple_cnn: channels of the first layer (default 32)")
+    g.add_argument("--dropout", type=float, help="simple_cnn: dropout before the classifier (default 0.2)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=positive_int, help="default 10")
-    g.add_argument("--batch-size", type=positive_int, help="default 32")
+    g.add_argument("--epochs", type=positive_int, help="default: the recipe's (simple_cnn 26, efficientnet_lite0 --pretrained 2, else 10)")
+    g.add_argument("--batch-size", type=positive_int, help="global batch, split over torchrun's processes (default 32)")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default adamw")
     g.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning, 1e-3 head only)")
     g.add_argument("--head-lr-scale", type=positive_float, help="the new head's lr is --lr times this (default 10 with --pretrained)")
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine decay (default 0.5)")
+    g.add_argument("--weight-decay", type=float, help="default 0.01 (simple_cnn 0.05)")
+    g.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine decay (default 0.5; lite0 --pretrained 0.3)")
     g.add_argument("--label-smoothing", type=float, help="default 0.1")
     g.add_argument("--class-weights", type=class_weights_arg, help="'auto' (inverse class frequency) or e.g. 0.42,0.58")
     g.add_argument("--seed", type=int)
@@ -70,14 +83,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default cpu")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
     g = p.add_argument_group("data")
-    g.add_argument("--size", type=positive_int, help="training crop in pixels (default per architecture)")
-    g.add_argument("--eval-size", type=positive_int, help="centre crop for evaluation (default --size; a bit larger often scores better)")
+    g.add_argument("--size", type=positive_int, help="training crop in pixels (default per architecture; simple_cnn 96)")
+    g.add_argument(
+        "--eval-size", type=positive_int,
+        help="centre crop for evaluation (default --size; lite0 --pretrained 256: a bit larger often scores better)",
+    )  # fmt: skip
     g.add_argument("--resize", type=positive_int, help="decoded square the crops come from (default size/0.875)")
-    g.add_argument("--crop-scale", type=positive_float, help="smallest area fraction of the random crop (default 0.25)")
+    g.add_argument(
+        "--crop-scale", type=positive_float,
+        help="smallest area fraction of the random crop (default 0.25; simple_cnn 0.35, lite0 --pretrained 0.5)",
+    )  # fmt: skip
     g.add_argument("--val-split", type=fraction, help="carve this fraction of train/ (or the single tree) out for validation")
     g.add_argument("--tta", action="store_true", default=None, help="evaluate with the mirrored image averaged in")
     p.set_defaults(run=run_train)
 
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="accuracy and confusion matrix of a checkpoint",
@@ -95,6 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_evaluate)
 
+
+def _register_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="compare training runs",
@@ -128,16 +151,18 @@ def _warn_skip(path: Path, reason: str) -> None:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from ..training.loop import TrainConfig, load_config
+    """The recipe for the architecture with the options given on top; on --resume the run's own config instead."""
+    from ..training.config import load_config
+    from ..training.recipes import recipe
 
     options = {
         key: value
-        for key, value in (("aux_logits", args.aux_logits), ("transform_input", args.transform_input), ("width", args.width))
+        for key, value in (
+            ("aux_logits", args.aux_logits), ("transform_input", args.transform_input), ("width", args.width), ("dropout", args.dropout),
+        )
         if value is not None
-    }
+    }  # fmt: skip
     given = {
-        "arch": args.arch,
-        "pretrained": True if args.weights else args.pretrained,
         "weights": str(Path(args.weights).resolve()) if args.weights else None,
         "freeze_backbone": args.freeze_backbone,
         "trainable_from": args.trainable_from,
@@ -164,22 +189,18 @@ def _config_from_args(args: argparse.Namespace):
     }
     given = {k: v for k, v in given.items() if v is not None}
     if args.resume:
-        # the run's own settings; only --epochs may change (to train longer)
+        # the run's own settings with the given ones on top; fit refuses any change but --epochs
         saved = load_config(args.out)
-        config = saved.replace(epochs=given.pop("epochs", saved.epochs))
-        differing = [k for k, v in given.items() if getattr(saved, k) != v]
-        if options and options != {k: saved.options.get(k) for k in options}:
-            differing.append("architecture options")
-        if differing:
-            raise SettingsError(f"--resume keeps the run's settings; drop {', '.join('--' + k.replace('_', '-') for k in differing)}")
-        return config
-    if options:
-        given["options"] = options
-    return TrainConfig(**given)
+        for key, value in (("arch", args.arch), ("pretrained", args.pretrained)):
+            if value is not None:
+                given[key] = value
+        return saved.replace(**given, options={**saved.options, **options})
+    return recipe(args.arch or "simple_cnn", bool(args.pretrained), **given, options=options)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..training.loop import fit
+    from ..training.distributed import launched
+    from ..training.run import fit
 
     if args.out is None:
         args.out = str(Path("runs") / (args.arch or "simple_cnn"))
@@ -188,51 +209,33 @@ def run_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     _set_threads(args.threads)
     fit(args.data, args.out, config, resume=args.resume, force=args.force, progress=not args.quiet, on_skip=_warn_skip)
-    print(f"wrote {args.out}", file=sys.stderr)
+    if launched().main:
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import time
-
-    import torch
-
     from ..training import report
-    from ..models.checkpoint import load_checkpoint
-    from ..training.data import decode, evaluation_split
-    from ..training.loop import evaluate, progress_bar, training_precision
+    from ..training.evaluation import evaluate_checkpoint
 
     figure = _figure_output(args.output, args.force) if args.output else None
     json_out = imagefiles.check_writable(Path(args.json), force=args.force) if args.json else None
     _set_threads(args.threads)
-    net, info, _ = load_checkpoint(args.checkpoint)
-    split = evaluation_split(args.data, info.classes, args.split)
-    pre = info.preprocessing
-    start = time.perf_counter()
-    bar = progress_bar(len(split), "decoding", not args.quiet)
-    data = decode(split, pre.resize, threads=torch.get_num_threads(), progress=bar.update if bar else None, on_skip=_warn_skip)
-    if bar:
-        bar.close()
-    model = net.model.to(memory_format=torch.channels_last)
-    tta = info.tta if args.tta is None else args.tta
-    precision = training_precision("auto", torch.device("cpu"))
-    bar = progress_bar(len(data), "evaluating", not args.quiet)
-    ev = evaluate(model, data, pre, batch_size=args.batch_size, precision=precision, tta=tta, progress=bar)
-    if bar:
-        bar.close()
-    seconds = time.perf_counter() - start
-    cm = ev.confusion
-    skipped = f", {len(data.skipped)} unreadable skipped" if data.skipped else ""
-    print(f"{args.checkpoint} ({info.arch}, epoch {info.epoch}) on {args.data}: {len(data)} images{skipped}")
-    print(f"accuracy {ev.accuracy:.4f}  loss {ev.loss:.4f}  ({seconds:.1f}s{', flip TTA' if tta else ''})")
-    print(report.format_confusion(cm, info.classes))
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, progress=not args.quiet, on_skip=_warn_skip
+    )
+    ev, info = result.evaluation, result.info
+    skipped = f", {len(result.skipped)} unreadable skipped" if result.skipped else ""
+    print(f"{args.checkpoint} ({info.arch}, epoch {info.epoch}) on {args.data}: {len(ev.targets)} images{skipped}")
+    print(f"accuracy {ev.accuracy:.4f}  loss {ev.loss:.4f}  ({result.seconds:.1f}s{', flip TTA' if result.tta else ''})")
+    print(report.format_confusion(ev.confusion, info.classes))
     if figure is not None:
         title = f"{Path(args.checkpoint).parent.name or info.arch}: accuracy {ev.accuracy:.3f}"
-        report.save_figure(report.confusion_figure(cm, info.classes, title), figure)
+        report.save_figure(report.confusion_figure(ev.confusion, info.classes, title), figure)
         print(f"wrote {figure}", file=sys.stderr)
     if json_out is not None:
-        result = {"checkpoint": str(args.checkpoint), "data": str(args.data), "skipped": len(data.skipped), **ev.to_dict(args.split if args.split != "auto" else "evaluation")}
-        imagefiles.atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+        data = result.to_dict(args.split if args.split != "auto" else "evaluation", args.data)
+        imagefiles.atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
         print(f"wrote {json_out}", file=sys.stderr)
     return 0
 

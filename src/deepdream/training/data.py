@@ -268,8 +268,12 @@ class PhotoAugment:
     flip: bool = True
     jitter: float = 0.2  # brightness, contrast and saturation factors in [1 - jitter, 1 + jitter]
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """uint8 B x 3 x S x S -> float B x 3 x size x size in [0, 1]."""
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, keep: slice = slice(None)) -> torch.Tensor:
+        """uint8 B x 3 x S x S -> float b x 3 x size x size in [0, 1], for the rows `keep` of the batch.
+
+        The random draws are made for the whole batch, so a process that augments its share of a
+        global batch gets exactly the views that one process training alone would.
+        """
         from torchvision.ops import roi_align
 
         b, s = images.shape[0], images.shape[-1]
@@ -281,17 +285,19 @@ class PhotoAugment:
         h = torch.sqrt(area / aspect).clamp(8, s)
         x0 = (s - w) * rand(b)
         y0 = (s - h) * rand(b)
+        flip = rand(b) < 0.5 if self.flip else None
+        factors = 1 - self.jitter + 2 * self.jitter * rand(3, b, 1, 1, 1) if self.jitter > 0 else None
+        images, x0, y0, w, h = images[keep], x0[keep], y0[keep], w[keep], h[keep]
+        b = images.shape[0]
         boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + w, y0 + h], dim=1)
         x = roi_align(images.float(), boxes, output_size=self.size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-        x = x / 255  # B x 3 x size x size
-        if self.flip:
-            flip = rand(b) < 0.5
-            x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
-        if self.jitter > 0:
-            j = self.jitter
-            brightness, contrast, saturation = 1 - j + 2 * j * rand(3, b, 1, 1, 1)
+        x = x / 255  # b x 3 x size x size
+        if flip is not None:
+            x = torch.where(flip[keep].view(b, 1, 1, 1), x.flip(-1), x)
+        if factors is not None:
+            brightness, contrast, saturation = factors[:, keep]
             x = x * brightness
-            mean = _gray(x).mean((2, 3), keepdim=True)  # B x 1 x 1 x 1
+            mean = _gray(x).mean((2, 3), keepdim=True)  # b x 1 x 1 x 1
             x = (x - mean) * contrast + mean
             gray = _gray(x)
             x = gray + (x - gray) * saturation
@@ -306,19 +312,27 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 def batches(
     data: Decoded,
     batch_size: int,
-    view: Callable[[torch.Tensor], torch.Tensor],
+    view: Callable[[torch.Tensor, slice], torch.Tensor],
     *,
     shuffle: torch.Generator | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (images in [0, 1], labels) batches, in an order drawn from `shuffle` when given.
 
-    `view` maps a uint8 batch to float images: a PhotoAugment for training, Preprocessing.center to evaluate.
+    `view(uint8 batch, rows)` makes float images of those rows (a PhotoAugment for training). With
+    `world` processes the order is padded to a multiple of `world` (as torch's DistributedSampler
+    does) and process `rank` gets rows rank::world of every global batch of `batch_size`: together
+    the processes see exactly the batches one process would.
     """
     n = len(data)
     order = torch.randperm(n, generator=shuffle) if shuffle is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
+    if world > 1:
+        order = torch.cat([order, order[torch.arange(-n % world) % n]])
+    keep = slice(rank, None, world)
+    for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        yield view(data.images[idx]), data.labels[idx]
+        yield view(data.images[idx], keep), data.labels[idx][keep]
 
 
 T = TypeVar("T")
