@@ -1,0 +1,57 @@
+"""The studio page: its tabs, and serving it on this machine with only the library's files exposed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .library import Library
+from .service import Studio
+
+TITLE = "deepdream studio"
+
+
+def build_app(studio: Studio):
+    """The Gradio Blocks of the studio (not launched)."""
+    import gradio as gr
+
+    from . import api, dreamtab, exploretab, videotab
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+        gr.Markdown(f"## {TITLE}  \nlibrary: `{studio.library.folder}`")
+        with gr.Tab("Dream", id="dream", elem_id="tab-dream"):
+            dream = dreamtab.build(studio)
+        with gr.Tab("Video and zoom", id="video", elem_id="tab-video"):
+            video = videotab.build(studio, dream)
+        with gr.Tab("Explore", id="explore", elem_id="tab-explore"):
+            exploretab.build(studio, dream)
+        api.build(studio)
+        app.load(lambda: dreamtab.gallery_items(studio), None, dream.gallery, api_visibility="private")
+        videotab.on_load(app, video)
+    video.jobs.resume_unfinished()  # jobs a previous studio left unfinished carry on from their frames
+    return app
+
+
+def prepare_environment(library: Library) -> None:
+    """Before Gradio is imported: its uploads go into the library, and it never phones home."""
+    os.environ["GRADIO_TEMP_DIR"] = str(library.sub("cache"))
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def launch(studio: Studio, *, host: str = "127.0.0.1", port: int | None = None,
+           auth: tuple[str, str] | None = None):
+    """Start serving the studio in the background; returns (app, local URL). Block with app.block_thread().
+
+    Only the library folder is served from disk (its job records and frame caches not even that).
+    """
+    prepare_environment(studio.library)
+    app = build_app(studio)
+    app.queue(default_concurrency_limit=None)  # the studio's own job line orders the work per device
+    folder = studio.library.folder
+    _, url, _ = app.launch(
+        server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, allowed_paths=[str(folder)],
+        blocked_paths=[str(folder / "jobs"), str(folder / "work")], max_file_size=2 * 1024**3, quiet=True,
+        show_error=False, footer_links=["api"], ssr_mode=False, mcp_server=False, pwa=False,
+    )
+    return app, url

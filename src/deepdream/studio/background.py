@@ -1,0 +1,113 @@
+"""Video and zoom jobs that outlive the page and the process.
+
+Each job is a JSON record in the library's jobs/ folder and a frame cache in work/<id>/; the library
+API (`deepdream.video.dream_video` / `dream_zoom` with `resume=True`) skips the frames already there,
+so a studio restarted after a crash or a reboot picks every unfinished job up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import imagefiles
+from ..runtime import draw_seed
+from ..settings import Settings, from_mapping
+from .jobs import Job
+from .service import Studio
+
+UNFINISHED = ("queued", "running")
+
+
+class VideoJobs:
+    """Start, record and resume background video jobs of one studio."""
+
+    def __init__(self, studio: Studio):
+        self.studio = studio
+        self.folder = studio.library.sub("jobs")
+
+    def _write(self, record: dict) -> None:
+        path = self.folder / f"{record['id']}.json"
+        imagefiles.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+    def records(self) -> list[dict]:
+        """Every job's record, newest first."""
+        out = []
+        for path in self.folder.glob("*.json"):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return sorted(out, key=lambda r: r.get("created", 0), reverse=True)
+
+    def start(self, kind: str, source: str | Path | None, settings: Settings, params: dict[str, Any]) -> dict:
+        """Record and queue a job: kind 'video' (source a clip) or 'zoom' (a still, or None for noise)."""
+        job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000}{len(self.records())}"
+        if settings.seed is None:  # one seed for every frame, also after a restart
+            settings = settings.replace(seed=draw_seed())
+        kept = None
+        if source is not None:  # a copy (a hard link where possible) the job can still read after a restart
+            kept = self.studio.library.sub("uploads") / f"{job_id}{Path(source).suffix.lower()}"
+            try:
+                os.link(self.studio.library.inside(source), kept)
+            except OSError:
+                shutil.copyfile(source, kept)
+        record = {"id": job_id, "kind": kind, "source": str(kept) if kept else None, "settings": settings.to_dict(),
+                  "params": params, "state": "queued", "created": time.time(), "message": "",
+                  "output": str(self.studio.library.sub("videos") / f"{job_id}.mp4")}
+        self._write(record)
+        self._submit(record)
+        return record
+
+    def resume_unfinished(self) -> list[str]:
+        """Queue again every job a previous studio process left unfinished; returns their ids."""
+        ids = []
+        for record in self.records():
+            if record.get("state") in UNFINISHED and self.studio.jobs.get(record["id"]) is None:
+                self._submit(record)
+                ids.append(record["id"])
+        return ids
+
+    def cancel(self, job_id: str) -> None:
+        self.studio.jobs.cancel(job_id)
+
+    def _submit(self, record: dict) -> Job:
+        settings = from_mapping(record["settings"])
+
+        def work(job: Job) -> Path:
+            record["state"] = "running"
+            self._write(record)
+            try:
+                result = self._run(job, record, settings)
+            except BaseException as exc:
+                record["state"] = "cancelled" if job.stop.is_set() else "failed"
+                record["message"] = str(exc)
+                self._write(record)
+                raise
+            record["state"], record["message"] = "done", f"{result.frames} frames, {result.dreamed} dreamed now"
+            self._write(record)
+            return result.path
+
+        return self.studio.jobs.submit("video", self.studio.device_of(settings), work, job_id=record["id"])
+
+    def _run(self, job: Job, record: dict, settings: Settings):
+        from ..video import dream_video, dream_zoom, probe
+
+        def on_frame(index: int) -> None:
+            job.update(0)  # raises Cancelled when asked to stop
+            job.done = index + 1
+
+        params = dict(record["params"])
+        common = dict(work_dir=self.studio.library.sub("work") / record["id"], resume=True, force=True,
+                      backbone=self.studio.backbones.get(settings), on_frame=on_frame)
+        job.desc = "dreaming frames"
+        if record["kind"] == "video":
+            info = probe(record["source"])
+            job.total = info.frames or round((info.duration or 0) * float(info.fps)) or 0
+            return dream_video(record["source"], record["output"], settings, **params, **common)
+        job.total = params["frames"]
+        return dream_zoom(record["source"], record["output"], settings, **params, **common)

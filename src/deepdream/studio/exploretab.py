@@ -1,0 +1,64 @@
+"""The Explore tab: a layer sweep of the Dream tab's photo, or a channel atlas of one layer, with the
+Dream tab's model and settings. The work is `Studio.sweep` / `Studio.atlas`."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..errors import DeepDreamError
+from ..explore import sweep_layers
+from . import form
+from .dreamtab import DreamTab, gallery_items, progress_html, watch
+from .service import Studio
+
+
+def build(studio: Studio, dream: DreamTab) -> None:
+    c = dream.controls
+    gr.Markdown("Uses the photo, model and settings of the Dream tab. A sweep dreams the photo at each chosen "
+                "layer (none chosen: the recommended ones); an atlas grows one picture per channel from nothing.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            kind = gr.Radio(["layer sweep", "channel atlas"], value="layer sweep", label="Sheet", elem_id="sheet-kind")
+            layer = gr.Dropdown(choices=[], allow_custom_value=True, label="Atlas layer (name or index)",
+                                value="blocks.4", elem_id="atlas-layer")
+            channels = gr.Textbox(value="0-7", label="Atlas channels", elem_id="atlas-channels")
+            tile = gr.Slider(32, 256, step=16, value=96, label="Atlas tile size (px)")
+            with gr.Row():
+                go = gr.Button("Make sheet", variant="primary", elem_id="explore-go")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="explore-cancel")
+        with gr.Column(scale=2):
+            sheet = gr.Image(label="Sheet", type="filepath", format="png", interactive=False, elem_id="sheet")
+            status = gr.HTML(progress_html(None, ""), elem_id="explore-status")
+
+    def run(data: dict, request: gr.Request):
+        values = {name: data[c[name]] for name in form.CONTROLS}
+        owner = request.session_hash if request else ""
+        try:
+            seed = int(values["seed"]) if data[c["seed_lock"]] and values["seed"] is not None else None
+            settings = form.to_settings(data[dream.base], values, seed)
+            if data[kind] == "layer sweep":
+                if not data[dream.photo]:
+                    raise DeepDreamError("upload a photo in the Dream tab first")
+                backbone = studio.backbones.get(settings)
+                layers = sweep_layers(backbone, values["layers"] or None)
+                job = studio.sweep(settings.replace(layers=None), data[dream.photo], layers, owner=owner)
+            else:
+                job = studio.atlas(settings, str(data[layer]), form.channel_list(data[channels]), int(data[tile]),
+                                   owner=owner)
+        except DeepDreamError as exc:
+            yield {status: progress_html(None, f"error: {exc}")}
+            return
+        yield from watch(job, sheet, status)
+        if job.result is None:
+            yield {status: progress_html(None, "cancelled: nothing was saved" if job.cancelled else job.status())}
+            return
+        yield {sheet: str(job.result), status: progress_html(None, f"saved {job.result.name}"),
+               dream.gallery: gallery_items(studio)}
+
+    inputs = {*(c[name] for name in form.CONTROLS), c["seed_lock"], dream.photo, dream.base, kind, layer, channels, tile}
+    go.click(run, inputs, [sheet, status, dream.gallery], show_progress="hidden", concurrency_limit=None,
+             api_visibility="private")
+    def stop(request: gr.Request) -> None:
+        studio.jobs.cancel(owner=request.session_hash, kind="explore")
+
+    cancel.click(stop, None, None, concurrency_limit=None, api_visibility="private")

@@ -1,0 +1,153 @@
+"""Jobs: one at a time per device, the rest wait in line and know their place; progress, live
+previews and cancellation for whoever watches them (a browser tab, a test, a benchmark)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+PREVIEW_EVERY = 1.5  # seconds between previews inside an octave (the issue asks for at least every 2 s)
+
+
+class Cancelled(Exception):
+    """Raised inside a job's work (from its progress updates) when someone pressed Cancel."""
+
+
+@dataclass
+class Job:
+    """One unit of work: it reports progress here (it is a `runtime.Progress`), and reads cancellation."""
+
+    id: str
+    kind: str
+    device: str
+    owner: str = ""  # the browser session that started it
+    total: int = 0  # steps (or frames) in all
+    steps_per_octave: int = 0  # a preview is taken at the end of every octave
+    done: int = 0
+    desc: str = "queued"
+    place: int | None = None  # 0 running, n > 0 waiting behind n jobs, None finished
+    preview: torch.Tensor | None = None
+    previews: int = 0  # how many previews were taken (a watcher shows a new one when this grows)
+    result: Any = None
+    error: str | None = None
+    cancelled: bool = False
+    started: float | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    _last_preview: float = 0.0
+
+    # runtime.Progress
+    def update(self, n: int = 1) -> None:
+        if self.stop.is_set():
+            raise Cancelled()
+        self.done += n
+
+    def set_description(self, desc: str) -> None:
+        if self.stop.is_set():
+            raise Cancelled()
+        self.desc = desc
+
+    def close(self) -> None:
+        pass
+
+    def watch(self, image: torch.Tensor) -> None:
+        """Engine hook after every step: keep a copy at each octave's end and every PREVIEW_EVERY s."""
+        now = time.monotonic()
+        octave_end = self.steps_per_octave and (self.done + 1) % self.steps_per_octave == 0
+        if octave_end or now - self._last_preview >= PREVIEW_EVERY:
+            self.preview = image.detach().to("cpu", copy=True)
+            self.previews += 1
+            self._last_preview = now
+
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far."""
+        if not self.started or not self.done or not self.total:
+            return None
+        return (time.monotonic() - self.started) / self.done * max(self.total - self.done, 0)
+
+    def status(self) -> str:
+        """One line for the page."""
+        if self.place:
+            return f"waiting: {self.place} job{'s' if self.place > 1 else ''} ahead on {self.device}"
+        if self.finished.is_set():
+            return "cancelled" if self.cancelled else (f"error: {self.error}" if self.error else "done")
+        eta = self.eta()
+        steps = f"{self.done}/{self.total} steps" if self.total else ""
+        return " · ".join(x for x in (self.desc, steps, f"about {eta:.0f} s left" if eta is not None else "") if x)
+
+
+class Jobs:
+    """Runs jobs in threads, one at a time per device, in the order they came."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._lines: dict[str, list[Job]] = {}
+        self._jobs: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+
+    def submit(self, kind: str, device: str, work: Callable[[Job], Any], *, owner: str = "", job_id: str | None = None,
+               total: int = 0, steps_per_octave: int = 0) -> Job:
+        """Start `work(job)` in a thread once the device is free; returns the job at once."""
+        job = Job(job_id or f"{kind}-{next(self._ids)}", kind, device, owner, total, steps_per_octave)
+        with self._lock:
+            line = self._lines.setdefault(device, [])
+            line.append(job)
+            self._jobs[job.id] = job
+            self._renumber(line)
+        threading.Thread(target=self._run, args=(job, work), name=f"studio-{job.id}", daemon=True).start()
+        return job
+
+    def _renumber(self, line: list[Job]) -> None:
+        for i, job in enumerate(line):
+            job.place = i
+
+    def _run(self, job: Job, work: Callable[[Job], Any]) -> None:
+        with self._turn(job):
+            try:
+                if job.stop.is_set():
+                    raise Cancelled()
+                job.started = time.monotonic()
+                job.desc = "starting"
+                job.result = work(job)
+            except Cancelled:
+                job.cancelled = True
+            except Exception as exc:  # shown in the page as one line; the studio keeps serving
+                from ..errors import DeepDreamError
+
+                job.error = str(exc) if isinstance(exc, DeepDreamError) else f"{type(exc).__name__}: {exc}"
+        job.finished.set()
+
+    @contextlib.contextmanager
+    def _turn(self, job: Job):
+        line = self._lines[job.device]
+        with self._lock:
+            while line[0] is not job and not job.stop.is_set():
+                self._lock.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                line.remove(job)
+                job.place = None
+                self._renumber(line)
+                self._lock.notify_all()
+
+    def get(self, job_id: str | None) -> Job | None:
+        return self._jobs.get(job_id) if job_id else None
+
+    def cancel(self, job_id: str | None = None, *, owner: str | None = None, kind: str | None = None) -> int:
+        """Cancel one job by id, or every unfinished job of an owner (and kind); returns how many."""
+        with self._lock:
+            hits = [j for j in self._jobs.values() if not j.finished.is_set()
+                    and (job_id is None or j.id == job_id) and (owner is None or j.owner == owner)
+                    and (kind is None or j.kind == kind)]
+            for job in hits:
+                job.stop.set()
+            self._lock.notify_all()
+        return len(hits)

@@ -1,0 +1,110 @@
+"""What the studio does, without the page: dream, sweep and atlas jobs on the library API, saved to
+the library. The page (app.py and its tabs), the API tests and the benchmark all call this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .. import imagefiles
+from ..engine.octaves import octave_sizes
+from ..runtime import resolve_device
+from ..settings import FOURIER_STEPS, Settings
+from ..still import dream
+from .backbones import Backbones
+from .jobs import Job, Jobs
+from .library import Library
+from .safety import check_image
+
+
+def mask_from_layers(layers: Sequence[np.ndarray]) -> np.ndarray | None:
+    """A painted mask (white = dream) from the editor's RGBA layers: their strongest alpha; None if blank."""
+    alphas = [np.asarray(layer)[..., 3] for layer in layers if layer is not None and np.asarray(layer).ndim == 3
+              and np.asarray(layer).shape[-1] == 4]
+    if not alphas:
+        return None
+    mask = np.max(np.stack(alphas), axis=0).astype(np.uint8)
+    return mask if mask.any() else None
+
+
+class Studio:
+    """The library folder, the job line per device, and the loaded networks."""
+
+    def __init__(self, library: Library, runs: str | Path | None = "runs", defaults: Settings | None = None):
+        self.library = library
+        self.defaults = defaults or Settings()  # what the page's controls start at
+        self.jobs = Jobs()
+        self.backbones = Backbones(runs)
+
+    def device_of(self, settings: Settings) -> str:
+        return str(resolve_device(settings.device))
+
+    def dream(self, settings: Settings, photo: str | Path | None, mask: np.ndarray | None = None, *,
+              owner: str = "") -> Job:
+        """Queue a dream of `photo` (None: from noise); the job's result is the saved PNG's path."""
+        if settings.init == "image":
+            if photo is None:
+                from ..errors import SettingsError
+
+                raise SettingsError("upload a photo, or start from noise")
+            size = imagefiles.fit_size(*check_image(photo).size, settings.max_size)
+            if mask is not None:
+                settings = settings.replace(mask=str(self.library.save_mask(mask)))
+        else:
+            photo, size = None, settings.size
+        if settings.init != "image" or mask is None:
+            settings = settings.replace(mask=None)
+
+        def work(job: Job) -> Path:
+            backbone = self.backbones.get(settings)
+            if settings.init == "fourier":
+                job.total = settings.iterations or FOURIER_STEPS
+            else:
+                octaves = octave_sizes(size[1], size[0], settings.octaves, settings.octave_scale, backbone.min_size)
+                job.total, job.steps_per_octave = settings.steps * len(octaves), settings.steps
+            image = dream(photo, settings=settings, backbone=backbone, progress=job, watch=job.watch)
+            return self.library.save(image, f"{backbone.name}-{image_seed(image)}")
+
+        return self.jobs.submit("dream", self.device_of(settings), work, owner=owner)
+
+    def sweep(self, settings: Settings, photo: str | Path, layers: Sequence[str], *, owner: str = "") -> Job:
+        """Queue a layer sweep sheet of `photo`; the result is the saved sheet's path."""
+        from ..explore import layer_sweep
+
+        image = check_image(photo)
+
+        def work(job: Job) -> Path:
+            backbone = self.backbones.get(settings)
+            w, h = imagefiles.fit_size(*image.size, settings.max_size)
+            job.total = settings.steps * len(octave_sizes(h, w, settings.octaves, settings.octave_scale,
+                                                           backbone.min_size)) * len(layers)
+            sheet = layer_sweep(image, backbone, settings.replace(mask=None), list(layers), with_input=True,
+                                progress=job)
+            return self.library.save(sheet, f"sweep-{backbone.name}")
+
+        return self.jobs.submit("explore", self.device_of(settings), work, owner=owner)
+
+    def atlas(self, settings: Settings, layer: str, channels: Sequence[int], tile_size: int, *,
+              owner: str = "") -> Job:
+        """Queue a channel atlas of one layer; the result is the saved sheet's path."""
+        from ..explore import channel_atlas
+
+        def work(job: Job) -> Path:
+            backbone = self.backbones.get(settings)
+            job.total = (settings.iterations or FOURIER_STEPS) * len(channels)
+            sheet = channel_atlas(backbone, layer, list(channels), settings.replace(mask=None), tile_size, progress=job)
+            return self.library.save(sheet, f"atlas-{backbone.name}")
+
+        return self.jobs.submit("explore", self.device_of(settings), work, owner=owner)
+
+
+def image_seed(image: Image.Image) -> str:
+    import json
+
+    try:
+        return str(json.loads(image.info["deepdream"])["deepdream"]["seed"])
+    except (KeyError, ValueError, TypeError):
+        return "x"

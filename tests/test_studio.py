@@ -1,0 +1,262 @@
+"""The studio served for real on a free loopback port: API tests through gradio_client, and end-to-end
+tests in Debian's Chromium driven by Playwright (skipped, with the reason, where either is missing)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import synthetic_photo
+from deepdream.imagefiles import read_metadata
+from deepdream.settings import Settings
+
+pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from deepdream.studio.app import launch  # noqa: E402
+from deepdream.studio.library import Library  # noqa: E402
+from deepdream.studio.service import Studio  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "studio"
+# tiny dreams: one octave of two steps on a 64 x 48 photo takes a fraction of a second
+FAST = Settings(octaves=1, iterations=2, jitter=4, seed=None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("library")
+    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE")}
+    studio = Studio(Library(folder), runs=None, defaults=FAST)
+    app, url = launch(studio, port=free_port())
+    yield studio, url.rstrip("/")
+    app.close()
+    for k, v in saved.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("inputs")
+    out = {"photo": d / "photo.png", "big": d / "big.png", "text": d / "notes.png", "mask": d / "mask.png"}
+    synthetic_photo(64, 48).save(out["photo"])
+    synthetic_photo(320, 240, seed=3).save(out["big"])
+    out["text"].write_text("this is not a picture")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:, 32:] = 255
+    Image.fromarray(mask).save(out["mask"])
+    return out
+
+
+def results(studio: Studio) -> set[str]:
+    return {p.name for p in studio.library.sub("results").iterdir()}
+
+
+# ---------------------------------------------------------------- API (gradio_client)
+
+
+def test_api_dream_saves_a_png_with_its_settings(server, files):
+    studio, url = server
+    before = results(studio)
+    path, text = Client(url, verbose=False).predict(handle_file(str(files["photo"])), json.dumps({"seed": 11}), None,
+                                                    api_name="/dream")
+    settings = json.loads(text)
+    assert settings["seed"] == 11 and settings["octaves"] == 1 and settings["iterations"] == 2
+    new = results(studio) - before
+    assert len(new) == 1
+    saved = studio.library.sub("results") / new.pop()
+    assert read_metadata(saved)["seed"] == 11
+    out, photo = np.asarray(Image.open(path).convert("RGB")), np.asarray(Image.open(files["photo"]))
+    assert out.shape == photo.shape and np.abs(out.astype(int) - photo).mean() > 1
+
+
+def test_api_mask_keeps_black_pixels(server, files):
+    _, url = server
+    path, _ = Client(url, verbose=False).predict(handle_file(str(files["photo"])), "{}", handle_file(str(files["mask"])),
+                                                 api_name="/dream")
+    out, photo = np.asarray(Image.open(path).convert("RGB")), np.asarray(Image.open(files["photo"]))
+    assert np.array_equal(out[:, :32], photo[:, :32])
+    assert np.abs(out[:, 32:].astype(int) - photo[:, 32:]).mean() > 1
+
+
+def test_api_refuses_a_file_that_is_not_an_image(server, files):
+    _, url = server
+    with pytest.raises(Exception, match="not an image"):
+        Client(url, verbose=False).predict(handle_file(str(files["text"])), "{}", None, api_name="/dream")
+
+
+def test_api_bad_settings_get_one_line(server, files):
+    _, url = server
+    with pytest.raises(Exception, match="octaves must be >= 1"):
+        Client(url, verbose=False).predict(handle_file(str(files["photo"])), '{"octaves": 0}', None, api_name="/dream")
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_only_the_library_is_served(server, tmp_path):
+    studio, url = server
+    outside = tmp_path / "secret.png"
+    synthetic_photo(32, 32).save(outside)
+    inside = studio.library.sub("results") / "served.png"
+    synthetic_photo(32, 32).save(inside)
+    assert status_of(f"{url}/gradio_api/file={inside}") == 200
+    for path in (outside, Path("/etc/passwd"), studio.library.sub("results") / ".." / ".." / outside.name):
+        assert status_of(f"{url}/gradio_api/file={path}") in (403, 404)
+    record = studio.library.sub("jobs") / "x.json"
+    record.write_text("{}")
+    assert status_of(f"{url}/gradio_api/file={record}") in (403, 404)  # job records: in the library, not served
+    inside.unlink()
+
+
+# ---------------------------------------------------------------- browser (Playwright + Debian Chromium)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server[1])
+    page.wait_for_selector("#dream")
+    yield page
+    context.close()
+
+
+def status_text(page) -> str:
+    return page.locator("#status-text").inner_text()
+
+
+def wait_status(page, *words: str, timeout: float = 60) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        text = status_text(page)
+        if any(w in text for w in words):
+            return text
+        time.sleep(0.1)
+    raise AssertionError(f"status never showed {words}: {status_text(page)!r}")
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#photo input[type=file]").set_input_files(str(path))
+    wait_status(page, "ready", "error")
+
+
+def result_pixels(page, server) -> np.ndarray:
+    src = page.locator("#result img").get_attribute("src")
+    with urllib.request.urlopen(src if src.startswith("http") else server[1] + src, timeout=30) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+
+
+def test_e2e_upload_and_dream(page, server, files):
+    upload(page, files["photo"])
+    page.click("#dream")
+    wait_status(page, "saved", "error")
+    assert "saved" in status_text(page)
+    out, photo = result_pixels(page, server), np.asarray(Image.open(files["photo"]))
+    assert out.shape == photo.shape and np.abs(out.astype(int) - photo).mean() > 1
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / "dream.png")
+
+
+def test_e2e_gallery_restores_and_downloads_with_settings(page, server, files, tmp_path):
+    upload(page, files["photo"])
+    page.fill("#seed input", "4242")
+    page.check("text=Lock seed")
+    page.click("#dream")
+    wait_status(page, "saved")
+    newest = page.locator("#gallery button.thumbnail-item").first
+    newest.wait_for()
+    page.fill("#seed input", "1")
+    newest.click()
+    wait_status(page, "restored")
+    assert page.locator("#seed input").input_value() == "4242"  # the picture's settings are back
+    with page.expect_download() as download:
+        page.click("#download")
+    target = tmp_path / "download.png"
+    download.value.save_as(target)
+    settings = read_metadata(target)
+    assert settings["seed"] == 4242 and settings["iterations"] == 2
+
+
+def test_e2e_cancel_mid_dream(page, server, files):
+    studio = server[0]
+    upload(page, files["big"])
+    page.click("text=Algorithm")
+    page.fill("#iterations input[type=number]", "100")
+    page.press("#iterations input[type=number]", "Enter")
+    before = results(studio)
+    page.click("#dream")
+    wait_status(page, "steps")  # running: the bar and the step count are up
+    page.click("#cancel")
+    wait_status(page, "cancelled", timeout=10)
+    time.sleep(0.5)
+    assert results(studio) == before  # no partial file, not even a temporary one
+
+
+def paint(page, x0: float, x1: float) -> None:
+    """Brush strokes over the editor's picture between fractions x0..x1 of its width."""
+    canvas = page.locator("#mask canvas").first
+    box = canvas.bounding_box()
+    for y in np.linspace(0.05, 0.95, 12):
+        page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * x1, box["y"] + box["height"] * y, steps=8)
+        page.mouse.up()
+
+
+def test_e2e_painted_mask_keeps_unmasked_pixels(page, server, files):
+    upload(page, files["photo"])
+    page.wait_for_selector("#mask canvas")
+    paint(page, 0.75, 0.98)
+    page.click("#dream")
+    wait_status(page, "saved", "error")
+    out, photo = result_pixels(page, server), np.asarray(Image.open(files["photo"]))
+    assert np.array_equal(out[:, :24], photo[:, :24])  # left of the strokes: the photo, exactly
+    assert np.abs(out[:, 52:].astype(int) - photo[:, 52:]).mean() > 1
+
+
+def test_e2e_non_image_upload_shows_an_error(page, files):
+    upload(page, files["text"])
+    assert "not an image" in status_text(page)
+
+
+def test_e2e_screenshots_of_the_other_tabs(page):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for tab, name in (("Video and zoom", "video"), ("Explore", "explore")):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(500)
+        page.screenshot(path=SHOTS / f"{name}.png")
