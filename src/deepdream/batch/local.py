@@ -52,18 +52,24 @@ def worker_devices(job: BatchJob, workers: int) -> list[str | None]:
     return [None] * workers
 
 
+def default_workers(job: BatchJob) -> int:
+    """One worker per GPU on a CUDA machine; on the CPU one process using every core."""
+    return torch.cuda.device_count() if resolve_device(job.settings.device).type == "cuda" else 1
+
+
 @dataclass(frozen=True)
 class LocalExecutor:
     """Run a batch in this process (workers=1) or in a pool of worker processes."""
 
-    workers: int = 1
+    workers: int | None = None  # None: one per GPU on a CUDA machine, else 1
     retries: int = 1  # times an item is tried again after its worker process died
 
     def describe(self) -> str:
-        return f"{self.workers} local worker{'s' if self.workers > 1 else ''}"
+        return f"{self.workers or 'default'} local worker{'s' if self.workers != 1 else ''}"
 
     def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook) -> None:
-        if self.workers == 1:
+        workers = self.workers or default_workers(job)
+        if workers == 1:
             runner = ItemRunner(job, device=worker_devices(job, 1)[0])
             for task in tasks:
                 on_start(task, runner.identity())
@@ -72,12 +78,12 @@ class LocalExecutor:
         pending = list(reversed(tasks))  # popped from the end: the plan's order
         deaths: dict[str, int] = {}
         while pending:
-            pending = self._pool_run(pending, job, deaths, on_start, on_result)
+            pending = self._pool_run(pending, job, workers, deaths, on_start, on_result)
 
-    def _pool_run(self, pending: list[Task], job: BatchJob, deaths: dict[str, int], on_start: StartHook,
-                  on_result: ResultHook) -> list[Task]:  # fmt: skip
+    def _pool_run(self, pending: list[Task], job: BatchJob, workers: int, deaths: dict[str, int],
+                  on_start: StartHook, on_result: ResultHook) -> list[Task]:  # fmt: skip
         """Feed one pool, `workers` items in flight; returns the items left when a worker process died."""
-        workers = min(self.workers, len(pending))
+        workers = min(workers, len(pending))
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools or CUDA state
         devices = context.SimpleQueue()
         for device in worker_devices(job, workers):

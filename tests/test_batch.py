@@ -1,0 +1,279 @@
+"""Batches: inputs expand into a mirrored tree with path-derived seeds; the manifest skips finished items,
+redoes interrupted ones and keeps failures; 2 local workers, and Ray actors on a loopback cluster (one
+killed mid-batch), give the pixels and the manifest of 1 worker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import synthetic_photo
+from deepdream import Settings, dream
+from deepdream.batch import BatchJob, LocalExecutor, Manifest, RayExecutor, expand_inputs, plan_batch, run_batch
+from deepdream.errors import SettingsError
+
+TINY = Settings(octaves=1, iterations=2, seed=3)
+JOB = BatchJob(TINY)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+PHOTOS = ["a.png", "b.jpg", "sub/c.png", "sub/d.png", "sub/deeper/e.png", "f.webp"]
+VOLATILE = ("seconds", "worker", "updated", "source", "output")  # differ between runs and folders by nature
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the tests share two cores with other jobs; one thread per process avoids OpenMP spin-waiting
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Six tiny photos in a tree, one corrupt file, and a text file that is not an input."""
+    root = tmp_path_factory.mktemp("batch") / "photos"
+    for i, rel in enumerate(PHOTOS):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        synthetic_photo(64, 48, seed=i).save(root / rel)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    (root / "notes.txt").write_text("not a picture")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(photos) -> Path:
+    """The batch with one local worker: what every other way of running it must reproduce."""
+    out = photos.parent / "out-1"
+    summary = run_batch([photos], out, JOB, executor=LocalExecutor(1))
+    assert (summary.done, summary.skipped, summary.failed) == (6, 0, 1)
+    assert "corrupt" in summary.errors["broken.jpg"]
+    return out
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.sqlite")
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "manifest.sqlite")
+    assert len(files) == len(PHOTOS)
+    for rel in files:
+        assert np.array_equal(pixels(a / rel), pixels(b / rel)), rel
+
+
+def manifest_rows(out: Path) -> list[dict]:
+    with Manifest(out / "manifest.sqlite") as manifest:
+        rows = [vars(r) for r in manifest.records()]
+    return [{k: v for k, v in row.items() if k not in VOLATILE} | {"output": Path(row["output"]).relative_to(out)}
+            for row in rows]
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def test_plan_mirrors_the_tree_with_path_seeds(photos, tmp_path):
+    items = plan_batch([photos], tmp_path / "out", JOB)
+    assert [i.relpath for i in items] == sorted([*PHOTOS, "broken.jpg"])  # notes.txt is not an input
+    b = next(i for i in items if i.relpath == "b.jpg")
+    assert b.output == tmp_path / "out" / "b.jpg" and b.kind == "image"
+    # a glob mirrors the tree below its literal part; a named file keeps its name
+    globbed = plan_batch([str(photos / "sub" / "**" / "*.png")], tmp_path / "o", JOB)
+    assert [i.relpath for i in globbed] == ["c.png", "d.png", "deeper/e.png"]
+    assert [i.relpath for i in plan_batch([photos / "sub" / "c.png"], tmp_path / "o", JOB)] == ["c.png"]
+    # the seed depends on the base seed and the relative path only: not on order or the other inputs
+    by_path = {i.relpath: i.seed for i in items}
+    assert len(set(by_path.values())) == len(items)
+    alone = plan_batch([str(photos / "sub" / "**" / "*.png")], tmp_path / "o", BatchJob(TINY))
+    again = {i.relpath: i.seed for i in plan_batch([photos / "sub"], tmp_path / "o", JOB)}
+    assert {i.relpath: i.seed for i in alone} == again
+    other = plan_batch([photos], tmp_path / "out", BatchJob(TINY.replace(seed=4)))
+    assert all(o.seed != by_path[o.relpath] for o in other)
+    # settings decide the hash; the format option changes outputs
+    changed = plan_batch([photos], tmp_path / "out", BatchJob(TINY.replace(iterations=3)))
+    assert all(c.settings_hash != i.settings_hash for c, i in zip(changed, items))
+    as_png = plan_batch([photos], tmp_path / "out", BatchJob(TINY, image_format=".png"))
+    assert {i.output.suffix for i in as_png} == {".png"}
+
+
+def test_plan_errors(photos, tmp_path):
+    with pytest.raises(SettingsError, match="no such file"):
+        plan_batch([photos / "missing"], tmp_path, JOB)
+    with pytest.raises(SettingsError, match="no files match"):
+        plan_batch([str(photos / "*.nothing")], tmp_path, JOB)
+    # two inputs that would write one output; the same file named twice is one item
+    other = tmp_path / "elsewhere" / "c.png"
+    other.parent.mkdir()
+    synthetic_photo(64, 48).save(other)
+    with pytest.raises(SettingsError, match="both map to c.png"):
+        plan_batch([photos / "sub", other], tmp_path / "out", JOB)
+    assert len(plan_batch([photos / "sub", photos / "sub" / "c.png"], tmp_path / "out", JOB)) == 3
+    with pytest.raises(SettingsError, match="would both write"):
+        synthetic_photo(64, 48).save(other.with_name("a.jpg"))
+        plan_batch([photos / "a.png", other.with_name("a.jpg")], tmp_path / "out", BatchJob(TINY, image_format=".png"))
+    # the output folder inside an input folder is not read back as input
+    inside = expand_inputs([photos], exclude=photos / "sub")
+    assert all(not rel.startswith("sub/") for _, rel in inside)
+
+
+# ------------------------------------------------------------------------------------------ local
+
+
+def test_local_batch_outputs_resume_and_manifest(photos, reference, lite0):
+    rows = manifest_rows(reference)
+    assert [r["status"] for r in rows] == ["done" if r["relpath"] != "broken.jpg" else "failed" for r in rows]
+    assert all(r["attempts"] == 1 for r in rows)
+    # each output is the plain dream of its file with the seed the batch derived for it
+    a = next(r for r in rows if r["relpath"] == "sub/c.png")
+    single = dream(photos / "sub" / "c.png", settings=TINY.replace(seed=a["seed"]), backbone=lite0)
+    assert np.array_equal(pixels(reference / "sub" / "c.png"), np.asarray(single))
+    # a re-run redoes nothing (the corrupt file is unchanged, so it is not retried) and rewrites no file
+    stamps = {p: p.stat().st_mtime_ns for p in reference.rglob("*.*") if p.suffix != ".sqlite"}
+    seen = []
+    again = run_batch([photos], reference, JOB, on_start=lambda item, worker: seen.append(item.relpath))
+    assert (again.done, again.skipped, again.failed, seen) == (0, 6, 1, [])
+    assert stamps == {p: p.stat().st_mtime_ns for p in reference.rglob("*.*") if p.suffix != ".sqlite"}
+
+
+def test_interrupted_items_are_redone_and_force_redoes_all(photos, tmp_path):
+    out = tmp_path / "out"
+    inputs = [photos / "a.png", photos / "b.jpg"]
+    assert run_batch(inputs, out, JOB).done == 2
+    item = next(i for i in plan_batch(inputs, out, JOB) if i.relpath == "b.jpg")
+    with Manifest(out / "manifest.sqlite") as manifest:
+        manifest.started(item)  # as a batch killed while dreaming it leaves it
+    seen = []
+    summary = run_batch(inputs, out, JOB, on_start=lambda item, worker: seen.append(item.relpath))
+    assert (summary.done, summary.skipped, seen) == (1, 1, ["b.jpg"])
+    assert run_batch(inputs, out, JOB, force=True).done == 2
+
+
+def test_two_local_workers_match_one(photos, reference):
+    out = photos.parent / "out-2"
+    summary = run_batch([photos], out, JOB, executor=LocalExecutor(2))
+    assert (summary.done, summary.failed) == (6, 1)
+    assert_same_outputs(reference, out)
+    assert manifest_rows(out) == manifest_rows(reference)
+
+
+def test_cli_batch_summary_and_exit_code(photos, tmp_path):
+    args = [photos / "a.png", photos / "broken.jpg", "-o", tmp_path / "out", "--octaves", "1", "--iterations", "2",
+            "--seed", "3", "--format", "png", "-q"]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "deepdream", "batch", *map(str, args)], capture_output=True, text=True,
+                         env=ENV, timeout=300)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "batch: 1 done, 0 skipped, 1 failed" in run.stderr
+    assert "failed broken.jpg: " in run.stderr and "Traceback" not in run.stderr
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------ Ray
+
+
+def listening_addresses(pids: set[int]) -> set[str]:
+    """Local addresses of the TCP sockets these processes listen on (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1].rsplit(":", 1)[0])
+    return found
+
+
+def loopback(hex_address: str) -> bool:
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return raw[::-1][0] == 127
+    v4 = raw[12:16] if raw[:12] == bytes.fromhex("0000000000000000FFFF0000") else None
+    return (v4 is not None and v4[::-1][0] == 127) or raw == bytes(15) + b"\x01"
+
+
+def descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A 2-CPU Ray cluster on 127.0.0.1 started for these tests and stopped after them."""
+    for key in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
+        os.environ[key] = ENV[key]  # before ray is imported: with cluster mode off, Ray binds loopback only
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'deepdream[ray]')")
+    if ray.is_initialized():
+        ray.shutdown()
+    context = ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                       configure_logging=False)  # fmt: skip
+    try:
+        # all traffic stays on the loopback interface: the node, the GCS, and every socket Ray listens on
+        assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+        assert context.address_info["gcs_address"].startswith("127.0.0.1:")
+        sockets = listening_addresses(descendants(os.getpid()))
+        assert sockets and all(loopback(a) for a in sockets), sockets
+        yield ray, context.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
+def test_ray_matches_local_and_retries_a_killed_actor(photos, reference, ray_cluster):
+    ray, _ = ray_cluster
+    out = photos.parent / "out-ray"
+    killed: list[str] = []
+
+    def kill_first_photo_worker(item, worker):
+        # os.kill of the actor's process while it holds an item: Ray restarts it and the item is retried
+        if item.relpath == "b.jpg" and not killed:
+            killed.append(worker)
+            os.kill(int(worker.rsplit(":", 1)[1]), 9)
+
+    summary = run_batch([photos], out, JOB, executor=RayExecutor(workers=2), on_start=kill_first_photo_worker)
+    assert (summary.done, summary.skipped, summary.failed) == (6, 0, 1), summary.errors
+    assert killed and ray.is_initialized()  # the executor used the test's cluster and left it running
+    assert_same_outputs(reference, out)
+    assert manifest_rows(out) == manifest_rows(reference)
+    with Manifest(out / "manifest.sqlite") as manifest:
+        assert manifest.get("b.jpg").worker not in (killed[0], None)  # finished by a new process
+    seen = []
+    again = run_batch([photos], out, JOB, executor=RayExecutor(), on_start=lambda i, w: seen.append(i.relpath))
+    assert (again.done, again.skipped, again.failed, seen) == (0, 6, 1, [])
+
+
+def test_cli_batch_on_a_ray_address(photos, ray_cluster, tmp_path):
+    _, address = ray_cluster
+    out = tmp_path / "out"
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "broken.jpg"):
+        shutil.copy(photos / name, tmp_path / "in" / name)
+    args = [tmp_path / "in", "-o", out, "--ray", address, "--workers", "1", "--octaves", "1", "--iterations", "2",
+            "--seed", "3", "-q"]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "deepdream", "batch", *map(str, args)], capture_output=True, text=True,
+                         env=ENV, timeout=300)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "batch: 1 done, 0 skipped, 1 failed" in run.stderr and "Ray (127.0.0.1:" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "manifest.sqlite"]
