@@ -272,6 +272,7 @@ def train_epoch(run: Run, epoch: int) -> tuple[EpochStats, Evaluation, dict[str,
         "lr": opt.lr_at(p.step - 1),
         "train_loss": stats.loss,
         "train_accuracy": stats.accuracy,
+        "train_images": stats.images,  # over all processes: each image once (plus DistributedSampler-style padding)
         "val_loss": ev.loss,
         "val_accuracy": ev.accuracy,
         "seconds": seconds,
