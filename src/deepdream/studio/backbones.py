@@ -60,8 +60,17 @@ class Backbones:
                 items.append((f"{path.relative_to(self.runs.parent)} (trained)", CHECKPOINT + str(path.resolve())))
         return items
 
+    @staticmethod
+    def _key(settings: Settings) -> tuple:
+        return settings.model, settings.weights, settings.checkpoint, str(resolve_device(settings.device))
+
+    def keep(self, settings: Settings, backbone: Backbone) -> None:
+        """Use an already loaded network for these settings (tests and benchmarks share theirs)."""
+        with self._lock:
+            self._loaded[self._key(settings)] = (backbone, layer_table(backbone))
+
     def _load(self, settings: Settings) -> tuple[Backbone, list[Layer]]:
-        key = (settings.model, settings.weights, settings.checkpoint, str(resolve_device(settings.device)))
+        key = self._key(settings)
         with self._lock:
             if key not in self._loaded:
                 backbone = backbone_from_settings(settings)

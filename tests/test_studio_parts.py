@@ -1,0 +1,198 @@
+"""The studio's parts without a server: uploads and hosts refused with clear messages, the job line
+(places, cancel, previews), the library folder, settings <-> controls, video jobs resumed after a
+restart, and Gradio kept out of `import deepdream` and the other commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli, synthetic_photo
+from deepdream.errors import ImageError, OutputError, SettingsError
+from deepdream.settings import Settings, preset
+from deepdream.studio import form
+from deepdream.studio.jobs import Jobs
+from deepdream.studio.library import Library
+from deepdream.studio.safety import check_host, check_image, parse_auth
+from deepdream.studio.service import Studio, mask_from_layers
+
+
+# ---------------------------------------------------------------- uploads and hosts
+
+
+def test_uploads_that_are_not_usable_pictures(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ImageError, match="notes.png is not an image"):
+        check_image(text)
+    huge = tmp_path / "huge.png"  # 110 MP of one bit: 1.4 MB in memory, a few kB on disk
+    Image.new("1", (11000, 10000)).save(huge)
+    with pytest.raises(ImageError, match="takes up to 100 MP|too large to open safely"):
+        check_image(huge)
+    bomb = tmp_path / "bomb.png"  # the header claims 225 MP: refused before decoding
+    Image.new("1", (15000, 15000)).save(bomb)
+    with pytest.raises(ImageError, match="huge.png|bomb.png"):
+        check_image(bomb)
+    truncated = tmp_path / "cut.png"
+    synthetic_photo(64, 48).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(ImageError, match="cut.png"):
+        check_image(truncated)
+    assert str(tmp_path) not in str(pytest.raises(ImageError, check_image, text).value)  # names only, no paths
+
+
+def test_host_needs_auth_or_insecure():
+    assert check_host("127.0.0.1", None, False) is None
+    with pytest.raises(SettingsError, match="--auth USER:PASS"):
+        check_host("0.0.0.0", None, False)
+    assert "password protected" in check_host("0.0.0.0", ("me", "pw"), False)
+    assert "NO password" in check_host("0.0.0.0", None, True)
+    assert parse_auth("me:s3cr:et") == ("me", "s3cr:et")
+    with pytest.raises(SettingsError):
+        parse_auth("nopassword")
+
+
+def test_cli_refuses_an_open_host_without_auth():
+    r = run_cli("studio", "--host", "0.0.0.0")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "--auth USER:PASS" in r.stderr
+
+
+def test_gradio_is_imported_only_by_the_studio():
+    code = ("import sys, deepdream, deepdream.cli as c; c.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'gradio_client')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def spin(steps: int, pause: float = 0.01):
+    def work(job):
+        job.total = steps
+        for _ in range(steps):
+            time.sleep(pause)
+            job.update()
+        return "finished"
+
+    return work
+
+
+def test_jobs_wait_in_line_per_device_and_cancel_fast():
+    jobs = Jobs()
+    first = jobs.submit("dream", "cpu", spin(1000), owner="a")
+    second = jobs.submit("dream", "cpu", spin(3), owner="b")
+    other = jobs.submit("dream", "cuda:0", spin(3), owner="c")
+    while first.done == 0:
+        time.sleep(0.01)
+    assert first.place == 0 and second.place == 1 and "1 job ahead" in second.status()
+    assert other.finished.wait(10) and other.result == "finished"  # another device does not wait
+    began = time.monotonic()
+    assert jobs.cancel(owner="a") == 1
+    assert first.finished.wait(5)
+    stopped = time.monotonic() - began
+    assert first.cancelled and first.result is None
+    assert second.finished.wait(10) and second.result == "finished" and second.place is None
+    print(f"cancel took {stopped:.3f} s")
+
+
+def test_a_failing_job_reports_one_line():
+    def fail(job):
+        raise SettingsError("octaves must be >= 1, got 0")
+
+    job = Jobs().submit("dream", "cpu", fail)
+    assert job.finished.wait(5)
+    assert job.status() == "error: octaves must be >= 1, got 0"
+
+
+def test_dream_job_previews_each_octave_and_saves_with_settings(tmp_path, lite0):
+    studio = Studio(Library(tmp_path / "lib"), runs=None)
+    photo = tmp_path / "photo.png"
+    synthetic_photo(64, 48).save(photo)
+    studio.backbones.keep(Settings(device="cpu"), lite0)  # the session's network
+    job = studio.dream(Settings(octaves=2, iterations=2, seed=9, device="cpu"), photo)
+    assert job.finished.wait(120) and job.error is None, job.error
+    assert job.total == 4 and job.done == 4 and job.previews >= 2
+    assert tuple(job.preview.shape[-2:]) == (48, 64)
+    assert studio.library.gallery() == [job.result]
+    assert studio.library.settings_of(job.result).seed == 9
+
+
+# ---------------------------------------------------------------- library, form, mask
+
+
+def test_library_hands_out_only_its_own_paths(tmp_path):
+    lib = Library(tmp_path / "lib")
+    img = synthetic_photo(32, 32)
+    img.info["deepdream"] = Settings(seed=5).to_json()
+    saved = lib.save(img)
+    assert lib.gallery() == [saved] and lib.settings_of(saved).seed == 5
+    for path in (tmp_path / "elsewhere.png", lib.sub("results") / ".." / ".." / "x.png", "/etc/passwd"):
+        with pytest.raises(OutputError, match="outside the studio library"):
+            lib.inside(path)
+    (lib.sub("results") / "link.png").symlink_to(tmp_path)
+    with pytest.raises(OutputError):
+        lib.inside(lib.sub("results") / "link.png")
+    mask = np.zeros((4, 4), np.uint8)
+    assert lib.save_mask(mask) == lib.save_mask(mask.copy())  # one file per distinct mask
+
+
+def test_form_round_trips_every_setting():
+    s = preset("vgg19-blend").replace(layers="features.10:0.5,features.20", channels=(1, 2, 5), target_class="volcano",
+                                      iterations=7, tile_size=256, seed=12, size=(96, 64), guide="/g.png")
+    values = form.from_settings(s)
+    assert form.to_settings(Settings(), values, seed=12) == s
+    checkpoint = form.to_settings(s, {**values, "model": form.CHECKPOINT + "/runs/x/best.pt"}, None)
+    assert checkpoint.checkpoint == "/runs/x/best.pt" and checkpoint.seed is None
+    with pytest.raises(SettingsError, match="channels"):
+        form.to_settings(s, {**values, "channels": "a-b"}, None)
+    with pytest.raises(SettingsError, match="octaves must be >= 1"):
+        form.to_settings(s, {**values, "octaves": 0}, None)
+
+
+def test_painted_layers_become_a_mask():
+    blank = np.zeros((4, 6, 4), np.uint8)
+    assert mask_from_layers([]) is None and mask_from_layers([blank]) is None
+    painted = blank.copy()
+    painted[:, 3:, 3] = 255
+    mask = mask_from_layers([blank, painted])
+    assert mask.shape == (4, 6) and mask[:, :3].max() == 0 and mask[:, 3:].min() == 255
+
+
+# ---------------------------------------------------------------- video jobs
+
+
+def test_video_job_resumes_from_its_frames_after_a_restart(tmp_path, lite0):
+    """A studio that stopped mid-job leaves a 'running' record; the next one finishes it from the cache."""
+    pytest.importorskip("av")
+    from deepdream.studio.background import VideoJobs
+    from deepdream.video import dream_zoom
+
+    lib = Library(tmp_path / "lib")
+    settings = Settings(octaves=1, iterations=1, jitter=0, seed=4, init="noise", size=(32, 32), device="cpu")
+    params = {"frames": 3, "zoom": 1.05}
+    record = {"id": "zoom-test", "kind": "zoom", "source": None, "settings": settings.to_dict(), "params": params,
+              "state": "running", "created": time.time(), "message": "",
+              "output": str(lib.sub("videos") / "zoom-test.mp4")}
+    (lib.sub("jobs") / "zoom-test.json").write_text(json.dumps(record))
+    # what the stopped studio had done: the first two frames in the job's work folder
+    dream_zoom(None, tmp_path / "partial.mp4", settings, **{**params, "frames": 2}, work_dir=lib.sub("work") / "zoom-test",
+               backbone=lite0)
+    studio = Studio(lib, runs=None)
+    studio.backbones.keep(Settings(device="cpu"), lite0)
+    jobs = VideoJobs(studio)
+    assert jobs.resume_unfinished() == ["zoom-test"]
+    job = studio.jobs.get("zoom-test")
+    assert job.finished.wait(120) and job.error is None, job.error
+    done = json.loads((lib.sub("jobs") / "zoom-test.json").read_text())
+    assert done["state"] == "done" and done["message"] == "3 frames, 1 dreamed now"
+    assert (lib.sub("videos") / "zoom-test.mp4").stat().st_size > 0
+    assert jobs.resume_unfinished() == []
