@@ -115,3 +115,29 @@ def test_two_process_ddp_matches_one_process_and_only_rank_0_writes(tmp_path):
     torch.manual_seed(3)
     initial = build_model("simple_cnn", 2, options={"width": 4, "dropout": 0.0}).model.state_dict()
     assert max(float((one_weights[k] - initial[k]).abs().max()) for k in initial if k.endswith("weight")) > 1e-3
+
+
+def test_shares_of_a_global_batch_are_what_one_process_would_train_on():
+    """Each of N processes gets rows rank::N of every global batch, augmented exactly as one process would."""
+    from deepdream.training.data import Decoded, PhotoAugment, batches
+
+    images = torch.randint(0, 256, (5, 3, 12, 12), dtype=torch.uint8)
+    data = Decoded(images, torch.arange(5), ("a", "b", "c", "d", "e"))
+    augment = PhotoAugment(8)
+
+    def run(rank: int, world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(7)
+        view = lambda u8, rows: augment(u8, generator, rows)  # noqa: E731
+        return list(batches(data, 4, view, shuffle=generator, rank=rank, world=world))
+
+    one = run(0, 1)
+    shares = [run(rank, 2) for rank in (0, 1)]
+    order = torch.cat([labels for _, labels in one])
+    assert sorted(order.tolist()) == [0, 1, 2, 3, 4]
+    # 5 images over 2 processes: padded to 6 with the first of the epoch's order, batches of 2 + 2 and 1 + 1
+    assert [len(labels) for _, labels in shares[0]] == [2, 1] == [len(labels) for _, labels in shares[1]]
+    assert torch.equal(shares[0][0][1], one[0][1][0::2]) and torch.equal(shares[1][0][1], one[0][1][1::2])
+    assert torch.equal(shares[0][1][1], one[1][1]) and torch.equal(shares[1][1][1], order[:1])
+    # the crops, flips and colours of a share are those rows of the one-process batch
+    torch.testing.assert_close(shares[0][0][0], one[0][0][0::2])
+    torch.testing.assert_close(shares[1][0][0], one[0][0][1::2])
