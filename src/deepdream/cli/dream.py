@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import imagefiles
+from ..engine.taps import layer_shapes
 from ..errors import SettingsError
 from ..models.backbone import Backbone
 from ..models.load import load_backbone
@@ -58,19 +59,14 @@ def _backbone(args: argparse.Namespace) -> Backbone:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..engine.taps import Taps
-
     backbone = _backbone(args)
     names = backbone.layer_names()
     modules = dict(backbone.model.named_modules())
     size = max(224, backbone.min_size)
-    with Taps(backbone.model, names) as taps, torch.no_grad():
-        acts = taps(torch.zeros(1, 3, size, size, device=backbone.device))
+    shapes = layer_shapes(backbone.model, names, size, backbone.device)
     print(f"# {backbone.name}: layers by index (output shape at {size}x{size}; * = recommended)")
     for i, name in enumerate(names):
-        shape = "x".join(map(str, acts[name].shape[1:])) if name in acts else "-"
+        shape = "x".join(map(str, shapes[name])) if name in shapes else "-"
         mark = "*" if name in backbone.recommended_layers else " "
         print(f"{i:4d} {mark} {name:<32} {shape:<14} {type(modules[name]).__name__}")
     return 0

@@ -67,3 +67,10 @@ class Taps:
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+def layer_shapes(model: nn.Module, names: Iterable[str], size: int, device: torch.device) -> dict[str, tuple[int, ...]]:
+    """Output shape (C x H x W) of each named layer for a size x size input; layers that return no tensor are left out."""
+    with Taps(model, names) as taps, torch.no_grad():
+        acts = taps(torch.zeros(1, 3, size, size, device=device))
+    return {name: tuple(a.shape[1:]) for name, a in acts.items() if torch.is_tensor(a)}
