@@ -4,6 +4,7 @@ The public API: `dream()` for one picture, `Dreamer` with objective values for t
 registry, settings and presets, and the error types.
 """
 
+from .audio import dream_audio
 from .engine.objectives import Channels, ClassLogProb, Energy, Guide, Objective, build_objective
 from .engine.octaves import Dreamer
 from .errors import DeepDreamError, ImageError, ModelError, OutputError, SettingsError, WeightsUnavailable
@@ -32,6 +33,7 @@ __all__ = [
     "WeightsUnavailable",
     "build_objective",
     "dream",
+    "dream_audio",
     "list_backbones",
     "list_layers",
     "load_backbone",

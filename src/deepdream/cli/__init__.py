@@ -9,7 +9,7 @@ import sys
 from ..errors import DeepDreamError
 
 # each module defines register(subparsers); its parsers set `run` to a function(args) -> exit code
-COMMAND_MODULES = ("dream", "video", "train", "explore", "studio", "batch")
+COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch")
 
 
 class Parser(argparse.ArgumentParser):
