@@ -196,3 +196,19 @@ def test_video_job_resumes_from_its_frames_after_a_restart(tmp_path, lite0):
     assert done["state"] == "done" and done["message"] == "3 frames, 1 dreamed now"
     assert (lib.sub("videos") / "zoom-test.mp4").stat().st_size > 0
     assert jobs.resume_unfinished() == []
+
+
+def test_explore_jobs_make_sheets_in_the_library(tmp_path, lite0):
+    studio = Studio(Library(tmp_path / "lib"), runs=None)
+    studio.backbones.keep(Settings(device="cpu"), lite0)
+    photo = tmp_path / "photo.png"
+    synthetic_photo(64, 48).save(photo)
+    tiny = Settings(octaves=1, iterations=2, jitter=0, seed=2, device="cpu")
+    sweep = studio.sweep(tiny, photo, ["blocks.2", "blocks.4"])
+    atlas = studio.atlas(tiny, "blocks.4", (0, 3), 32)
+    for job, tiles in ((sweep, ["input", "blocks.2", "blocks.4"]), (atlas, ["blocks.4:0", "blocks.4:3"])):
+        assert job.finished.wait(120) and job.error is None, job.error
+        assert job.done == job.total > 0
+        meta = json.loads(Image.open(job.result).info["deepdream"])
+        assert meta["sheet"]["tiles"] == tiles
+    assert set(studio.library.gallery()) == {sweep.result, atlas.result}

@@ -106,7 +106,7 @@ def build(studio: Studio) -> DreamTab:
             c = _controls(studio, default)
         with gr.Column(scale=1):
             result = gr.Image(label="Dream", type="filepath", format="png", interactive=False, elem_id="result",
-                              height=420)
+                              height=420, buttons=["fullscreen"])
             status = gr.HTML(progress_html(None, "upload a photo, or start from noise"), elem_id="status")
             download = gr.DownloadButton("Download PNG with its settings", visible=False, elem_id="download")
     gallery = gr.Gallery(label="Library: click a picture to dream again with its settings", columns=6, height=300,

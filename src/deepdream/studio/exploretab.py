@@ -27,7 +27,8 @@ def build(studio: Studio, dream: DreamTab) -> None:
                 go = gr.Button("Make sheet", variant="primary", elem_id="explore-go")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="explore-cancel")
         with gr.Column(scale=2):
-            sheet = gr.Image(label="Sheet", type="filepath", format="png", interactive=False, elem_id="sheet")
+            sheet = gr.Image(label="Sheet", type="filepath", format="png", interactive=False, elem_id="sheet",
+                             buttons=["download", "fullscreen"])
             status = gr.HTML(progress_html(None, ""), elem_id="explore-status")
 
     def run(data: dict, request: gr.Request):
