@@ -4,6 +4,7 @@ the settings in the file's tags. The only audio module that touches files."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -184,10 +185,13 @@ def write_audio(path: Path, blocks: Iterable[np.ndarray], info: AudioInfo, fmt: 
             container.metadata["comment"] = metadata
             stream = container.add_stream(fmt.codec, rate=info.sample_rate, layout=info.layout)
             resampler = av.AudioResampler(format=fmt.sample_format, layout=info.layout, rate=info.sample_rate)
+            written = 0
             for block in blocks:
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32), format="fltp",
                                                    layout=info.layout)
-                frame.sample_rate = info.sample_rate
+                # timestamps in samples: the Ogg muxer refuses packets without them
+                frame.sample_rate, frame.pts, frame.time_base = info.sample_rate, written, Fraction(1, info.sample_rate)
+                written += frame.samples
                 for out in resampler.resample(frame):
                     container.mux(stream.encode(out))
             for out in resampler.resample(None):
