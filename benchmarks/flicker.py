@@ -1,19 +1,24 @@
-"""Flicker of dreamed video with optical-flow coherence vs plain per-frame dreaming, and seconds per frame.
+"""Does the dream boil? Warp error, frame difference, dream strength and speed of dreamed video.
 
-Makes a static-camera clip (a still photo, or a synthetic background, with slowly moving shapes and
-text, plus a sine audio track), dreams it with --flow dis / farneback / none under the same settings and
-seed, and prints flicker = mean absolute difference between consecutive output frames (0..255), read
-back from the encoded outputs. Then times the default settings at 640x360.
+Makes three clips (H.264, 10 fps): a slow pan across a photo, a static camera on the photo with
+camera noise, and a disc moving over the still, noisy photo. Dreams each with default settings and
+seed 0 under --flow dis / farneback / none, and with --evolve (the re-dreaming look of earlier
+versions), and prints, read back from the encoded outputs:
 
-    python benchmarks/flicker.py                    # everything (~15 min on 2 shared cores)
-    python benchmarks/flicker.py --skip-speed       # flicker only
-    python benchmarks/flicker.py --threads 1        # torch threads; 1 is faster on a loaded shared CPU
+  warp error  mean |out[t] - out[t-1] warped along the source's flow| (0..255) over pixels that pass
+              the forward-backward check (Ruder et al. 2016): boiling, whatever the motion
+  frame diff  mean |out[t] - out[t-1]|: what a viewer sees change, motion included
+  gain        mean squared activation at the dream layer, output over source frame: mean and minimum
+              over the frames (a still image's dream is the reference)
+  s/frame     wall time of the whole pipeline per frame (flow, dream, compositing)
+
+    python benchmarks/flicker.py --threads 1              # the table in docs/video.md (~25 min, 2 shared cores)
+    python benchmarks/flicker.py --size 160x120 --frames 6   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import tempfile
 import time
@@ -25,152 +30,129 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deepdream import imagefiles
+from deepdream.engine.taps import Taps
 from deepdream.models.load import load_backbone
-from deepdream import video
 from deepdream.settings import Settings
-from deepdream.video import FlowCoherence, FrameDreamer, dream_video, flicker, read_frames
+from deepdream.video import FlowCoherence, FrameDreamer, SteadyCoherence, dream_video, flicker, read_frames, warp_error
 
-PHOTOS = Path("/work/shared/data/cats-vs-dogs/test/cats")
+PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/cats-vs-dogs/test/cats"
+FPS = 10
 
 
-def background(width: int, height: int) -> tuple[np.ndarray, str]:
-    """A still photo cropped to the frame, or a synthetic gradient with blobs when no photo is around."""
+def photo(width: int, height: int) -> tuple[np.ndarray, str]:
+    """A photo cropped to the frame, or a synthetic gradient with blobs when no photo is around."""
     photos = sorted(PHOTOS.glob("*.jpg"))[:1] if PHOTOS.is_dir() else []
     if photos:
         img = Image.open(photos[0]).convert("RGB")
         s = max(width / img.width, height / img.height)
         img = img.resize((math.ceil(img.width * s), math.ceil(img.height * s)), Image.Resampling.LANCZOS)
         left, top = (img.width - width) // 2, (img.height - height) // 2
-        return np.asarray(img.crop((left, top, left + width, top + height))).copy(), str(photos[0])
+        return np.asarray(img.crop((left, top, left + width, top + height))).copy(), photos[0].name
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     rgb = np.stack([xx / width, yy / height, 0.5 + 0.3 * np.sin(xx / 17) * np.cos(yy / 13)], -1)
     return (rgb * 255).astype(np.uint8), "synthetic"
 
 
-def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 24) -> str:
-    """Static camera: the background never moves; a disc, a square and a line of text drift slowly."""
-    bg, source = background(width, height)
-    rate = 48000
+def pan(width: int, height: int, frames: int) -> list[np.ndarray]:
+    """The camera slides right 2 px per frame across a still photo (whole pixels: the source warps exactly)."""
+    wide, _ = photo(width + 2 * frames, height)
+    return [wide[:, 2 * i : 2 * i + width] for i in range(frames)]
+
+
+def static(width: int, height: int, frames: int) -> list[np.ndarray]:
+    """A tripod shot of a still photo: only the camera's noise (sigma 2 levels) changes."""
+    still, _ = photo(width, height)
+    rng = np.random.default_rng(0)
+    return [np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8) for _ in range(frames)]
+
+
+def moving(width: int, height: int, frames: int) -> list[np.ndarray]:
+    """A disc crossing the static, noisy shot 2 px per frame."""
+    out = []
+    for i, frame in enumerate(static(width, height, frames)):
+        centre = (int(width * 0.25) + 2 * i, int(height * 0.6))
+        out.append(cv2.circle(frame.copy(), centre, int(height * 0.15), (250, 200, 40), -1, cv2.LINE_AA))
+    return out
+
+
+CLIPS = {"slow pan": pan, "static camera": static, "moving object": moving}
+
+
+def write_clip(path: Path, frames: list[np.ndarray]) -> None:
     with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=fps, options={"crf": "16"})
-        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        a = out.add_stream("aac", rate=rate, layout="stereo")
-        spf = rate // fps
-        for i in range(frames):
-            img = bg.copy()
-            u = width / 320  # motion scales with the frame: ~1.5 px/frame at 320 wide
-            cv2.circle(img, (int(width * 0.2 + 1.5 * u * i), int(height * 0.7)), int(14 * u), (250, 200, 40), -1)
-            cv2.rectangle(img, (int(width * 0.7 - u * i), int(height * 0.15)), (int(width * 0.7 - u * i + 24 * u), int(height * 0.15 + 24 * u)), (40, 90, 230), -1)
-            cv2.putText(img, "deepdream", (int(width * 0.3 + u * i), int(height * 0.45)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * u, (255, 255, 255), max(1, int(2 * u)), cv2.LINE_AA)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        v = out.add_stream("libx264", rate=FPS, options={"crf": "18"})
+        v.height, v.width = frames[0].shape[:2]
+        v.pix_fmt = "yuv420p"
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
             frame.pts = i
             out.mux(v.encode(frame))
-            t = (np.arange(spf) + i * spf) / rate
-            tone = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-            af.sample_rate, af.pts = rate, i * spf
-            out.mux(a.encode(af))
         out.mux(v.encode(None))
-        out.mux(a.encode(None))
-    return source
+
+
+def gains(outputs: list[np.ndarray], sources: list[np.ndarray], dreamer: FrameDreamer) -> list[float]:
+    """Per frame: mean squared activation at the dream layer(s), output over source."""
+    backbone = dreamer.backbone
+    with Taps(backbone.model, dreamer.objective.layers) as taps, torch.no_grad():
+
+        def energy(array: np.ndarray) -> float:
+            acts = taps(backbone.normalize(imagefiles.from_uint8(array)))
+            return float(sum(a.float().pow(2).mean() for a in acts.values()))
+
+        return [energy(o) / energy(s) for o, s in zip(outputs, sources)]
+
+
+def row(label: str, outputs, sources, dreamer, seconds: float | None = None) -> str:
+    g = gains(outputs, sources, dreamer)
+    timing = f"{seconds:>9.2f}" if seconds is not None else f"{'':>9}"
+    return (f"| {label:<26}|{warp_error(outputs, sources):>8.2f} |{flicker(outputs):>8.2f} |"
+            f"{np.mean(g):>6.2f} |{min(g):>6.2f} |{timing} |")  # fmt: skip
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", default="320x180", help="flicker clip size (default 320x180)")
-    p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--iterations", type=int, default=5)
-    p.add_argument("--octaves", type=int, default=3)
-    p.add_argument("--blends", default="0.8", help="comma-separated --blend values to try with --flow dis (default 0.8)")
+    p.add_argument("--size", default="320x240", help="clip size (default 320x240, as in issue 13)")
+    p.add_argument("--frames", type=int, default=12)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--speed-frames", type=int, default=3, help="frames timed at 640x360 with default settings")
-    p.add_argument("--skip-speed", action="store_true")
-    p.add_argument("--skip-flicker", action="store_true")
+    p.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated subset of: {', '.join(CLIPS)}")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
-    print(f"torch threads: {torch.get_num_threads()}  (CPU shared with other jobs: wall times are pessimistic)")
-    t = time.perf_counter()
+    settings = Settings(seed=0)  # the defaults: efficientnet_lite0 blocks.4, 10 iterations x 4 octaves
     backbone = load_backbone("efficientnet_lite0", pretrained=True)
-    print(f"network loaded once in {time.perf_counter() - t:.1f}s")
-
-    with tempfile.TemporaryDirectory() as tmp:
+    print(f"torch threads {torch.get_num_threads()}; {width}x{height}, {args.frames} frames at {FPS} fps; "
+          f"photo {photo(8, 8)[1]}; default settings, seed 0")  # fmt: skip
+    modes = [("dis", False), ("farneback", False), ("none", False), ("dis", True)]
+    with tempfile.TemporaryDirectory() as tmp, FrameDreamer(settings, backbone) as dreamer:
         tmp = Path(tmp)
-        if not args.skip_flicker:
-            clip = tmp / "static.mp4"
-            source = make_clip(clip, width, height, args.frames)
-            settings = Settings(iterations=args.iterations, octaves=args.octaves, seed=0)
-            print(f"\nclip: {width}x{height}, {args.frames} frames, static camera, background {source}")
-            print(f"settings: efficientnet_lite0 blocks.4, {args.iterations} iterations x {args.octaves} octaves, seed 0")
-            print("flicker = mean |frame[t+1] - frame[t]|, strength = mean |output - input| (0..255, from the encoded files)")
-            inputs = list(read_frames(clip))
-            print(f"{'mode':<28}{'flicker':>9}{'vs none':>9}{'strength':>10}{'s/frame':>9}")
-            print(f"{'input clip':<28}{flicker(inputs):>9.2f}")
-            runs = [("none", 0.0)] + [("dis", float(b)) for b in args.blends.split(",")] + [("farneback", 0.8)]
-            base = None
-            for flow, blend in runs:
-                out = tmp / f"{flow}{blend}.mp4"
-                r = dream_video(clip, out, settings, flow=flow, blend=blend, backbone=backbone)
-                outs = list(read_frames(out))
-                f = flicker(outs)
-                base = base or f
-                label = f"--flow {flow}" + (f" --blend {blend:g}" if flow != "none" else "")
-                print(f"{label:<28}{f:>9.2f}{base / f:>8.2f}x{_strength(outs, inputs):>10.2f}{r.seconds / r.dreamed:>9.2f}")
-            # the blend alone: carried frames re-dreamed at full strength (refresh = 1)
-            with _full_refresh():
-                r = dream_video(clip, tmp / "full.mp4", settings, flow="dis", blend=0.8, backbone=backbone)
-            outs = list(read_frames(tmp / "full.mp4"))
-            f = flicker(outs)
-            label = "dis 0.8, full re-dream"
-            print(f"{label:<28}{f:>9.2f}{base / f:>8.2f}x{_strength(outs, inputs):>10.2f}{r.seconds / r.dreamed:>9.2f}")
-            # a fresh random seed per frame: what naive frame-by-frame scripts do
-            outs = _random_seed_frames(inputs, settings, backbone)
-            f = flicker(outs)
-            print(f"{'none, new seed every frame':<28}{f:>9.2f}{base / f:>8.2f}x{_strength(outs, inputs):>10.2f}")
-
-        if not args.skip_speed:
-            clip = tmp / "speed.mp4"
-            make_clip(clip, 640, 360, max(args.speed_frames, 2))
-            frames = list(read_frames(clip))
-            for flow in ("dis", "farneback"):
-                coherence = FlowCoherence(flow, 0.8)
-                t = time.perf_counter()
-                for _ in range(5):
-                    coherence(frames[1], frames[0], frames[0])
-                print(f"640x360 flow + warp + blend, --flow {flow}: {(time.perf_counter() - t) / 5 * 1000:.0f} ms/frame")
-            for flow in ("dis", "none"):
-                r = dream_video(clip, tmp / f"speed_{flow}.mp4", Settings(seed=0), flow=flow, backbone=backbone)
-                print(f"\n640x360, default settings (10 iterations x 4 octaves), --flow {flow}: "
-                      f"{r.seconds / r.dreamed:.1f} s/frame over {r.dreamed} frames")
+        for name in args.clips.split(","):
+            clip = tmp / "clip.mp4"
+            write_clip(clip, CLIPS[name](width, height, args.frames))
+            sources = list(read_frames(clip))
+            print(f"\n{name}\n| {'mode':<26}| warp err | frame diff | gain | min gain | s/frame |")
+            print(row("source", sources, sources, dreamer))
+            for flow, evolve in modes:
+                out = tmp / f"{flow}{evolve}.mp4"
+                r = dream_video(clip, out, settings, flow=flow, evolve=evolve, backbone=backbone, force=True)
+                label = f"--flow {flow}" + (" --evolve" if evolve else "")
+                print(row(label, list(read_frames(out)), sources, dreamer, r.seconds / r.dreamed), flush=True)
+        flow_timing(width, height)
 
 
-@contextlib.contextmanager
-def _full_refresh():
-    """Switch off the strength-preserving refresh, to show what the blend does on its own."""
-    original = video.FlowCoherence.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.refresh = 1.0
-
-    video.FlowCoherence.__init__ = init
-    try:
-        yield
-    finally:
-        video.FlowCoherence.__init__ = original
-
-
-def _strength(outputs: list[np.ndarray], inputs: list[np.ndarray]) -> float:
-    return float(np.mean([np.abs(o.astype(np.float32) - i).mean() for o, i in zip(outputs, inputs)]))
-
-
-def _random_seed_frames(frames: list[np.ndarray], settings: Settings, backbone) -> list[np.ndarray]:
-    outs = []
-    for i, frame in enumerate(frames):
-        with FrameDreamer(settings.replace(seed=1000 + i), backbone) as dreamer:
-            outs.append(dreamer.dream(frame))
-    return outs
+def flow_timing(width: int, height: int) -> None:
+    """What the coherence itself costs per frame, next to the dream."""
+    frames = static(width, height, 2)
+    dream = lambda image, strength: np.asarray(image * 255 if image.dtype != np.uint8 else image, np.uint8)  # noqa: E731
+    for flow in ("dis", "farneback"):
+        for kind in (SteadyCoherence, FlowCoherence):
+            coherence = kind(flow)
+            t = time.perf_counter()
+            for _ in range(5):
+                coherence.dream_frame(dream, frames[1], frames[0], frames[0])
+            ms = (time.perf_counter() - t) / 5 * 1000
+            print(f"{width}x{height} flow + warp + compositing, {kind.__name__} --flow {flow}: {ms:.0f} ms/frame")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,7 @@ from deepdream.errors import OutputError, SettingsError
 from deepdream.settings import Settings
 import deepdream.models.load
 from deepdream import video
-from deepdream.video import VideoError, dream_video, dream_zoom, flicker, parse_time, read_frames
+from deepdream.video import VideoError, dream_video, dream_zoom, flicker, parse_time, read_frames, warp_error
 
 TINY = Settings(iterations=2, octaves=1, seed=0)
 # the tests share two CPU cores with other jobs; OpenMP spin-waiting makes 2 threads far slower there than 1
@@ -42,8 +43,11 @@ def net():
     return load_backbone("efficientnet_lite0", pretrained=True)
 
 
-def make_clip(path: Path, frames: int = 6, size=(96, 64), fps: int = 12, audio: str | None = "aac", speed: int = 3) -> Path:
-    """A static background with a square moving right `speed` px per frame, and a 440 Hz tone."""
+def make_clip(
+    path: Path, frames: int = 6, size=(96, 64), fps: int = 12, audio: str | None = "aac", speed: int = 3, noise: float = 0
+) -> Path:
+    """A static background with a square moving right `speed` px per frame, camera noise of `noise`
+    levels (sigma), and a 440 Hz tone."""
     w, h = size
     rate = 44100
     with av.open(str(path), "w") as out:
@@ -57,6 +61,8 @@ def make_clip(path: Path, frames: int = 6, size=(96, 64), fps: int = 12, audio: 
             img = background.copy()
             x0 = 8 + speed * i
             img[h // 3 : h // 3 + 20, x0 : x0 + 20] = (250, 220, 30)
+            if noise:
+                img = np.clip(img + np.random.default_rng(i).normal(0, noise, img.shape), 0, 255).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             out.mux(v.encode(frame))
@@ -180,6 +186,37 @@ def test_flow_coherence_lowers_flicker_at_the_same_strength(tmp_path, net):
     (plain, plain_strength), (coherent, coherent_strength) = measured["none"], measured["dis"]
     assert coherent < 0.7 * plain, measured
     assert coherent_strength > 0.8 * plain_strength, measured  # not just a weaker dream
+
+
+def test_steady_video_holds_still_where_the_scene_does(tmp_path, net):
+    """Issue 13: on a tripod shot (only camera noise changes) the default dream does not boil."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, size=(128, 80), speed=0, noise=2, audio=None)
+    settings = Settings(iterations=3, octaves=2, seed=0)
+    sources = list(read_frames(clip))
+    measured = {}
+    for flow, evolve in (("none", False), ("dis", False), ("dis", True)):
+        out = tmp_path / f"{flow}{evolve}.mp4"
+        dream_video(clip, out, settings, flow=flow, evolve=evolve, backbone=net)
+        outs = list(read_frames(out))
+        strength = np.mean([np.abs(o.astype(float) - i).mean() for o, i in zip(outs, sources)])
+        measured[flow, evolve] = warp_error(outs, sources), strength
+    (plain, plain_strength), (steady, steady_strength) = measured["none", False], measured["dis", False]
+    assert steady * 4 < plain, measured
+    assert steady_strength > 0.8 * plain_strength, measured  # not just a weaker dream
+    assert measured["dis", True][0] > 2 * steady, measured  # --evolve keeps re-dreaming
+
+
+def test_visible_finds_what_a_moving_square_uncovers():
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (0, 0), 1.5)
+    prev, frame = background.copy(), background.copy()
+    prev[32:64, 30:62] = (250, 220, 30)
+    frame[32:64, 38:70] = (250, 220, 30)  # moved 8 px right: x 30..37 uncovered
+    back, ok = video.visible(video.dis_flow(), frame, prev)
+    assert ok[:, 90:].mean() > 0.95 and ok[:28].mean() > 0.9  # still background, borders included
+    assert ok[36:60, 31:37].mean() < 0.3  # uncovered: behind the square in the previous frame
+    assert ok[40:56, 46:62].all()  # the square itself is seen in both frames
+    assert np.abs(back[40:56, 46:62, 0] + 8).mean() < 1.5  # ... and came from 8 px to the left
 
 
 def test_warp_follows_the_flow():

@@ -7,7 +7,7 @@ import sys
 
 from ..errors import SettingsError
 from ..video import FLOWS, OUTPUT_EXTENSIONS, VideoResult, dream_video, dream_zoom, format_seconds, parse_time
-from .args import add_dream_options, positive_float, positive_int, settings_from_args, unit_float
+from .args import add_dream_options, finite_float, positive_float, positive_int, settings_from_args, unit_float
 
 
 def time_value(text: str) -> float:
@@ -29,8 +29,8 @@ def pair(text: str) -> tuple[float, float]:
     """'DX,DY' -> (dx, dy) in pixels."""
     parts = text.split(",")
     try:
-        dx, dy = (float(p) for p in parts)
-    except ValueError:
+        dx, dy = (finite_float(p) for p in parts)
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected DX,DY in pixels, e.g. 2,-1; got '{text}'") from None
     return dx, dy
 
@@ -61,9 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "video",
         help="dream a video frame by frame, coherent along the optical flow",
-        description="Dream every frame of a video with one network load and one seed. Each frame starts from "
-        "its input blended with the previous dream warped along the optical flow, so patterns follow the "
-        "motion instead of flickering. fps, size and audio are kept.",
+        description="Dream every frame of a video with one network load and one seed. The previous frame's "
+        "dream is carried along the optical flow, so patterns follow the motion instead of boiling: only "
+        "what the flow cannot carry (new, uncovered pixels) is dreamed afresh. fps, size and audio are kept.",
         conflict_handler="resolve",
     )
     p.add_argument("input", help="input video (anything FFmpeg reads)")
@@ -73,11 +73,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence; none: plain (default dis)"
     )
     g.add_argument(
+        "--evolve",
+        action="store_true",
+        help="let the patterns keep changing: re-dream every frame from its input blended with the previous "
+        "dream (default: the dream holds still where the scene does and moves with it)",
+    )
+    g.add_argument(
         "--blend",
         dest="flow_blend",
         type=unit_float,
-        default=0.8,
-        help="share of the previous frame's warped dream each frame starts from (default 0.8)",
+        help="share of the previous frame's warped dream each frame carries (default 1, or 0.8 with --evolve)",
     )
     g.add_argument(
         "--octave-blend", dest="blend", type=unit_float, help="dreamed smaller octave weight (--octave-mode blend)"
@@ -98,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("zoom")
     g.add_argument("--frames", type=positive_int, default=60, help="frames to make, the first included (default 60)")
     g.add_argument("--zoom", type=positive_float, default=1.04, help="scale per frame; > 1 zooms in (default 1.04)")
-    g.add_argument("--rotate", type=float, default=0.0, help="degrees per frame, counter-clockwise (default 0)")
+    g.add_argument("--rotate", type=finite_float, default=0.0, help="degrees per frame, counter-clockwise (default 0)")
     g.add_argument("--translate", type=pair, default=(0.0, 0.0), metavar="DX,DY", help="pixels per frame (default 0,0)")
     g.add_argument("--fps", type=positive_float, default=24.0, help="frames per second of the output (default 24)")
     _job_options(p)
@@ -129,6 +134,7 @@ def run_video(args: argparse.Namespace) -> int:
         settings,
         flow=args.flow,
         blend=args.flow_blend,
+        evolve=args.evolve,
         start=args.start,
         duration=args.duration,
         max_size=args.max_size,

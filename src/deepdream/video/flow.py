@@ -1,15 +1,12 @@
-"""Optical flow between input frames, warping along it, and the coherence that carries a dream along it."""
+"""Optical flow between input frames, warping along it, which pixels it can be trusted for, and the
+measures of how steady a video is (warp error, frame difference)."""
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
-
-from ..errors import SettingsError
-
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -29,54 +26,61 @@ def farneback_flow() -> FlowFn:
 FLOWS: dict[str, Callable[[], FlowFn] | None] = {"dis": dis_flow, "farneback": farneback_flow, "none": None}
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Sample `image` at (x, y) + flow(x, y): carries the previous frame onto the current frame's pixels."""
     h, w = flow.shape[:2]
     ys, xs = np.indices((h, w), dtype=np.float32)
-    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
-class FlowCoherence:
-    """Start each frame from its input blended with the previous dream warped along the optical flow.
+def gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
-    The flow runs from the current input frame to the previous one, so every current pixel knows where
-    it was; where the warped previous input disagrees with the current input (occlusions, new objects,
-    scene cuts) the blend fades out, so the old dream does not ghost over what was not there before.
 
-    Gradient ascent is chaotic: a 1/255 change of the input gives a different pattern. So the new dream
-    each frame adds is, in effect, independent of the carried one; carried with weight b it accumulates
-    to sqrt(1 / (1 - b^2)) times its own strength. Dreaming each carried frame at `refresh` =
-    sqrt(1 - b^2) of the full step keeps the total as strong as one full dream, while consecutive frames
-    now differ only by the small refresh: that, not the blend alone, is what removes the flicker.
+def visible(flow: FlowFn, frame: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flow from `frame` to `prev` (H x W x 2) and where it can be trusted (H x W bool).
+
+    A pixel is visible in both frames when the flow there and back returns near where it started,
+    lands inside the previous frame, and is not on a motion boundary: the forward-backward check of
+    Sundaram et al. 2010 and Ruder et al. 2016. Occluded and newly uncovered pixels fail it.
     """
+    a, b = gray(frame), gray(prev)
+    back = flow(a, b)  # H x W x 2: where each pixel of `frame` was in `prev`
+    there = warp(flow(b, a), back)  # the forward flow at the pixel's old place
+    loop = ((there + back) ** 2).sum(-1)
+    ok = loop <= 0.01 * ((there**2).sum(-1) + (back**2).sum(-1)) + 0.5
+    du_y, du_x = np.gradient(back[..., 0])
+    dv_y, dv_x = np.gradient(back[..., 1])
+    ok &= du_x**2 + du_y**2 + dv_x**2 + dv_y**2 <= 0.01 * (back**2).sum(-1) + 0.002
+    h, w = ok.shape
+    ys, xs = np.indices((h, w), dtype=np.float32)
+    x, y = xs + back[..., 0], ys + back[..., 1]
+    return back, ok & (x > -0.5) & (x < w - 0.5) & (y > -0.5) & (y < h - 0.5)  # landed inside the frame
 
-    def __init__(self, flow: str = "dis", blend: float = 0.8, tolerance: float = 0.15):
-        if flow not in FLOWS:
-            raise SettingsError(f"unknown flow '{flow}' (choose from {', '.join(FLOWS)})")
-        if not 0 <= blend <= 1:
-            raise SettingsError(f"blend must be in [0, 1], got {blend}")
-        factory = FLOWS[flow]
-        self.flow = factory() if factory is not None and blend > 0 else None
-        self.blend = blend
-        self.tolerance = tolerance
-        # floored so that --blend 1 still dreams a little (and the step size stays positive)
-        self.refresh = max(0.05, math.sqrt(1 - blend**2)) if self.flow is not None else 1.0
 
-    def carries(self, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None) -> bool:
-        """Whether a frame with these predecessors starts from a carried dream (so dreams at `refresh`)."""
-        return self.flow is not None and prev_frame is not None and prev_dream is not None
+def agreement(frame: np.ndarray, prev: np.ndarray, back: np.ndarray, tolerance: float = 0.15) -> np.ndarray:
+    """1 where the previous input warped along `back` looks like the current input, falling to 0 at
+    `tolerance` (mean RGB difference in [0, 1], smoothed): catches scene cuts the flow cannot."""
+    before = warp(prev.astype(np.float32) / 255, back)
+    error = cv2.GaussianBlur(np.abs(before - frame.astype(np.float32) / 255).mean(axis=2), (0, 0), 2)
+    return np.clip(1 - error / tolerance, 0, 1)  # H x W
 
-    def __call__(self, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None) -> np.ndarray:
-        """The image to dream for `frame` (uint8 H x W x 3) as float32 in [0, 1]."""
-        current = frame.astype(np.float32) / 255
-        if not self.carries(prev_frame, prev_dream):
-            return current
-        flow = self.flow(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.cvtColor(prev_frame, cv2.COLOR_RGB2GRAY))
-        dream = warp(prev_dream.astype(np.float32) / 255, flow)
-        before = warp(prev_frame.astype(np.float32) / 255, flow)
-        error = cv2.GaussianBlur(np.abs(before - current).mean(axis=2), (0, 0), 2)  # H x W
-        weight = self.blend * np.clip(1 - error / self.tolerance, 0, 1)[..., None]
-        return current + weight * (dream - current)
+
+def warp_error(outputs: Sequence[np.ndarray], sources: Sequence[np.ndarray], flow: FlowFn | None = None) -> float:
+    """Mean |out[t] - out[t-1] warped along the sources' flow| (0..255) over pixels visible in both frames.
+
+    The measure of boiling: zero when the output moves exactly as the source does, whatever it looks
+    like. The flow comes from the source frames (DIS by default), so every mode is judged alike.
+    """
+    flow = flow or dis_flow()
+    errors = []
+    for t in range(1, min(len(outputs), len(sources))):
+        back, ok = visible(flow, sources[t], sources[t - 1])
+        moved = warp(outputs[t - 1].astype(np.float32), back)
+        diff = np.abs(outputs[t].astype(np.float32) - moved).mean(axis=2)
+        if ok.any():
+            errors.append(float(diff[ok].mean()))
+    return float(np.mean(errors)) if errors else 0.0
 
 
 def flicker(frames: Iterable[np.ndarray]) -> float:

@@ -25,12 +25,13 @@ from .. import imagefiles
 from ..engine.objectives import build_objective
 from ..engine.octaves import Dreamer, noise_image, resize
 from ..errors import OutputError, SettingsError
+from ..locks import Locks
 from ..models.backbone import Backbone
 from ..models.load import backbone_from_settings
 from ..runtime import draw_seed, progress_bar
 from ..settings import Settings
 from .cache import FrameCache, default_work_dir
-from .flow import FlowCoherence
+from .coherence import coherence
 from .reading import VideoError, even_size, format_seconds, probe, read_frames
 from .writing import check_video_output, write_video
 
@@ -132,6 +133,16 @@ def _seeded(settings: Settings, options: JobOptions) -> Settings:
 
 
 @contextlib.contextmanager
+def _released_on_error(held: Locks):
+    """Release the job's locks if the block fails (on success they stay held until _finish)."""
+    try:
+        yield
+    except BaseException:
+        held.release()
+        raise
+
+
+@contextlib.contextmanager
 def _cleanup_if_empty(cache: FrameCache, default_folder: bool):
     """On any failure before the first frame is saved, remove the default work folder again."""
     try:
@@ -150,6 +161,7 @@ class FrameRun:
     count: int = 0
     dreamed: int = 0
     seconds: float = 0.0
+    held: Locks | None = None  # the job's locks on its folder and output, released by _finish
 
 
 def dream_frames(
@@ -170,10 +182,15 @@ def dream_frames(
     frame needs it, so a resumed job continues exactly where the interrupted one stopped.
     """
     cache = FrameCache(options.folder, job)
-    cache.prepare(resume=options.resume, force=options.force)
-    run = FrameRun(cache)
+    held = cache.hold(options.output)
+    with _released_on_error(held):
+        if options.output.exists() and not options.force:  # written by a job that finished meanwhile
+            raise OutputError(f"{options.output} exists (use --force to overwrite)")
+        cache.prepare(resume=options.resume, force=options.force)
+    run = FrameRun(cache, held=held)
     prev = None  # the previous frame's dream (uint8, as cached)
     with (
+        _released_on_error(held),
         _cleanup_if_empty(cache, options.work_dir is None),
         FrameDreamer(settings, backbone) as dreamer,
         progress_bar(total, desc, "frame", enabled=options.progress) as bar,
@@ -199,10 +216,14 @@ def dream_frames(
 
 
 def _finish(run: FrameRun, options: JobOptions, fps: Fraction, size: tuple[int, int], write) -> VideoResult:
-    """Write the video from the work folder (write(frames) -> audio outcome), then tidy the folder."""
-    audio = write(run.cache.frames(run.count))
-    if not options.keeps_folder:
-        run.cache.remove()
+    """Write the video from the work folder (write(frames) -> audio outcome), tidy the folder, unlock."""
+    try:
+        audio = write(run.cache.frames(run.count))
+        if not options.keeps_folder:
+            run.cache.remove()
+    finally:
+        if run.held is not None:
+            run.held.release()
     folder = run.cache.folder if options.keeps_folder else None
     return VideoResult(options.output, run.count, run.dreamed, fps, size, audio, run.seconds, folder)
 
@@ -235,7 +256,8 @@ def dream_video(
     settings: Settings | None = None,
     *,
     flow: str = "dis",
-    blend: float = 0.8,
+    blend: float | None = None,
+    evolve: bool = False,
     start: float = 0.0,
     duration: float | None = None,
     max_size: int | None = None,
@@ -249,8 +271,11 @@ def dream_video(
 ) -> VideoResult:
     """Dream every frame of a video with one network and one seed, coherent along the optical flow.
 
-    `flow` is 'dis', 'farneback' or 'none' (plain per-frame dreaming); `blend` is how much of the
-    previous frame's warped dream each frame starts from. The output keeps the input's fps, size (or
+    `flow` is 'dis', 'farneback' or 'none' (plain per-frame dreaming). By default the dream holds
+    still where the scene does and moves with it (`SteadyCoherence`); `evolve` re-dreams every frame
+    from its input blended with the previous dream (`FlowCoherence`), so patterns keep changing.
+    `blend` is how much of the previous frame's warped dream is carried (default 1, or 0.8 with
+    `evolve`). The output keeps the input's fps, size (or
     the long side capped at `max_size`) and audio. Frames are cached in `work_dir` (default: next to
     the output) and, with `resume`, frames already there are not dreamed again. The output is written
     only once every frame is done; the default work folder is removed then unless `keep_frames`.
@@ -259,13 +284,13 @@ def dream_video(
     if settings.init != "image":
         raise SettingsError("a video is dreamed from its frames; --init noise does not apply (see 'deepdream zoom')")
     _check_range(start, duration)
-    coherence = FlowCoherence(flow, blend)  # checks flow and blend before any work
+    follow = coherence(flow, blend, evolve)  # checks flow and blend before any work
     source = Path(source)
     info = probe(source)
     if info.duration is not None and start >= info.duration:
         length = format_seconds(info.duration)
         raise VideoError(f"{source} is {length} long; nothing to dream from {format_seconds(start)}")
-    output = check_video_output(output, force=force, inputs=(source, settings.guide))
+    output = check_video_output(output, force=force, inputs=(source, *settings.files))
     if settings.guide:
         imagefiles.open_image(settings.guide)
     size = even_size(info.width, info.height, max_size)
@@ -279,14 +304,14 @@ def dream_video(
         "duration": duration,
         "size": size,
         "flow": flow,
-        "blend": blend if flow != "none" else 0.0,
+        "blend": follow.blend if flow != "none" else 0.0,
+        "look": "evolve" if evolve else "steady",
         "settings": settings.to_dict(),
     }
 
     def make(dreamer: FrameDreamer, index: int, item, prev_dream: np.ndarray | None) -> np.ndarray:
         frame, prev_frame = item
-        strength = coherence.refresh if coherence.carries(prev_frame, prev_dream) else 1.0
-        return dreamer.dream(coherence(frame, prev_frame, prev_dream), strength)
+        return follow.dream_frame(dreamer.dream, frame, prev_frame, prev_dream)
 
     def empty() -> Exception:
         end = f" to {format_seconds(start + duration)}" if duration is not None else ""
@@ -366,6 +391,22 @@ def _described(value, values: list):
     return [list(v) if isinstance(v, (tuple, list)) else v for v in values]
 
 
+# a frame zoomed by more than this per step (or shrunk below its inverse) keeps almost nothing of the
+# last: no loop; and OpenCV's reflected border walks the whole distance, so far-off sources take hours
+ZOOM_LIMIT = 8.0
+
+
+def _check_transforms(zooms: list, shifts: list, size: tuple[int, int]) -> None:
+    """SettingsError for a step that leaves the frame: zoom outside [1/8, 8], a shift beyond the frame."""
+    w, h = size
+    bad = next((z for z in zooms if not 1 / ZOOM_LIMIT <= z <= ZOOM_LIMIT), None)
+    if bad is not None:
+        raise SettingsError(f"zoom must be between {1 / ZOOM_LIMIT:g} and {ZOOM_LIMIT:g} per frame, got {bad}")
+    bad = next((s for s in shifts if abs(s[0]) > w or abs(s[1]) > h), None)
+    if bad is not None:
+        raise SettingsError(f"translate {bad[0]:g},{bad[1]:g} moves the {w}x{h} frame out of itself; shift at most its size")
+
+
 def _zoom_start(source, settings: Settings, noise: bool) -> np.ndarray:
     """The first frame before dreaming: the image (capped at max_size, even-sized) or seeded noise."""
     if noise:
@@ -420,12 +461,13 @@ def dream_zoom(
         imagefiles.open_image(source)
     if settings.guide:
         imagefiles.open_image(settings.guide)
-    output = check_video_output(output, force=force, inputs=(source if not noise else None, settings.guide))
+    output = check_video_output(output, force=force, inputs=(source if not noise else None, *settings.files))
     options = JobOptions(output, Path(work_dir) if work_dir is not None else None, resume, force, keep_frames,
                          progress, on_frame)  # fmt: skip
     settings = _seeded(settings.replace(init="noise") if noise else settings, options)
     first = _zoom_start(source, settings, noise)
     size = (first.shape[1], first.shape[0])
+    _check_transforms(zooms, shifts, size)
     job = {
         "kind": "zoom",
         "input": None if noise else _file_id(Path(source)),
