@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import time
 import urllib.error
@@ -65,6 +64,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    return Client(server[1], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
 def results(studio: Studio) -> set[str]:
     return {p.name for p in studio.library.sub("results").iterdir()}
 
@@ -72,11 +76,10 @@ def results(studio: Studio) -> set[str]:
 # ---------------------------------------------------------------- API (gradio_client)
 
 
-def test_api_dream_saves_a_png_with_its_settings(server, files):
-    studio, url = server
+def test_api_dream_saves_a_png_with_its_settings(server, client, files):
+    studio = server[0]
     before = results(studio)
-    path, text = Client(url, verbose=False).predict(handle_file(str(files["photo"])), json.dumps({"seed": 11}), None,
-                                                    api_name="/dream")
+    path, text = client.predict(handle_file(str(files["photo"])), json.dumps({"seed": 11}), None, api_name="/dream")
     settings = json.loads(text)
     assert settings["seed"] == 11 and settings["octaves"] == 1 and settings["iterations"] == 2
     new = results(studio) - before
@@ -87,25 +90,21 @@ def test_api_dream_saves_a_png_with_its_settings(server, files):
     assert out.shape == photo.shape and np.abs(out.astype(int) - photo).mean() > 1
 
 
-def test_api_mask_keeps_black_pixels(server, files):
-    _, url = server
-    path, _ = Client(url, verbose=False).predict(handle_file(str(files["photo"])), "{}", handle_file(str(files["mask"])),
-                                                 api_name="/dream")
+def test_api_mask_keeps_black_pixels(client, files):
+    path, _ = client.predict(handle_file(str(files["photo"])), "{}", handle_file(str(files["mask"])), api_name="/dream")
     out, photo = np.asarray(Image.open(path).convert("RGB")), np.asarray(Image.open(files["photo"]))
     assert np.array_equal(out[:, :32], photo[:, :32])
     assert np.abs(out[:, 32:].astype(int) - photo[:, 32:]).mean() > 1
 
 
-def test_api_refuses_a_file_that_is_not_an_image(server, files):
-    _, url = server
+def test_api_refuses_a_file_that_is_not_an_image(client, files):
     with pytest.raises(Exception, match="not an image"):
-        Client(url, verbose=False).predict(handle_file(str(files["text"])), "{}", None, api_name="/dream")
+        client.predict(handle_file(str(files["text"])), "{}", None, api_name="/dream")
 
 
-def test_api_bad_settings_get_one_line(server, files):
-    _, url = server
+def test_api_bad_settings_get_one_line(client, files):
     with pytest.raises(Exception, match="octaves must be >= 1"):
-        Client(url, verbose=False).predict(handle_file(str(files["photo"])), '{"octaves": 0}', None, api_name="/dream")
+        client.predict(handle_file(str(files["photo"])), '{"octaves": 0}', None, api_name="/dream")
 
 
 def status_of(url: str) -> int:
@@ -260,3 +259,9 @@ def test_e2e_screenshots_of_the_other_tabs(page):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_timeout(500)
         page.screenshot(path=SHOTS / f"{name}.png")
+
+
+def test_api_cannot_make_the_studio_read_other_files(client, files):
+    for field in ("guide", "weights", "checkpoint"):
+        with pytest.raises(Exception, match=f"the {field} file passwd is not in the studio library"):
+            client.predict(handle_file(str(files["photo"])), json.dumps({field: "/etc/passwd"}), None, api_name="/dream")

@@ -8,10 +8,10 @@ import json
 import gradio as gr
 import numpy as np
 
-from .. import imagefiles
 from ..errors import DeepDreamError
 from ..settings import from_mapping
 from .dreamtab import watch
+from .safety import check_image
 from .service import Studio
 
 
@@ -31,7 +31,7 @@ def build(studio: Studio) -> None:
             settings = from_mapping({**studio.defaults.to_dict(), **values})
             mask = None
             if mask_path:
-                mask = np.asarray(imagefiles.open_image(mask_path).convert("L"))
+                mask = np.asarray(check_image(mask_path).convert("L"))
             job = studio.dream(settings, photo_path, mask, owner=request.session_hash if request else "")
         except (DeepDreamError, json.JSONDecodeError, TypeError) as exc:
             raise gr.Error(str(exc)) from None

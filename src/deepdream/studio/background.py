@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ class VideoJobs:
 
     def start(self, kind: str, source: str | Path | None, settings: Settings, params: dict[str, Any]) -> dict:
         """Record and queue a job: kind 'video' (source a clip) or 'zoom' (a still, or None for noise)."""
-        job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000}{len(self.records())}"
+        job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.studio.check_files(settings)
         if settings.seed is None:  # one seed for every frame, also after a restart
             settings = settings.replace(seed=draw_seed())
         kept = None

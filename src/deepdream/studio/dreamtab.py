@@ -60,7 +60,7 @@ def _controls(studio: Studio, default: Settings) -> dict[str, Any]:
         c["target_class"] = gr.Dropdown(list(categories), value=default.target_class, filterable=True, label="Target class",
                                         elem_id="target-class")
         c["channels"] = gr.Textbox(label="Channels of the layers", placeholder="e.g. 0-7,12")
-        c["guide"] = gr.Image(type="filepath", label="Guide image (optional)", sources=["upload"], height=160)
+        c["guide"] = gr.File(type="filepath", label="Guide image (optional)", height=80)
     with gr.Accordion("Algorithm", open=False):
         c["preset"] = gr.Dropdown(list(PRESETS), value="default", label="Preset")
         c["octaves"] = gr.Slider(1, 8, step=1, value=default.octaves, label="Octaves", elem_id="octaves")

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import DeepDreamError
+
 PREVIEW_EVERY = 1.5  # seconds between previews inside an octave (the issue asks for at least every 2 s)
 
 
@@ -118,8 +120,6 @@ class Jobs:
             except Cancelled:
                 job.cancelled = True
             except Exception as exc:  # shown in the page as one line; the studio keeps serving
-                from ..errors import DeepDreamError
-
                 job.error = str(exc) if isinstance(exc, DeepDreamError) else f"{type(exc).__name__}: {exc}"
         job.finished.set()
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from .. import imagefiles
 from ..engine.octaves import octave_sizes
+from ..errors import OutputError, SettingsError
 from ..runtime import resolve_device
 from ..settings import FOURIER_STEPS, Settings
 from ..still import dream
@@ -42,13 +43,27 @@ class Studio:
     def device_of(self, settings: Settings) -> str:
         return str(resolve_device(settings.device))
 
+    def check_files(self, settings: Settings) -> None:
+        """Files named in settings must be the library's (or, for networks, under runs/): a page or API
+        user must not make the studio read any file of this machine. Guide images are checked uploads."""
+        roots = [self.library.folder] + ([self.backbones.runs.resolve()] if self.backbones.runs else [])
+        for name in ("guide", "mask", "weights", "checkpoint"):
+            path = getattr(settings, name)
+            if path is None:
+                continue
+            allowed = roots if name in ("weights", "checkpoint") else roots[:1]
+            if not any(Path(path).resolve().is_relative_to(root) for root in allowed):
+                raise OutputError(f"the {name} file {Path(path).name} is not in the studio library"
+                                  + (" or the runs folder" if len(allowed) > 1 else ""))
+            if name == "guide":
+                check_image(path)
+
     def dream(self, settings: Settings, photo: str | Path | None, mask: np.ndarray | None = None, *,
               owner: str = "") -> Job:
         """Queue a dream of `photo` (None: from noise); the job's result is the saved PNG's path."""
+        self.check_files(settings.replace(mask=None))
         if settings.init == "image":
             if photo is None:
-                from ..errors import SettingsError
-
                 raise SettingsError("upload a photo, or start from noise")
             size = imagefiles.fit_size(*check_image(photo).size, settings.max_size)
             if mask is not None:
@@ -75,6 +90,7 @@ class Studio:
         from ..explore import layer_sweep
 
         image = check_image(photo)
+        self.check_files(settings.replace(mask=None))
 
         def work(job: Job) -> Path:
             backbone = self.backbones.get(settings)
@@ -91,6 +107,8 @@ class Studio:
               owner: str = "") -> Job:
         """Queue a channel atlas of one layer; the result is the saved sheet's path."""
         from ..explore import channel_atlas
+
+        self.check_files(settings.replace(mask=None))
 
         def work(job: Job) -> Path:
             backbone = self.backbones.get(settings)
