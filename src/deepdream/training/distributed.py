@@ -53,7 +53,9 @@ class Processes:
         """Element-wise sum over all processes (epoch loss sums, counts, CPU seconds)."""
         if not self.distributed:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
+        # nccl reduces only tensors on the process's GPU
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+        t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t)
         return t.tolist()
 
