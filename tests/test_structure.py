@@ -20,6 +20,7 @@ LAYERS = {
     "settings": 1,
     "imagefiles": 1,
     "runtime": 1,
+    "locks": 1,
     "models": 2,
     "engine": 3,
     "featurevis": 4,

@@ -23,3 +23,7 @@ class WeightsUnavailable(ModelError):
 
 class SettingsError(DeepDreamError):
     """Invalid dream settings, preset or config file."""
+
+
+class NonFiniteError(DeepDreamError):
+    """A loss, objective, gradient or picture became NaN or infinite: the result would be garbage."""

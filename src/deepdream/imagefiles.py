@@ -114,11 +114,26 @@ def check_output(path: str | Path, *, force: bool = False, inputs: tuple[str | P
     return check_writable(path, force=force, inputs=inputs)
 
 
-def check_writable(path: Path, *, force: bool = False, inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Refuse to overwrite inputs or existing files (unless forced); the folder must be writable."""
+def check_apart(path: str | Path, inputs: tuple[str | Path | None, ...]) -> Path:
+    """Refuse an output that is one of the inputs (any file the command reads: image, checkpoint,
+    config, another output) or lies inside an input folder (a dataset, a run folder); --force or not."""
+    path = Path(path)
+    target = path.resolve()  # through symlinks: a link to the input is the input
     for src in inputs:
-        if src is not None and Path(src).exists() and path.exists() and os.path.samefile(src, path):
+        if src is None:
+            continue
+        source = Path(src).resolve()
+        if source == target or (path.exists() and source.exists() and os.path.samefile(source, path)):
             raise OutputError(f"refusing to overwrite the input {src}")
+        if source.is_dir() and target.is_relative_to(source):
+            raise OutputError(f"refusing to write {path} inside {src}, which this command reads")
+    return path
+
+
+def check_writable(path: Path, *, force: bool = False, inputs: tuple[str | Path | None, ...] = ()) -> Path:
+    """Refuse to overwrite inputs or to write into input folders (even forced), or existing files
+    (unless forced); the folder must be writable."""
+    path = check_apart(path, inputs)
     if path.is_dir():
         raise OutputError(f"{path} is a directory")
     if path.exists() and not force:

@@ -7,15 +7,17 @@ training step resolve 'auto' the same way.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import random
 import sys
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
-from .errors import SettingsError
+from .errors import NonFiniteError, SettingsError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SEED_LIMIT = 2**31  # seeds drawn here, and the largest a user may give: torch and numpy both accept it
@@ -79,6 +81,75 @@ def autocast(device: torch.device, precision: str):
 def draw_seed() -> int:
     """A fresh seed for a run the user did not seed; it is recorded with the output."""
     return random.randrange(SEED_LIMIT)
+
+
+def check_seed(seed: object) -> int:
+    """The seed itself when it is an integer in [0, SEED_LIMIT); SettingsError otherwise (no overflow later)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise SettingsError(f"seed must be an integer from 0 to {SEED_LIMIT - 1}, got {seed}")
+    return seed
+
+
+# ---------------------------------------------------------------- memory
+
+
+def available_memory(device: torch.device | None = None) -> int:
+    """Bytes that can be allocated now: free CUDA memory, else MemAvailable (free + reclaimable cache)."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):.3g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.3g} MiB"
+
+
+def check_memory(needed: float, what: str, lower: str, device: torch.device | None = None) -> None:
+    """Refuse, before anything is allocated, work whose estimated memory exceeds what is available.
+
+    A raw allocation failure is a traceback at best; on Linux, with overcommit, it is the kernel's OOM
+    killer minutes later. `lower` names the options that shrink the work (e.g. '--size or --batch-size').
+    """
+    have = available_memory(device)
+    if not math.isfinite(needed) or needed > have:
+        where = "GPU memory" if device is not None and device.type == "cuda" else "memory"
+        raise SettingsError(f"{what} needs about {_gib(needed)} of {where}, {_gib(have)} is available: lower {lower}")
+
+
+def saved_bytes(forward: Callable[[torch.Tensor], object], model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes autograd keeps for the backward pass of forward(x): each saved storage once, weights excluded."""
+    weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward(x)
+    return sum(saved.values())
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def check_finite(value: torch.Tensor | float, what: str, hint: str) -> None:
+    """NonFiniteError when a loss, objective, gradient or image holds NaN or inf: never write garbage."""
+    ok = math.isfinite(value) if isinstance(value, (int, float)) else bool(torch.isfinite(value).all())
+    if not ok:
+        raise NonFiniteError(f"{what} became NaN or infinite ({hint})")
 
 
 class Progress(Protocol):

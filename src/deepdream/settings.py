@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import SettingsError
+from .runtime import check_seed
 
 OCTAVE_MODES = ("detail", "blend")
 INITS = ("image", "noise", "fourier")  # fourier: feature visualisation from a decorrelated spectrum
@@ -86,7 +87,16 @@ class Settings:
         need(self.precision in PRECISION_CHOICES, f"unknown precision '{self.precision}'")
         need(self.device in DEVICE_CHOICES, f"unknown device '{self.device}'")
         need(self.layers is None or isinstance(self.layers, str), "layers must be a string like 'blocks.3:0.5,blocks.4'")
+        need(all(isinstance(n, str) and n for n in self.ensemble), "ensemble must list network names")
+        need(not self.ensemble or self.init == "fourier", "an ensemble applies to --init fourier pictures only")
         need(self.mask is None or isinstance(self.mask, str), "mask must be the path of an image file")
+        if self.seed is not None:
+            check_seed(self.seed)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files these settings read (guide, mask, weights, checkpoint): no output may overwrite them."""
+        return tuple(f for f in (self.guide, self.mask, self.weights, self.checkpoint) if f)
 
     @property
     def steps(self) -> int:

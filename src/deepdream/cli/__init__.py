@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from ..errors import DeepDreamError
 
 # each module defines register(subparsers); its parsers set `run` to a function(args) -> exit code
 COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch")
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,10 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what is left cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (an in-process caller's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # a full disk shows here, inside the handlers, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        # the reader left (`deepdream models | head -1`): stop quietly, as a SIGPIPE'd Unix tool does
+        _quiet_stdout()
+        return 141
     except DeepDreamError as exc:
         print(f"deepdream: error: {exc}", file=sys.stderr)
         return 1
@@ -39,4 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MemoryError:
         print("deepdream: error: out of memory (try a smaller --max-size or --tile-size)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # a full or failing disk under standard output (`> /dev/full`) or a file; other OS errors are bugs
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        _quiet_stdout()
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"deepdream: error: cannot write{where}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -3,10 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
+from pathlib import Path
+from typing import Iterator
 
+from .. import imagefiles, locks
+from ..errors import SettingsError
+from ..runtime import check_seed
 from ..settings import DEVICE_CHOICES, INITS, PRESETS, PRECISION_CHOICES, Settings, from_mapping, load_config, preset
+
+
+FLOAT_LIMIT = 3.4e38  # tensors are float32: a larger number overflows in the first operation that uses it
+LIST_LIMIT = 65536  # items a range like 0-N may expand to: more is a typo, and costs gigabytes before any check
+
+
+def seed(text: str) -> int:
+    """An integer seed in the range every random generator accepts (runtime.SEED_LIMIT)."""
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def finite_float(text: str) -> float:
+    """Any number a float32 tensor can hold: no nan, inf or overflow."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or abs(value) > FLOAT_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a finite number of at most {FLOAT_LIMIT:g}, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -20,13 +51,14 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not math.isfinite(value) or value <= 0:
+    value = finite_float(text)
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def unit_float(text: str) -> float:
@@ -37,7 +69,10 @@ def unit_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def size(text: str) -> tuple[int, int]:
@@ -54,9 +89,12 @@ def int_list(text: str) -> tuple[int, ...]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         lo, dash, hi = part.partition("-")
         try:
-            out.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+            items = range(int(lo), int(hi) + 1) if dash else range(int(lo), int(lo) + 1)
         except ValueError:
             raise argparse.ArgumentTypeError(f"bad list '{text}' (expected e.g. 0-35 or 1,4,9)") from None
+        if len(out) + len(items) > LIST_LIMIT:
+            raise argparse.ArgumentTypeError(f"'{text}' holds more than {LIST_LIMIT} items")
+        out.extend(items)
     if not out:
         raise argparse.ArgumentTypeError("empty list")
     return tuple(out)
@@ -90,9 +128,9 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--blend", type=unit_float, help="blend weight of the dreamed smaller octave (blend mode)")
     g.add_argument("--step-size", type=positive_float)
     g.add_argument("--optimizer", choices=("ascent", "sgd", "adam"))
-    g.add_argument("--jitter", type=int, help="max random shift (roll) in pixels per step")
+    g.add_argument("--jitter", type=non_negative_int, help="max random shift (roll) in pixels per step")
     g.add_argument("--smoothing", type=non_negative_float, help="Gaussian sigma applied to the gradient")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=seed)
     g.add_argument("--precision", choices=PRECISION_CHOICES,
                    help="auto (default): bf16 on CUDA and on CPUs with native bf16, except depthwise networks on the CPU")
     g.add_argument("--tile-size", type=positive_int,
@@ -116,3 +154,19 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if value is not None:
             values[f.name] = value
     return from_mapping(values)
+
+
+def read_files(args: argparse.Namespace, settings: Settings) -> tuple[str, ...]:
+    """Every file a dreaming command reads: the input, the config, and the files the settings name."""
+    return tuple(f for f in (getattr(args, "input", None), getattr(args, "config", None), *settings.files) if f)
+
+
+@contextlib.contextmanager
+def claimed_output(path: str, *, force: bool, inputs: tuple[str | Path | None, ...] = ()) -> Iterator[Path]:
+    """The checked output path, locked for this run until the block ends (see deepdream.locks).
+
+    Checked again once locked: a run that finished meanwhile has written it, and only --force overwrites.
+    """
+    output = imagefiles.check_output(path, force=force, inputs=inputs)
+    with locks.hold(output):
+        yield imagefiles.check_output(path, force=force, inputs=inputs)

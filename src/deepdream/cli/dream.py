@@ -13,7 +13,7 @@ from ..models.load import load_backbone
 from ..models.registry import describe_backbone, list_backbones
 from ..runtime import resolve_device
 from ..still import dream
-from .args import add_dream_options, add_model_options, settings_from_args
+from .args import add_dream_options, add_model_options, claimed_output, read_files, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +41,9 @@ def run_dream(args: argparse.Namespace) -> int:
         imagefiles.open_image(args.input)  # fail on a bad input before loading any network
     if settings.guide:
         imagefiles.open_image(settings.guide)
-    output = imagefiles.check_output(args.output, force=args.force, inputs=(args.input, settings.guide))
-    result = dream(args.input if settings.init == "image" else None, settings=settings, progress=not args.quiet)
-    imagefiles.save_image(result, output, metadata=result.info["deepdream"])
+    with claimed_output(args.output, force=args.force, inputs=read_files(args, settings)) as output:
+        result = dream(args.input if settings.init == "image" else None, settings=settings, progress=not args.quiet)
+        imagefiles.save_image(result, output, metadata=result.info["deepdream"])
     if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return 0

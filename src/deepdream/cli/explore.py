@@ -10,7 +10,10 @@ from ..engine.objectives import parse_layer_spec
 from ..explore import channel_atlas, layer_sweep, sweep_layers
 from ..models.load import backbone_from_settings
 from ..settings import FOURIER_STEPS, PRECISION_CHOICES
-from .args import add_dream_options, add_model_options, int_list, positive_float, positive_int, settings_from_args
+from .args import (
+    add_dream_options, add_model_options, claimed_output, int_list, positive_float, positive_int, read_files, seed,
+    settings_from_args,
+)
 
 SWEEP_MAX_SIZE = 512  # a sheet holds several dreams: smaller tiles than a single dream's 1024
 
@@ -46,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", dest="iterations", type=positive_int, help=f"optimisation steps per tile (default {FOURIER_STEPS})")
     p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate on the spectrum (default 0.05)")
     p.add_argument("--columns", type=positive_int, help="tiles per row (default: a near-square grid)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed)
     p.add_argument("--precision", choices=PRECISION_CHOICES)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -62,17 +65,17 @@ def run_sweep(args: argparse.Namespace) -> int:
     guide = None
     if settings.guide:
         imagefiles.open_image(settings.guide)
-    output = imagefiles.check_output(args.output, force=args.force, inputs=(args.input, settings.guide))
-    specs = [name for name, _ in parse_layer_spec(settings.layers)] if settings.layers else None
-    backbone = backbone_from_settings(settings)  # the one network load for the whole sheet
-    layers = sweep_layers(backbone, specs, args.every)
-    if settings.guide:
-        guide = imagefiles.load_image(settings.guide, settings.max_size)[0]
-    sheet = layer_sweep(
-        photo, backbone, settings, layers, guide=guide, columns=args.columns, with_input=args.with_input,
-        progress=not args.quiet,
-    )
-    imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
+    with claimed_output(args.output, force=args.force, inputs=read_files(args, settings)) as output:
+        specs = [name for name, _ in parse_layer_spec(settings.layers)] if settings.layers else None
+        backbone = backbone_from_settings(settings)  # the one network load for the whole sheet
+        layers = sweep_layers(backbone, specs, args.every)
+        if settings.guide:
+            guide = imagefiles.load_image(settings.guide, settings.max_size)[0]
+        sheet = layer_sweep(
+            photo, backbone, settings, layers, guide=guide, columns=args.columns, with_input=args.with_input,
+            progress=not args.quiet,
+        )
+        imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
     if not args.quiet:
         print(f"wrote {output} ({len(layers)} layers: {', '.join(layers)})", file=sys.stderr)
     return 0
@@ -80,13 +83,13 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def run_atlas(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    output = imagefiles.check_output(args.output, force=args.force)
-    backbone = backbone_from_settings(settings)
-    layer = settings.layers or (backbone.recommended_layers or tuple(backbone.layer_names()[-1:]))[0]
-    sheet = channel_atlas(
-        backbone, layer, args.channels, settings, args.tile, columns=args.columns, lr=args.lr, progress=not args.quiet
-    )
-    imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
+    with claimed_output(args.output, force=args.force, inputs=settings.files) as output:
+        backbone = backbone_from_settings(settings)
+        layer = settings.layers or (backbone.recommended_layers or tuple(backbone.layer_names()[-1:]))[0]
+        sheet = channel_atlas(
+            backbone, layer, args.channels, settings, args.tile, columns=args.columns, lr=args.lr, progress=not args.quiet
+        )
+        imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
     if not args.quiet:
         print(f"wrote {output} ({len(args.channels)} channels of {layer})", file=sys.stderr)
     return 0

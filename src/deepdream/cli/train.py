@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import imagefiles
 from ..errors import SettingsError
-from .args import positive_float, positive_int
+from .args import non_negative_float, positive_float, positive_int, seed
 
 
 def class_weights_arg(text: str) -> tuple[float, ...] | str:
@@ -64,21 +64,21 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, help="keep batch-norm statistics fixed (default: when --pretrained)")
     g.add_argument("--aux-logits", action=argparse.BooleanOptionalAction, help="inception_v3: auxiliary classifier, its loss weighted in")
-    g.add_argument("--aux-weight", type=float, help="weight of the auxiliary loss (default 0.4)")
+    g.add_argument("--aux-weight", type=non_negative_float, help="weight of the auxiliary loss (default 0.4)")
     g.add_argument("--transform-input", action=argparse.BooleanOptionalAction, help="inception_v3: re-normalise input (default: with --pretrained)")
     g.add_argument("--width", type=positive_int, help="simple_cnn: channels of the first layer (default 32)")
-    g.add_argument("--dropout", type=float, help="simple_cnn: dropout before the classifier (default 0.2)")
+    g.add_argument("--dropout", type=non_negative_float, help="simple_cnn: dropout before the classifier (default 0.2)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=positive_int, help="default: the recipe's (simple_cnn 26, efficientnet_lite0 --pretrained 2, else 10)")
     g.add_argument("--batch-size", type=positive_int, help="global batch, split over torchrun's processes (default 32)")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default adamw")
     g.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning, 1e-3 head only)")
     g.add_argument("--head-lr-scale", type=positive_float, help="the new head's lr is --lr times this (default 10 with --pretrained)")
-    g.add_argument("--weight-decay", type=float, help="default 0.01 (simple_cnn 0.05)")
-    g.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine decay (default 0.5; lite0 --pretrained 0.3)")
-    g.add_argument("--label-smoothing", type=float, help="default 0.1")
+    g.add_argument("--weight-decay", type=non_negative_float, help="default 0.01 (simple_cnn 0.05)")
+    g.add_argument("--warmup", type=non_negative_float, help="epochs of linear warm-up before the cosine decay (default 0.5; lite0 --pretrained 0.3)")
+    g.add_argument("--label-smoothing", type=non_negative_float, help="default 0.1")
     g.add_argument("--class-weights", type=class_weights_arg, help="'auto' (inverse class frequency) or e.g. 0.42,0.58")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=seed)
     g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 where the CPU/GPU has it natively")
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default cpu")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
@@ -132,11 +132,11 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 
 
-def _figure_output(path: str, force: bool) -> Path:
+def _figure_output(path: str, force: bool, inputs: tuple[str, ...]) -> Path:
     out = Path(path)
     if out.suffix.lower() not in FIGURE_FORMATS:
         raise SettingsError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got '{out.suffix}' for {out}")
-    return imagefiles.check_writable(out, force=force)
+    return imagefiles.check_writable(out, force=force, inputs=inputs)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -218,8 +218,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..training import report
     from ..training.evaluation import evaluate_checkpoint
 
-    figure = _figure_output(args.output, args.force) if args.output else None
-    json_out = imagefiles.check_writable(Path(args.json), force=args.force) if args.json else None
+    # neither output may be the checkpoint, lie in the data folder, or be the other output
+    read = (args.checkpoint, args.data)
+    figure = _figure_output(args.output, args.force, read) if args.output else None
+    json_out = imagefiles.check_writable(Path(args.json), force=args.force, inputs=(*read, figure)) if args.json else None
     _set_threads(args.threads)
     result = evaluate_checkpoint(
         args.checkpoint, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, progress=not args.quiet, on_skip=_warn_skip
@@ -245,7 +247,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     from ..training import report
 
-    figure = _figure_output(args.output, args.force) if args.output else None
+    figure = _figure_output(args.output, args.force, tuple(args.runs)) if args.output else None
     runs = [report.load_run(path) for path in args.runs]
     print(report.comparison_table(runs))
     for run in runs:

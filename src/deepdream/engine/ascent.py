@@ -7,7 +7,7 @@ from typing import Callable, Protocol
 import torch
 
 from ..models.backbone import Backbone
-from ..runtime import autocast
+from ..runtime import autocast, check_finite
 from .filters import GaussianBlur
 from .objectives import Objective
 from .taps import Taps
@@ -130,4 +130,6 @@ def ascend(
         rule.step(g)
         if on_step is not None:
             on_step()
+    # once per octave (no host round trip per step): a NaN or inf gradient would be saved as black
+    check_finite(rule.image, "the objective's gradient", "check the layer weights or lower --step-size")
     return rule.image.detach()

@@ -5,6 +5,7 @@ Every objective is maximised; the one place the sign flips is `ascent.gradient`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -165,9 +166,12 @@ def parse_layer_spec(spec: str) -> list[tuple[str, float]]:
             continue
         name, _, weight = part.partition(":")
         try:
-            out.append((name.strip(), float(weight) if weight else 1.0))
+            value = float(weight) if weight else 1.0
         except ValueError:
-            raise ValueError(f"bad layer weight in '{part}' (expected NAME or NAME:WEIGHT)") from None
+            value = math.nan
+        if not math.isfinite(value):  # a nan or inf weight would dream a black picture
+            raise SettingsError(f"bad layer weight in '{part}' (expected NAME or NAME:WEIGHT, WEIGHT a finite number)")
+        out.append((name.strip(), value))
     return out
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import SettingsError
 from ..models.backbone import Backbone
-from ..runtime import Progress, resolve_precision
+from ..runtime import Progress, check_memory, resolve_precision
 from ..settings import Settings
 from .ascent import ascend, gradient, scorer
 from .filters import GaussianBlur
@@ -150,8 +150,9 @@ class Dreamer:
         seed = s.seed if s.seed is not None else 0
         if generator is None:
             generator = torch.Generator().manual_seed(seed)
-        image = image.to(self.device, torch.float32)
         h, w = image.shape[-2:]
+        check_dream_fits(w, h, self.device, "--max-size")
+        image = image.to(self.device, torch.float32)
         sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.backbone.min_size)
         if min(h, w) < self.backbone.min_size:
             raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
@@ -201,6 +202,17 @@ class Dreamer:
         return dreamed
 
 
+# full-size float tensors a dream holds at once beside its tiles: the image, the octave's start and its
+# dream, the gradient, the detail and a resize temporary
+FULL_SIZE_COPIES = 6
+
+
+def check_dream_fits(width: int, height: int, device: torch.device, lower: str) -> None:
+    """SettingsError, before any allocation, for a picture too large to dream in the memory there is."""
+    check_memory(FULL_SIZE_COPIES * 3 * 4 * width * height, f"a {width}x{height} dream", lower, device)
+
+
 def noise_image(width: int, height: int, generator: torch.Generator) -> torch.Tensor:
     """A grey image with low-amplitude uniform noise, the classic start for visualising a layer."""
+    check_dream_fits(width, height, torch.device("cpu"), "--size")
     return 0.5 + 0.1 * (torch.rand(1, 3, height, width, generator=generator) - 0.5)

@@ -8,13 +8,13 @@ With enough margin this equals the untiled gradient; random tile offsets keep se
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
 
 import torch
 
+from ..runtime import available_memory, saved_bytes
 from .ascent import GradientFn, Shift, gradient, wrapped_index
 
 ALIGN = 32  # tile cuts fall on multiples of the largest stride, so tiles partition activation grids exactly
@@ -104,35 +104,8 @@ def tiled_gradient(score, strides: dict[str, int], tile: int, margin: int, gener
 def bytes_per_pixel(score_taps, device: torch.device, size: int = 128) -> float:
     """Bytes the backward pass keeps per input pixel: tensors saved by autograd (each storage once,
     weights excluded), from one probe forward. A whole fwd+bwd peaked within 4% of this (lite0, 1080p)."""
-    model = score_taps.model
-    weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in weights:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
     x = torch.zeros(1, 3, size, size, device=device, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        score_taps(x.contiguous(memory_format=torch.channels_last))
-    return sum(saved.values()) / (size * size)
-
-
-def available_memory() -> int:
-    """Bytes the OS can hand out now: MemAvailable (free + reclaimable cache) where Linux reports it."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 8 << 30
+    return saved_bytes(score_taps, score_taps.model, x.contiguous(memory_format=torch.channels_last)) / (size * size)
 
 
 def memory_budget(device: torch.device, reserved: int = 0) -> int:

@@ -19,6 +19,7 @@ from ..errors import ModelError
 from .architectures import Net, build_model
 from .backbone import Backbone, freeze
 from .preprocessing import Preprocessing
+from .registry import check_finite_weights, safe_load
 
 FORMAT = "deepdream-classifier"
 VERSION = 1
@@ -78,10 +79,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a torch file, pickled code refused by weights_only
-        raise ModelError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+    payload = safe_load(path, f"checkpoint {path}", "a checkpoint written by 'deepdream train'")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not a checkpoint written by 'deepdream train' (for plain weights use --weights)")
     if payload.get("version", 0) > VERSION:
@@ -95,13 +93,20 @@ def load_checkpoint(path: str | Path) -> tuple[Net, CheckpointInfo, dict[str, An
     try:
         info = CheckpointInfo.from_dict(payload)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"checkpoint {path} is incomplete ({exc})") from exc
+        raise ModelError(f"checkpoint {path} is incomplete or invalid ({exc})") from None
+    if not isinstance(payload.get("state_dict"), dict):
+        raise ModelError(f"checkpoint {path} is incomplete (no state_dict)")
+    check_finite_weights(payload["state_dict"], path)
     # pretrained=False: the checkpoint holds every weight, nothing is downloaded
-    net = build_model(info.arch, len(info.classes), pretrained=False, options=info.options)
+    try:
+        net = build_model(info.arch, len(info.classes), pretrained=False, options=info.options)
+    except (TypeError, ValueError, RuntimeError) as exc:  # options of the wrong type or size
+        raise ModelError(f"checkpoint {path} names an architecture it cannot build ({info.arch}: {exc})") from None
     try:
         net.model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise ModelError(f"checkpoint {path} does not fit {info.arch}: {str(exc).splitlines()[-1].strip()}") from exc
+        lines = str(exc).strip().splitlines() or ["weights do not match"]
+        raise ModelError(f"checkpoint {path} does not fit {info.arch}: {lines[-1].strip()}") from None
     net.model.eval()
     return net, info, payload
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, SettingsError
 from ..hints import did_you_mean
 from ..runtime import resolve_device
 from ..settings import Settings
@@ -25,6 +25,8 @@ def load_backbone(
     channels_last: bool = True,
 ) -> Backbone:
     """Build a registered backbone (or a trained checkpoint) on a device, frozen and in eval mode."""
+    if checkpoint is not None and weights is not None:
+        raise SettingsError("give either --weights or --checkpoint, not both: each is a complete set of weights")
     if checkpoint is not None:
         backbone = backbone_from_checkpoint(checkpoint)
     else:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError, SettingsError
 from ..models.architectures import get_architecture
+from ..runtime import check_seed
 from .optim import OPTIMIZERS
 from .precision import PRECISIONS
 
@@ -70,6 +72,9 @@ class TrainConfig:
         _need(self.resize is None or self.resize >= largest, f"resize must be >= size and eval size ({largest})")
         _need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         _need(self.aux_weight >= 0, f"aux weight must be >= 0, got {self.aux_weight}")
+        _need(math.isfinite(self.warmup) and self.warmup >= 0, f"warm-up must be >= 0 epochs, got {self.warmup}")
+        _need(self.lr is None or math.isfinite(self.lr), f"learning rate must be finite, got {self.lr}")
+        check_seed(self.seed)
         if isinstance(self.class_weights, str):
             _need(self.class_weights == "auto", f"class weights must be 'auto' or numbers, got '{self.class_weights}'")
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..models.architectures import train_mode
 from ..models.preprocessing import Preprocessing
-from ..runtime import Progress, autocast
+from ..runtime import Progress, autocast, check_finite
 from . import report
 from .data import Decoded
 from .optim import ClassifierLoss
@@ -75,6 +75,7 @@ def train_one_epoch(
             with autocast(device, plan.frozen):
                 output = model(_to_input(x, preprocessing, device))
             loss, logits = criterion(output, y)
+            check_finite(loss, "the training loss", f"at step {step + 1}; lower --lr")  # before it reaches the weights
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -146,6 +147,7 @@ def predict(
         views = (x, x.flip(-1)) if tta else (x,)
         with autocast(device, precision):
             probs = sum(torch.softmax(model(v).float(), dim=1) for v in views) / len(views)
+        check_finite(probs, "the model's predictions", "its weights do not hold finite numbers")
         out.append(probs.cpu())
         if progress is not None:
             progress.update(len(x))

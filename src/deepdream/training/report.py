@@ -85,7 +85,50 @@ def load_run(path: str | Path) -> Run:
         raise DeepDreamError(f"cannot read {file}: {exc}") from exc
     if not isinstance(metrics, dict) or "epochs" not in metrics:
         raise DeepDreamError(f"{file} is not a deepdream metrics file")
+    wrong = _wrong_field(metrics)
+    if wrong:
+        raise DeepDreamError(f"{file} is not a valid metrics file: {wrong}")
     return Run(file.parent, metrics)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _wrong_field(m: dict[str, Any]) -> str | None:
+    """The first field the report reads that has the wrong type (a hand-edited or foreign file), or None."""
+    epochs, classes = m["epochs"], m.get("classes", [])
+    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
+        return "epochs should be a list of records"
+    for i, e in enumerate(epochs):
+        for key in ("epoch", "val_accuracy", "val_loss", "train_accuracy", "train_loss"):
+            if (key in e or key in ("epoch", "val_accuracy")) and not _is_number(e.get(key)):
+                return f"epochs[{i}].{key} should be a number"
+    if not isinstance(m.get("config", {}), dict):
+        return "config should be a table"
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        return "classes should be a list of names"
+    for key in ("train_seconds", "train_cpu_seconds"):
+        if key in m and not _is_number(m[key]):
+            return f"{key} should be a number"
+    for key in ("best", "test"):
+        part = m.get(key, {})
+        if not isinstance(part, dict):
+            return f"{key} should be a table"
+        for field in ("accuracy", "epoch", "images"):
+            if field in part and not _is_number(part[field]):
+                return f"{key}.{field} should be a number"
+        if "split" in part and not isinstance(part["split"], str):
+            return f"{key}.split should be a name"
+        cm = part.get("confusion_matrix")
+        if cm is not None and not (
+            isinstance(cm, list) and len(cm) == len(classes)
+            and all(isinstance(r, list) and len(r) == len(cm) and all(_is_number(v) for v in r) for r in cm)
+        ):  # fmt: skip
+            return f"{key}.confusion_matrix should be a square table of counts, one row per class"
+        if cm is not None and not ("accuracy" in part and "split" in part):
+            return f"{key} has a confusion matrix but no accuracy and split"
+    return None
 
 
 def comparison_table(runs: Sequence[Run]) -> str:

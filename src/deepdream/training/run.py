@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from .. import imagefiles
-from ..errors import OutputError, SettingsError
+from ..errors import NonFiniteError, OutputError, SettingsError
 from ..models.architectures import Net, build_model, count_parameters, get_architecture, set_trainable
 from ..models.checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
 from ..models.preprocessing import Preprocessing
-from ..runtime import resolve_device
+from ..runtime import check_memory, resolve_device, saved_bytes
 from . import report
 from .config import TrainConfig, check_resumable
 from .data import DataSplits, Decoded, PhotoAugment, batches, decode, discover, prefetch
@@ -128,10 +128,13 @@ class Run:
 # ---------------------------------------------------------------- steps
 
 
-def check_output(out: Path, config: TrainConfig, resume: bool, force: bool) -> dict[str, Any] | None:
+def check_output(out: Path, config: TrainConfig, resume: bool, force: bool, data_dir: Path) -> dict[str, Any] | None:
     """Refuse to overwrite a run or to resume a different one; return the checkpoint to resume from."""
     if not out.parent.is_dir():
         raise OutputError(f"output folder {out.parent} does not exist")
+    imagefiles.check_apart(out, (data_dir, config.weights))  # a run folder never goes into (or onto) its data
+    if data_dir.resolve().is_relative_to(out.resolve()):
+        raise OutputError(f"refusing to write the run into {out}: it holds the data folder {data_dir}")
     if not resume:
         if out.exists() and not out.is_dir():
             raise OutputError(f"{out} exists and is not a folder")
@@ -163,6 +166,24 @@ def build_network(config: TrainConfig, classes: tuple[str, ...], fresh: bool, de
     set_trainable(net, freeze_backbone=config.freeze_backbone, trainable_from=config.trainable_from)
     net.model.to(device, memory_format=torch.channels_last)
     return Network(net, procs.wrap(net.model, device), pre)
+
+
+def check_fits(config: TrainConfig, network: Network, splits: DataSplits, device: torch.device, procs: Processes) -> None:
+    """Refuse, before decoding anything, a run whose decoded images or one batch's activations cannot fit."""
+    pre, model = network.pre, network.net.model
+    images = sum(len(s) for s in (splits.train, splits.val, splits.test) if s is not None)
+    what = f"training at {pre.size} px (decoded at {pre.resize}) with batch {config.batch_size}"
+    check_memory(images * 3 * pre.resize**2, f"{what}: {images} decoded images", "--size or --resize")
+    probe = max(64, network.net.min_size)
+    x = torch.zeros(1, 3, probe, probe, device=device, requires_grad=True)
+    was_training = model.training
+    model.eval()  # a batch of one through batch norm in training mode fails on some heads
+    try:
+        per_px = saved_bytes(model, model, x.contiguous(memory_format=torch.channels_last)) / probe**2
+    finally:
+        model.train(was_training)
+    # activations kept for the backward pass, and their gradients during it
+    check_memory(2 * per_px * pre.size**2 * config.batch_size // procs.world, what, "--size or --batch-size", device)
 
 
 def load_data(
@@ -361,6 +382,16 @@ def final_report(run: Run, wall_start: float) -> dict[str, Any]:
 # ---------------------------------------------------------------- the run
 
 
+def _guarded(train, run: Run, epoch: int):
+    """train(run, epoch), stopping the run on a NaN or inf loss: no checkpoint of this epoch is written,
+    so last.pt stays the last good one, and the message says which that is."""
+    try:
+        return train(run, epoch)
+    except NonFiniteError as exc:
+        kept = f"{run.out / 'last.pt'} (epoch {run.progress.epoch})" if run.progress.epoch else "none"
+        raise NonFiniteError(f"training stopped in epoch {epoch}: {exc}; last good checkpoint: {kept}") from None
+
+
 def start(
     data_dir: Path, out: Path, config: TrainConfig, payload: dict[str, Any] | None, procs: Processes,
     bars: bool, log: Log, on_skip: Callable[[Path, str], None] | None,
@@ -374,6 +405,7 @@ def start(
     network = build_network(config, splits.train.classes, payload is None, device, procs)
     if procs.distributed:
         torch.manual_seed(config.seed + procs.rank)  # and different dropout masks
+    check_fits(config, network, splits, device, procs)
     data = load_data(splits, network.pre.resize, bars, on_skip, log)
     optimisation = build_optimisation(config, network, data, device)
     progress = Progress(torch.Generator().manual_seed(config.seed))
@@ -403,7 +435,7 @@ def fit(
     wall_start = time.perf_counter()
     out, data_dir = Path(out_dir), Path(data_dir)
     with process_group(resolve_device(config.device)) as procs:
-        payload = check_output(out, config, resume, force)
+        payload = check_output(out, config, resume, force, data_dir)
         procs.barrier()  # every process has looked at the folder before rank 0 writes into it
         if not procs.main:
             log, progress = _silent, False
@@ -412,7 +444,7 @@ def fit(
             out.mkdir(exist_ok=True)  # only now: a bad data folder leaves nothing behind
             _write_json(out / "config.json", config.to_dict())
         for epoch in range(run.progress.epoch + 1, config.epochs + 1):
-            stats, ev, record = train_epoch(run, epoch)
+            stats, ev, record = _guarded(train_epoch, run, epoch)
             improved = checkpoint(run, ev)
             log(
                 f"epoch {epoch}/{config.epochs}: train loss {stats.loss:.3f} acc {stats.accuracy:.3f} | "

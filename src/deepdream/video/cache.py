@@ -9,7 +9,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .. import imagefiles
+from .. import imagefiles, locks
 from ..errors import OutputError, SettingsError
 
 
@@ -76,6 +76,15 @@ class FrameCache:
         except OSError as exc:
             raise OutputError(f"cannot use work folder {self.folder}: {exc}") from exc
         return done
+
+    def hold(self, output: Path) -> locks.Locks:
+        """Lock the folder and the output for this job: another job on either refuses, so frames of two
+        inputs never mix. The locks live beside the folder, so removing it keeps them."""
+        try:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot use work folder {self.folder}: {exc}") from exc
+        return locks.hold(self.folder, output)
 
     def save(self, index: int, frame: np.ndarray) -> None:
         try:
