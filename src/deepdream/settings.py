@@ -27,6 +27,7 @@ class Settings:
     """Everything that determines a dream; saved with every output so it can be reproduced."""
 
     model: str = "efficientnet_lite0"
+    ensemble: tuple[str, ...] = ()  # --init fourier: further networks whose objective is averaged with the model's
     weights: str | None = None
     checkpoint: str | None = None
     layers: str | None = None  # 'NAME[:WEIGHT],...' or layer indices; None: the backbone's first recommended layer
@@ -122,7 +123,7 @@ def from_mapping(values: Mapping[str, Any]) -> Settings:
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
     values = dict(values)
-    for key in ("channels", "size"):
+    for key in ("channels", "size", "ensemble"):
         if key in values and values[key] is not None:
             values[key] = tuple(values[key])
     try:
