@@ -8,8 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -17,8 +19,11 @@ from PIL import Image
 
 from conftest import synthetic_photo
 from deepdream import Settings, dream
-from deepdream.batch import BatchJob, LocalExecutor, Manifest, RayExecutor, expand_inputs, plan_batch, run_batch
+from deepdream.batch import (BatchJob, LocalExecutor, Manifest, RayExecutor, VideoOptions, expand_inputs, plan_batch,
+                             run_batch)
+from deepdream.batch.segments import crossfade_weights, seam_jumps, split, stitch
 from deepdream.errors import SettingsError
+from deepdream.video import read_frames
 
 TINY = Settings(octaves=1, iterations=2, seed=3)
 JOB = BatchJob(TINY)
@@ -277,3 +282,83 @@ def test_cli_batch_on_a_ray_address(photos, ray_cluster, tmp_path):
     assert run.returncode == 1, run.stderr
     assert "batch: 1 done, 0 skipped, 1 failed" in run.stderr and "Ray (127.0.0.1:" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "manifest.sqlite"]
+
+
+# ------------------------------------------------------------------------------------------ segments
+
+
+def test_split_covers_every_frame_once_plus_lead_ins():
+    segments = split(50, 4, 6, Fraction(25))
+    assert [(s.first, s.stop, s.lead) for s in segments] == [(0, 12, 0), (6, 25, 6), (19, 38, 6), (32, 50, 6)]
+    assert segments[1].start == pytest.approx(6 / 25) and segments[1].duration == pytest.approx(19 / 25)
+    # the lead-in never reaches past the previous segment's own frames; never more segments than frames
+    assert [(s.first, s.stop, s.lead) for s in split(6, 3, 5, Fraction(25))] == [(0, 2, 0), (0, 4, 2), (2, 6, 2)]
+    assert len(split(2, 8, 1, Fraction(25))) == 2
+
+
+def test_stitch_crossfades_the_lead_in():
+    segments = split(10, 2, 3, Fraction(25))  # frames 0-4 and 2-9, lead-in 2, 3, 4
+    a = [np.full((2, 2, 3), 10 * i, np.uint8) for i in range(5)]  # segment 0's dream of frames 0..4
+    b = [np.full((2, 2, 3), 200, np.uint8) for _ in range(8)]  # segment 1's dream of frames 2..9
+    out = list(stitch(segments, [iter(a), iter(b)]))
+    assert len(out) == 10
+    assert [int(f[0, 0, 0]) for f in out[:2]] == [0, 10]  # segment 0 alone
+    w = crossfade_weights(3)  # 1/4, 2/4, 3/4: the new segment fades in
+    assert [int(f[0, 0, 0]) for f in out[2:5]] == [round((1 - w[j]) * 10 * (j + 2) + w[j] * 200) for j in range(3)]
+    assert all(int(f[0, 0, 0]) == 200 for f in out[5:])
+
+
+def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12) -> Path:
+    """A square moving right 3 px per frame over a smooth background (no audio)."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = np.stack([xx * 255 // w, yy * 255 // h, 128 + 60 * np.sin(xx / 5.0)], -1).astype(np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            img = background.copy()
+            img[h // 3 : h // 3 + 16, 4 + 3 * i : 20 + 3 * i] = (250, 220, 30)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+# GIF output: Pillow's encoder is deterministic (libx264 with several threads is not, on a loaded machine)
+SEGMENTED = BatchJob(TINY, VideoOptions(segments=3, overlap=2, format=".gif"))
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory) -> tuple[Path, Path]:
+    """A 12-frame clip dreamed in 3 segments by one local worker: (clip, output folder)."""
+    root = tmp_path_factory.mktemp("segments")
+    (root / "in").mkdir()
+    clip = make_clip(root / "in" / "clip.mp4")
+    summary = run_batch([clip], root / "out", SEGMENTED)
+    assert (summary.done, summary.failed) == (1, 0), summary.errors
+    return clip, root / "out"
+
+
+def test_segmented_video_keeps_every_frame_in_order(segmented):
+    clip, out = segmented
+    source, dreamed = list(read_frames(clip)), list(read_frames(out / "clip.gif"))
+    assert len(dreamed) == len(source) == 12
+    # every output frame is closest to its own input frame: none lost, doubled or shifted at the seams
+    nearest = [int(np.argmin([np.abs(d.astype(int) - s).mean() for s in source])) for d in dreamed]
+    assert nearest == list(range(12))
+    assert not (out / ".segments").exists()  # segment frames are removed once stitched
+    seams, inside = seam_jumps(dreamed, split(12, 3, 2, Fraction(12)))
+    assert len(seams) == 6 and len(inside) == 5
+
+
+def test_ray_segments_in_parallel_match_local(segmented, ray_cluster, tmp_path):
+    clip, local = segmented
+    workers: set[str] = set()
+    summary = run_batch([clip], tmp_path / "out", SEGMENTED, executor=RayExecutor(workers=2),
+                        on_start=lambda item, worker: workers.add(worker))  # fmt: skip
+    assert (summary.done, summary.failed) == (1, 0), summary.errors
+    assert len(workers) == 2  # the segments went to both actors
+    dreamed, reference = list(read_frames(tmp_path / "out" / "clip.gif")), list(read_frames(local / "clip.gif"))
+    assert len(dreamed) == len(reference) and all(np.array_equal(a, b) for a, b in zip(dreamed, reference))

@@ -41,7 +41,7 @@ def _start_worker(job: BatchJob, devices: multiprocessing.SimpleQueue, threads: 
 def _run_task(task: Task) -> ItemResult:
     if isinstance(_RUNNER, ItemRunner):
         return _RUNNER.run(task)
-    return ItemResult(task.item.relpath, False, 0.0, str(_RUNNER), f"pid {os.getpid()}")
+    return ItemResult(task.key, False, 0.0, str(_RUNNER), f"pid {os.getpid()}")
 
 
 def worker_devices(job: BatchJob, workers: int) -> list[str | None]:
@@ -113,10 +113,9 @@ class LocalExecutor:
             if future.done() and future.exception() is None:
                 on_result(future.result())
                 continue
-            relpath = task.item.relpath
-            deaths[relpath] = deaths.get(relpath, 0) + 1
-            if deaths[relpath] > self.retries:
-                on_result(ItemResult(relpath, False, 0.0, "its worker process died", "local pool"))
+            deaths[task.key] = deaths.get(task.key, 0) + 1
+            if deaths[task.key] > self.retries:
+                on_result(ItemResult(task.key, False, 0.0, "its worker process died", "local pool"))
             else:
                 again.append(task)
         return pending + list(reversed(again))

@@ -13,10 +13,10 @@ from ..errors import SettingsError
 from ..imagefiles import FORMATS
 from ..runtime import SEED_LIMIT
 from ..settings import Settings
+from ..video import OUTPUT_EXTENSIONS as VIDEO_OUTPUTS
 
 IMAGE_SUFFIXES = frozenset({*FORMATS, ".gif"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
-VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".gif")  # what deepdream.video writes
 GLOB_CHARS = frozenset("*?[")
 
 
@@ -31,6 +31,7 @@ class VideoOptions:
     max_size: int | None = None  # None: keep the input's size
     segments: int = 1  # >1: one video split into overlapping segments dreamed in parallel
     overlap: int = 8  # frames shared by neighbouring segments, cross-faded
+    format: str | None = None  # '.mp4', '.gif', ...; None: keep the input's container where writable
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,14 @@ def expand_inputs(inputs: list[str | Path], exclude: Path | None = None) -> list
     return found
 
 
-def output_path(outdir: Path, relpath: str, kind: str, image_format: str | None) -> Path:
+def output_path(outdir: Path, relpath: str, kind: str, job: BatchJob) -> Path:
     """The output mirrors the input's relative path; the suffix is kept where it can be written."""
     rel = Path(relpath)
     suffix = rel.suffix.lower()
     if kind == "video":
-        suffix = suffix if suffix in VIDEO_OUTPUTS else ".mp4"
+        suffix = job.video.format or (suffix if suffix in VIDEO_OUTPUTS else ".mp4")
     else:
-        suffix = image_format or (suffix if suffix in FORMATS else ".png")
+        suffix = job.image_format or (suffix if suffix in FORMATS else ".png")
     return outdir / rel.with_suffix(suffix)
 
 
@@ -146,6 +147,10 @@ def plan_batch(inputs: list[str | Path], outdir: str | Path, job: BatchJob) -> l
         raise SettingsError("a batch dreams its input files; --init noise/fourier does not apply")
     if job.image_format is not None and job.image_format not in FORMATS:
         raise SettingsError(f"unknown image format '{job.image_format}' (use {', '.join(FORMATS)})")
+    if job.video.format is not None and job.video.format not in VIDEO_OUTPUTS:
+        raise SettingsError(f"unknown video format '{job.video.format}' (use {', '.join(VIDEO_OUTPUTS)})")
+    if job.video.segments < 1 or job.video.overlap < 0:
+        raise SettingsError("segments must be >= 1 and overlap >= 0")
     outdir = Path(outdir)
     items: dict[str, BatchItem] = {}
     outputs: dict[Path, str] = {}
@@ -155,7 +160,7 @@ def plan_batch(inputs: list[str | Path], outdir: str | Path, job: BatchJob) -> l
                 continue  # named twice (a file and its folder): one item
             raise SettingsError(f"{items[relpath].source} and {source} both map to {relpath} in {outdir}")
         kind = kind_of(source) or "image"
-        output = output_path(outdir, relpath, kind, job.image_format)
+        output = output_path(outdir, relpath, kind, job)
         if output in outputs:
             raise SettingsError(f"{outputs[output]} and {relpath} would both write {output} (use --format?)")
         seed = item_seed(job.settings.seed, relpath)

@@ -109,7 +109,7 @@ def _feed(ray, actors: list, tasks: list[Task], on_start: StartHook, on_result: 
             try:
                 data = task.item.source.read_bytes()  # read when sent: the object store holds only what is in flight
             except OSError as exc:
-                on_result(ItemResult(task.item.relpath, False, 0.0, f"cannot read {task.item.source}: {exc}", "driver"))
+                on_result(ItemResult(task.key, False, 0.0, f"cannot read {task.item.source}: {exc}", "driver"))
                 continue
             actor = idle.pop()
             flying[actor.run.remote(task, data)] = (task, actor)
@@ -122,12 +122,12 @@ def _feed(ray, actors: list, tasks: list[Task], on_start: StartHook, on_result: 
             result = ray.get(ref)
             idle.append(actor)
         except RayActorError as exc:  # it died more often than it may be restarted: it takes no more items
-            result = ItemResult(task.item.relpath, False, 0.0, f"its Ray worker died ({type(exc).__name__})", names[actor])
+            result = ItemResult(task.key, False, 0.0, f"its Ray worker died ({type(exc).__name__})", names[actor])
         except RayError as exc:
-            result = ItemResult(task.item.relpath, False, 0.0, f"{type(exc).__name__}: {exc}", names[actor])
+            result = ItemResult(task.key, False, 0.0, f"{type(exc).__name__}: {exc}", names[actor])
             idle.append(actor)
         on_result(result)
         if waiting and not idle and not flying:
             for task in reversed(waiting):
-                on_result(ItemResult(task.item.relpath, False, 0.0, "no Ray worker left", "driver"))
+                on_result(ItemResult(task.key, False, 0.0, "no Ray worker left", "driver"))
             return

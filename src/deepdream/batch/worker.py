@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import socket
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,17 +29,28 @@ from ..models.load import load_backbone
 from ..runtime import resolve_device
 from ..settings import Settings
 from ..still import dream
-from ..video import dream_video
+from ..video import FrameCache, dream_video
 from .manifest import ItemResult
 from .plan import BatchItem, BatchJob
+from .segments import Segment
 
 
 @dataclass(frozen=True)
 class Task:
-    """An item to dream; `resume` continues the frames of an interrupted video with the same settings."""
+    """An item to dream, or one segment of a video item (its frames go to the folder `frames`).
+
+    `resume` continues the frames of an interrupted video with the same settings.
+    """
 
     item: BatchItem
     resume: bool = False
+    segment: Segment | None = None
+    frames: Path | None = None
+
+    @property
+    def key(self) -> str:
+        """The item's relative path, with '#N' for segment N (from 0)."""
+        return self.item.relpath if self.segment is None else f"{self.item.relpath}#{self.segment.index}"
 
 
 class ItemRunner:
@@ -65,27 +78,33 @@ class ItemRunner:
         with _paths(task, data) as (source, output):
             try:
                 self._dream(task, source, output)
-                out = output.read_bytes() if data is not None else None
-                return ItemResult(item.relpath, True, time.perf_counter() - began, None, self.name, out)
+                out = None if data is None else _packed(output) if task.segment is not None else output.read_bytes()
+                return ItemResult(task.key, True, time.perf_counter() - began, None, self.name, out)
             except DeepDreamError as exc:
                 error = str(exc)
             except Exception as exc:  # noqa: BLE001 - a batch records any item's failure and goes on
                 error = f"{type(exc).__name__}: {exc}"
             # messages name the input as the user knows it, wherever the worker read it from
             error = error.replace(str(source), str(item.source))
-        return ItemResult(item.relpath, False, time.perf_counter() - began, error, self.name)
+        return ItemResult(task.key, False, time.perf_counter() - began, error, self.name)
 
     def _dream(self, task: Task, source: Path, output: Path) -> None:
+        """Dream the item's file into `output` (for a segment: its frames into the folder `output`)."""
         item, settings = task.item, task.item.settings(self.job)
         output.parent.mkdir(parents=True, exist_ok=True)
         if item.kind == "image":
             result = dream(source, settings=settings, backbone=self.backbone)
             imagefiles.save_image(result, output, metadata=result.info["deepdream"])
             return
-        video = self.job.video
-        dream_video(source, output, settings, flow=video.flow, blend=video.blend, start=video.start,
-                    duration=video.duration, max_size=video.max_size, resume=task.resume, force=True,
-                    backbone=self.backbone)  # fmt: skip
+        video, segment = self.job.video, task.segment
+        span = dict(start=video.start, duration=video.duration, work_dir=None, keep_frames=False)
+        if segment is not None:  # its frames stay in `output`; the clip dream_video encodes is not needed
+            span = dict(start=segment.start, duration=segment.duration, work_dir=output, keep_frames=True)
+            output = output.with_name(output.name + ".mp4")
+        dream_video(source, output, settings, flow=video.flow, blend=video.blend, max_size=video.max_size,
+                    resume=task.resume, force=True, backbone=self.backbone, **span)  # fmt: skip
+        if segment is not None:
+            output.unlink(missing_ok=True)
 
 
 def _folded_once(backbone: Backbone, settings: Settings) -> Backbone:
@@ -105,9 +124,29 @@ def _folded_once(backbone: Backbone, settings: Settings) -> Backbone:
 def _paths(task: Task, data: bytes | None) -> Iterator[tuple[Path, Path]]:
     """(input, output) paths: the item's own, or a private folder for a worker without the driver's disk."""
     if data is None:
-        yield task.item.source, task.item.output
+        yield task.item.source, task.frames if task.segment is not None else task.item.output
         return
     with tempfile.TemporaryDirectory(prefix="deepdream-batch-") as folder:
         source = Path(folder) / f"input{task.item.source.suffix}"
         source.write_bytes(data)
-        yield source, Path(folder) / f"output{task.item.output.suffix}"
+        yield source, Path(folder) / ("frames" if task.segment is not None else f"output{task.item.output.suffix}")
+
+
+def _packed(folder: Path) -> bytes:
+    """A segment's frame files as one uncompressed zip (PNGs are compressed already)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(folder.glob(FrameCache.PATTERN)):
+            archive.write(path, path.name)
+    return buffer.getvalue()
+
+
+def unpack_frames(data: bytes, folder: Path) -> None:
+    """Put a packed segment's frames into `folder` (the driver's side of `_packed`)."""
+    cache = FrameCache(folder, {})
+    cache.clear()
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            if Path(name).name == name and Path(name).match(FrameCache.PATTERN):  # nothing outside the folder
+                imagefiles.atomic_write(folder / name, lambda tmp, n=name: tmp.write_bytes(archive.read(n)))

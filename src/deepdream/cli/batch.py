@@ -8,7 +8,7 @@ import sys
 
 from ..batch import BatchJob, BatchSummary, LocalExecutor, RayExecutor, VideoOptions, run_batch
 from ..imagefiles import FORMATS
-from ..video import FLOWS
+from ..video import FLOWS, OUTPUT_EXTENSIONS
 from .args import add_dream_options, positive_int, settings_from_args, unit_float
 from .video import positive_time, time_value
 
@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of the previous frame's warped dream each frame starts from (default 0.8)")
     g.add_argument("--start", type=time_value, default=0.0, help="start time, seconds or HH:MM:SS (default 0)")
     g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream (default: to the end)")
+    g.add_argument("--video-format", choices=sorted(e.lstrip(".") for e in OUTPUT_EXTENSIONS),
+                   help="video output format (default: the input's container, MP4 for others)")
     g.add_argument("--video-max-size", type=positive_int, help="cap on the frames' long side (default: keep)")
     g.add_argument("--segments", type=positive_int, default=1,
                    help="split each video into N overlapping segments dreamed in parallel (default 1)")
@@ -53,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_batch_command(args: argparse.Namespace) -> int:
     video = VideoOptions(flow=args.flow, blend=args.flow_blend, start=args.start, duration=args.duration,
-                         max_size=args.video_max_size, segments=args.segments, overlap=args.overlap)  # fmt: skip
+                         max_size=args.video_max_size, segments=args.segments, overlap=args.overlap,
+                         format=f".{args.video_format}" if args.video_format else None)  # fmt: skip
     job = BatchJob(settings_from_args(args), video, f".{args.format}" if args.format else None)
     if args.ray is not None:
         executor = RayExecutor(address=args.ray or None, workers=args.workers, cpus_per_worker=args.cpus_per_worker)

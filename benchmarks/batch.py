@@ -1,0 +1,149 @@
+"""Batch throughput: images per minute for 1 and 2 local workers and for Ray with 2 actors, on the same
+photos in one process run, with the scaling efficiency; then the flicker at the seams of a video dreamed
+in segments, against the flicker inside the segments.
+
+    python benchmarks/batch.py                      # 32 photos, long side 160, 2 octaves x 5 steps
+    python benchmarks/batch.py --n 8 --skip-ray     # quicker
+    python benchmarks/batch.py --skip-throughput    # segment seams only
+
+Photos are the cats-vs-dogs test photos (../shared/data) resized small, or generated ones when that
+folder is absent. Two rates per run: *wall* counts everything the command does (process or cluster
+start, network loads); *steady* is items per minute between the first and the last finished item (from
+the manifest's timestamps), the rate a long batch approaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from deepdream.batch import BatchJob, LocalExecutor, Manifest, RayExecutor, VideoOptions, run_batch
+from deepdream.batch.segments import seam_jumps, split
+from deepdream.settings import Settings
+from deepdream.video import read_frames
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats-vs-dogs" / "test"
+
+
+def photos(folder: Path, n: int, size: int) -> str:
+    """n photos in `folder` with the long side `size`: real ones when available, else generated."""
+    found = sorted(PHOTOS.glob("*/*.jpg")) if PHOTOS.is_dir() else []
+    picked = [found[i * len(found) // n] for i in range(n)] if len(found) >= n else []
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        if picked:
+            img = Image.open(picked[i]).convert("RGB")
+        else:
+            yy, xx = np.mgrid[0:96, 0:128] / 128
+            rgb = np.stack([np.sin(rng.uniform(3, 9) * xx), np.cos(rng.uniform(3, 9) * yy), xx * yy], -1)
+            img = Image.fromarray((127 + 120 * rgb).astype(np.uint8))
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        img.save(folder / f"photo_{i:03d}.png")
+    return f"{n} cats-vs-dogs test photos" if picked else f"{n} generated photos"
+
+
+def rates(out: Path, n: int, wall: float) -> tuple[float, float]:
+    """(wall, steady) items per minute."""
+    with Manifest(out / "manifest.sqlite") as manifest:
+        finished = sorted(r.updated for r in manifest.records() if r.status == "done")
+    assert len(finished) == n, f"{len(finished)} of {n} done"
+    steady = (n - 1) / (finished[-1] - finished[0]) * 60 if n > 1 else float("nan")
+    return n / wall * 60, steady
+
+
+def throughput(args, settings: Settings, root: Path) -> None:
+    inputs = root / "photos"
+    inputs.mkdir()
+    what = photos(inputs, args.n, args.size)
+    runs = [("local, 1 worker (all cores)", LocalExecutor(1)), ("local, 2 workers", LocalExecutor(2))]
+    if not args.skip_ray:
+        runs.append(("Ray, 2 actors (local cluster)", RayExecutor(workers=2, num_cpus=2)))
+    print(f"# {what}, long side {args.size}, {settings.octaves} octaves x {settings.iterations} steps, "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
+    print("| run | wall s | images/min (wall) | images/min (steady) | efficiency (steady) |")
+    print("|---|---|---|---|---|")
+    base = None
+    for i, (name, executor) in enumerate(runs):
+        out = root / f"out{i}"
+        began = time.perf_counter()
+        summary = run_batch([inputs], out, BatchJob(settings), executor=executor)
+        wall = time.perf_counter() - began
+        assert summary.ok and summary.done == args.n, summary.errors
+        per_wall, per_steady = rates(out, args.n, wall)
+        workers = 1 if "1 worker" in name else 2
+        base = base or per_steady
+        efficiency = per_steady / (workers * base)
+        print(f"| {name} | {wall:.1f} | {per_wall:.1f} | {per_steady:.1f} | {efficiency:.0%} |", flush=True)
+
+
+def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 24) -> None:
+    """A photo-like background with a square drifting right: motion the flow can follow."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    bg = np.stack([xx / width, yy / height, 0.5 + 0.3 * np.sin(xx / 9) * np.cos(yy / 7)], -1) * 255
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "16"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            img = bg.astype(np.uint8)
+            x = 8 + 2 * i
+            img[height // 3 : height // 3 + 24, x : x + 24] = (240, 210, 40)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def seams(args, settings: Settings, root: Path) -> None:
+    clip = root / "clip.mp4"
+    make_clip(clip, args.frames, 128, 96)
+    print(f"\n# segments: {args.frames} frames 128x96, {args.segments} segments, flow dis, 2 local workers; "
+          "jump = mean |frame t+1 - frame t| (0..255) of the decoded output")  # fmt: skip
+    print("| run | jump inside segments | mean jump at seams | largest jump at seams | largest / inside |")
+    print("|---|---|---|---|---|")
+    crossfade = f"segments, cross-fade over {args.overlap} frames"
+    # (name, segments, overlap); the one-segment run is read at the cross-fade run's seam positions
+    for name, segments, overlap in [("one segment (reference)", 1, args.overlap),
+                                    ("segments, hard cut (overlap 0)", args.segments, 0),
+                                    (crossfade, args.segments, args.overlap)]:  # fmt: skip
+        out = root / f"seg{segments}-{overlap}"
+        job = BatchJob(settings, VideoOptions(segments=segments, overlap=overlap))
+        summary = run_batch([clip], out, job, executor=LocalExecutor(2 if segments > 1 else 1))
+        assert summary.ok, summary.errors
+        frames = list(read_frames(out / "clip.mp4"))
+        at, inside = seam_jumps(frames, split(len(frames), args.segments, overlap, 24))
+        print(f"| {name} | {np.mean(inside):.2f} | {np.mean(at):.2f} | {np.max(at):.2f} | "
+              f"{np.max(at) / np.mean(inside):.2f}x |", flush=True)  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=32, help="photos (default 32)")
+    parser.add_argument("--size", type=int, default=160, help="long side of the photos (default 160)")
+    parser.add_argument("--octaves", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=48, help="frames of the segment clip (default 48)")
+    parser.add_argument("--segments", type=int, default=4)
+    parser.add_argument("--overlap", type=int, default=6)
+    parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-seams", action="store_true")
+    args = parser.parse_args()
+    settings = Settings(octaves=args.octaves, iterations=args.iterations, seed=0)
+    with tempfile.TemporaryDirectory(prefix="deepdream-bench-") as folder:
+        if not args.skip_throughput:
+            throughput(args, settings, Path(folder))
+        if not args.skip_seams:
+            seams(args, settings, Path(folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
