@@ -40,9 +40,11 @@ class VideoJobs:
         out = []
         for path in self.folder.glob("*.json"):
             try:
-                out.append(json.loads(path.read_text()))
+                record = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
+            if isinstance(record, dict) and {"id", "kind", "state", "output", "settings", "params"} <= set(record):
+                out.append(record)
         return sorted(out, key=lambda r: r.get("created", 0), reverse=True)
 
     def start(self, kind: str, source: str | Path | None, settings: Settings, params: dict[str, Any]) -> dict:

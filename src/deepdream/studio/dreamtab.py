@@ -34,8 +34,8 @@ def progress_html(job: Job | None, text: str = "") -> str:
         if job.total and not job.finished.is_set() and not job.place:
             fraction = min(job.done / job.total, 1.0)
             return (f'<progress value="{fraction:.3f}" max="1" style="width:100%"></progress>'
-                    f'<div id="status-text">{html.escape(text)}</div>')
-    return f'<div id="status-text">{html.escape(text)}</div>'
+                    f'<div class="status-text">{html.escape(text)}</div>')
+    return f'<div class="status-text">{html.escape(text)}</div>'
 
 
 @dataclass

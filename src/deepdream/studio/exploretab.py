@@ -19,16 +19,17 @@ def build(studio: Studio, dream: DreamTab) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             kind = gr.Radio(["layer sweep", "channel atlas"], value="layer sweep", label="Sheet", elem_id="sheet-kind")
-            layer = gr.Dropdown(choices=[], allow_custom_value=True, label="Atlas layer (name or index)",
-                                value="blocks.4", elem_id="atlas-layer")
+            names = [x.name for x in studio.backbones.layers(studio.defaults)]
+            layer = gr.Dropdown(choices=names, allow_custom_value=True, label="Atlas layer (name or index)",
+                                value=studio.backbones.get(studio.defaults).recommended_layers[0], elem_id="atlas-layer")
             channels = gr.Textbox(value="0-7", label="Atlas channels", elem_id="atlas-channels")
-            tile = gr.Slider(32, 256, step=16, value=96, label="Atlas tile size (px)")
+            tile = gr.Slider(32, 256, step=16, value=96, label="Atlas tile size (px)", elem_id="atlas-tile")
             with gr.Row():
                 go = gr.Button("Make sheet", variant="primary", elem_id="explore-go")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="explore-cancel")
         with gr.Column(scale=2):
             sheet = gr.Image(label="Sheet", type="filepath", format="png", interactive=False, elem_id="sheet",
-                             buttons=["download", "fullscreen"])
+                             buttons=["download", "fullscreen"], height=420)
             status = gr.HTML(progress_html(None, ""), elem_id="explore-status")
 
     def run(data: dict, request: gr.Request):

@@ -62,7 +62,7 @@ def build(studio: Studio, dream: DreamTab) -> VideoTab:
             source = gr.File(label="Clip, or a still for a zoom loop (none: zoom from noise)", type="filepath",
                              elem_id="video-source", height=120)
             note = gr.HTML("", elem_id="video-note")
-            frames = gr.Slider(2, 600, step=1, value=48, label="Zoom frames")
+            frames = gr.Slider(2, 600, step=1, value=48, label="Zoom frames", elem_id="zoom-frames")
             zoom = gr.Slider(1.0, 1.2, step=0.005, value=1.04, label="Zoom per frame")
             flow = gr.Radio(list(FLOWS), value="dis", label="Optical flow (clips)")
             size = gr.Slider(64, 1920, step=16, value=512, label="Clip max size (long side)")
