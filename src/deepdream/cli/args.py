@@ -29,15 +29,19 @@ def seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def finite_float(text: str) -> float:
-    """Any number a float32 tensor can hold: no nan, inf or overflow."""
+def _number(text: str, ok, wanted: str) -> float:
+    """float(text) if ok(value) and a float32 tensor can hold it (no nan, inf or overflow)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not math.isfinite(value) or abs(value) > FLOAT_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be a finite number of at most {FLOAT_LIMIT:g}, got {text}")
+    if not (math.isfinite(value) and abs(value) <= FLOAT_LIMIT and ok(value)):
+        raise argparse.ArgumentTypeError(f"must be {wanted} of at most {FLOAT_LIMIT:g} in size, got {text}")
     return value
+
+
+def finite_float(text: str) -> float:
+    return _number(text, lambda v: True, "a finite number")
 
 
 def positive_int(text: str) -> int:
@@ -51,10 +55,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _number(text, lambda v: v > 0, "a positive number")
 
 
 def non_negative_int(text: str) -> int:
@@ -69,10 +70,7 @@ def unit_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return _number(text, lambda v: v >= 0, "a number >= 0")
 
 
 def size(text: str) -> tuple[int, int]:
