@@ -270,6 +270,12 @@ def test_video_refuses_a_frame_folder_in_use(world, capsys):
     assert "busy.mp4.frames is in use" in line
 
 
+def test_train_refuses_a_run_folder_in_use(world, capsys):
+    with locks.hold(world / "busyrun"):
+        line = refused(capsys, world, ["train", "data", "--out", "busyrun", "-q"])
+    assert "busyrun is in use" in line
+
+
 def test_a_stale_lock_of_a_killed_dream_is_taken_over(world, capsys, monkeypatch):
     (world / ".stale.png.lock").write_text(f"{dead_pid()}\n")
     monkeypatch.chdir(world)

@@ -8,6 +8,7 @@ rank 0 writes the run folder and logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -19,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .. import imagefiles
+from .. import imagefiles, locks
 from ..errors import NonFiniteError, OutputError, SettingsError
 from ..models.architectures import Net, build_model, count_parameters, get_architecture, set_trainable
 from ..models.checkpoint import CheckpointInfo, read_checkpoint, save_checkpoint
@@ -382,6 +383,14 @@ def final_report(run: Run, wall_start: float) -> dict[str, Any]:
 # ---------------------------------------------------------------- the run
 
 
+def _folder_lock(out: Path, procs: Processes):
+    """The run folder's lock (deepdream.locks): a second `train --out` on it refuses. Not under torchrun,
+    where one process refusing would leave the others waiting at the first barrier."""
+    if procs.distributed or not out.parent.is_dir():  # a missing parent: check_output says so
+        return contextlib.nullcontext()
+    return locks.hold(out)
+
+
 def _guarded(train, run: Run, epoch: int):
     """train(run, epoch), stopping the run on a NaN or inf loss: no checkpoint of this epoch is written,
     so last.pt stays the last good one, and the message says which that is."""
@@ -434,7 +443,7 @@ def fit(
     """
     wall_start = time.perf_counter()
     out, data_dir = Path(out_dir), Path(data_dir)
-    with process_group(resolve_device(config.device)) as procs:
+    with process_group(resolve_device(config.device)) as procs, _folder_lock(out, procs):
         payload = check_output(out, config, resume, force, data_dir)
         procs.barrier()  # every process has looked at the folder before rank 0 writes into it
         if not procs.main:
