@@ -22,7 +22,7 @@ from .engine.objectives import Objective
 from .engine.taps import Taps
 from .errors import SettingsError
 from .models.backbone import Backbone
-from .runtime import autocast, resolve_precision
+from .runtime import autocast, check_finite, check_memory, resolve_precision, saved_bytes
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -170,6 +170,22 @@ def standard_transforms(generator: torch.Generator) -> Transform:
 # ---------------------------------------------------------------- rendering
 
 
+# full-size float tensors of the picture itself: spectrum, its gradient and Adam's two moments (complex,
+# half the width), the image, the views before transforming
+PICTURE_BYTES_PER_PIXEL = 4 * (4 * 3 + 2 * 3)
+
+
+def _check_fits(networks: Sequence[Backbone], views: int, width: int, height: int, device: torch.device) -> None:
+    """Refuse a picture whose fwd+bwd cannot fit, from each network's activations on a small probe."""
+    probe = max(64, *(net.min_size for net in networks))
+    per_px = 0.0
+    for net in networks:
+        x = torch.zeros(1, 3, probe, probe, device=device, requires_grad=True)
+        per_px += saved_bytes(net.model, net.model, x.contiguous(memory_format=torch.channels_last)) / probe**2
+    need = width * height * (PICTURE_BYTES_PER_PIXEL + views * per_px)
+    check_memory(need, f"a {width}x{height} feature visualisation", "the tile or picture size", device)
+
+
 def render(
     backbone: Backbone,
     objective: Objective,
@@ -195,6 +211,7 @@ def render(
     device = backbone.device
     if precision == "auto":
         precision = resolve_precision(precision, device, backbone.model)
+    _check_fits((backbone,), 1, width, height, device)
     image = FourierImage(height, width, generator=generator).to(device)
     transform = transforms if transforms is not None else standard_transforms(generator)
     # Adam with maximize=True climbs the objective directly: no loss with a flipped sign
@@ -210,4 +227,6 @@ def render(
             if progress is not None:
                 progress.update(1)
     with torch.no_grad():
-        return image().detach()
+        out = image().detach()
+    check_finite(out, "the feature visualisation", "lower the learning rate --lr")
+    return out
