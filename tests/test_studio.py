@@ -107,6 +107,12 @@ def test_api_bad_settings_get_one_line(client, files):
         client.predict(handle_file(str(files["photo"])), '{"octaves": 0}', None, api_name="/dream")
 
 
+def test_api_cannot_make_the_studio_read_other_files(client, files):
+    for field in ("guide", "weights", "checkpoint"):
+        with pytest.raises(Exception, match=f"the {field} file passwd is not in the studio library"):
+            client.predict(handle_file(str(files["photo"])), json.dumps({field: "/etc/passwd"}), None, api_name="/dream")
+
+
 def status_of(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:

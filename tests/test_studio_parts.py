@@ -143,7 +143,8 @@ def test_library_hands_out_only_its_own_paths(tmp_path):
 
 def test_form_round_trips_every_setting():
     s = preset("vgg19-blend").replace(layers="features.10:0.5,features.20", channels=(1, 2, 5), target_class="volcano",
-                                      iterations=7, tile_size=256, seed=12, size=(96, 64), guide="/g.png")
+                                      iterations=7, tile_size=256, seed=12, size=(96, 64), guide="/g.png",
+                                      guide_layer="features.20")
     values = form.from_settings(s)
     assert form.to_settings(Settings(), values, seed=12) == s
     checkpoint = form.to_settings(s, {**values, "model": form.CHECKPOINT + "/runs/x/best.pt"}, None)

@@ -61,6 +61,7 @@ def _controls(studio: Studio, default: Settings) -> dict[str, Any]:
                                         elem_id="target-class")
         c["channels"] = gr.Textbox(label="Channels of the layers", placeholder="e.g. 0-7,12")
         c["guide"] = gr.File(type="filepath", label="Guide image (optional)", height=80)
+        c["guide_layer"] = gr.Textbox(value=default.guide_layer or "", label="Guide layer (empty: the last of the layers)")
     with gr.Accordion("Algorithm", open=False):
         c["preset"] = gr.Dropdown(list(PRESETS), value="default", label="Preset")
         c["octaves"] = gr.Slider(1, 8, step=1, value=default.octaves, label="Octaves", elem_id="octaves")

@@ -1,8 +1,8 @@
 """Settings <-> the values of the page's controls, both ways, as plain data (no Gradio here).
 
 The page shows most Settings fields one control each; a few need translating (a checkpoint is picked
-in the model list, 0 means 'auto', layers are a list). Fields without a control (weights, guide
-layer, blend blur) ride along in the settings the form started from, so "dream again" restores all.
+in the model list, 0 means 'auto', layers are a list). Fields without a control (weights, blend
+blur) ride along in the settings the form started from, so "dream again" restores all.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ CHECKPOINT = "checkpoint:"  # model-list values that name a trained checkpoint f
 PLAIN = ("octaves", "octave_scale", "octave_mode", "blend", "step_size", "optimizer", "jitter", "smoothing",
          "precision", "device", "max_size", "init")
 CONTROLS = (*PLAIN, "model", "layers", "channels", "target_class", "iterations", "tile_size", "seed", "width",
-            "height", "guide")
+            "height", "guide", "guide_layer")
 
 
 def _int(value: Any, name: str) -> int:
@@ -65,6 +65,7 @@ def to_settings(base: Settings, values: dict[str, Any], seed: int | None) -> Set
     out["tile_size"] = _int(values["tile_size"], "tile size") or None
     out["size"] = (_int(values["width"], "width"), _int(values["height"], "height"))
     out["guide"] = values["guide"] or None
+    out["guide_layer"] = (values["guide_layer"] or "").strip() or None
     out["seed"] = seed
     return from_mapping(out)
 
@@ -81,4 +82,5 @@ def from_settings(settings: Settings) -> dict[str, Any]:
     values["seed"] = settings.seed
     values["width"], values["height"] = settings.size
     values["guide"] = settings.guide
+    values["guide_layer"] = settings.guide_layer or ""
     return values
