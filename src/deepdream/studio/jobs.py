@@ -30,7 +30,7 @@ class Job:
     device: str
     owner: str = ""  # the browser session that started it
     total: int = 0  # steps (or frames) in all
-    steps_per_octave: int = 0  # a preview is taken at the end of every octave
+    steps_per_octave: int = 0  # when known, a preview is taken at the last step of every octave
     done: int = 0
     desc: str = "queued"
     place: int | None = None  # 0 running, n > 0 waiting behind n jobs, None finished
@@ -43,6 +43,7 @@ class Job:
     finished: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     _last_preview: float = 0.0
+    _octave_done: bool = False
 
     # runtime.Progress
     def update(self, n: int = 1) -> None:
@@ -53,16 +54,19 @@ class Job:
     def set_description(self, desc: str) -> None:
         if self.stop.is_set():
             raise Cancelled()
+        if desc != self.desc and self.done:
+            self._octave_done = True  # the engine starts the next octave: show how the last one ended
         self.desc = desc
 
     def close(self) -> None:
         pass
 
     def watch(self, image: torch.Tensor) -> None:
-        """Engine hook after every step: keep a copy at each octave's end and every PREVIEW_EVERY s."""
+        """Engine hook after every step: keep a copy after each octave and every PREVIEW_EVERY s."""
         now = time.monotonic()
         octave_end = self.steps_per_octave and (self.done + 1) % self.steps_per_octave == 0
-        if octave_end or now - self._last_preview >= PREVIEW_EVERY:
+        if octave_end or self._octave_done or now - self._last_preview >= PREVIEW_EVERY:
+            self._octave_done = False
             self.preview = image.detach().to("cpu", copy=True)
             self.previews += 1
             self._last_preview = now
@@ -80,7 +84,7 @@ class Job:
         if self.finished.is_set():
             return "cancelled" if self.cancelled else (f"error: {self.error}" if self.error else "done")
         eta = self.eta()
-        steps = f"{self.done}/{self.total} steps" if self.total else ""
+        steps = f"{self.done}/{max(self.total, self.done)} steps" if self.total else ""
         return " · ".join(x for x in (self.desc, steps, f"about {eta:.0f} s left" if eta is not None else "") if x)
 
 
