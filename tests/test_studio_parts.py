@@ -5,6 +5,7 @@ restart, and Gradio kept out of `import deepdream` and the other commands."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -209,3 +210,25 @@ def test_explore_jobs_make_sheets_in_the_library(tmp_path, lite0):
         meta = json.loads(Image.open(job.result).info["deepdream"])
         assert meta["sheet"]["tiles"] == tiles
     assert set(studio.library.gallery()) == {sweep.result, atlas.result}
+
+
+def test_cli_serves_on_loopback_and_prints_the_url(tmp_path):
+    pytest.importorskip("gradio")
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_DATA_HOME": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "deepdream", "studio", "--port", str(port), "--runs", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"deepdream studio: http://127.0.0.1:{port}/"), line + proc.stderr.read()
+        assert str(tmp_path / "data" / "deepdream" / "studio") in line  # the default library: the user's data dir
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as response:
+            assert response.status == 200 and b"deepdream studio" in response.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
