@@ -295,3 +295,54 @@ def test_cli_end_to_end_in_a_subprocess(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "deepdream", "audio", str(tmp_path / "fig.png"), "-o",
                           str(tmp_path / "x.wav")], env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no audio stream" in bad.stderr
+
+
+# --- music-reactive zoom ------------------------------------------------------------------------------------------
+
+
+def song(path: Path, seconds: float = 2.0, rate: int = RATE) -> Path:
+    """Kicks every 0.5 s over a quiet hum, louder in the second half."""
+    t = np.arange(round(seconds * rate)) / rate
+    kick = np.exp(-(t % 0.5) * 30) * np.sin(2 * np.pi * 80 * t)
+    loud = np.where(t >= seconds / 2, 1.0, 0.25)
+    return write(path, ((0.6 * kick + 0.03 * np.sin(2 * np.pi * 440 * t)) * loud)[None].astype(np.float32), rate)
+
+
+def test_envelope_and_onsets_follow_the_song_and_drive_the_schedule(tmp_path):
+    from deepdream.audio import music
+
+    env = music.envelope(song(tmp_path / "song.wav"), fps=8)
+    assert env.frames == 16 and env.seconds == pytest.approx(2.0)
+    kicks = [0, 4, 8, 12]  # frames where a kick starts (every 0.5 s at 8 fps)
+    assert set(np.argsort(env.onsets)[-3:]) <= set(kicks)
+    assert env.rms[8:].mean() > 3 * env.rms[:8].mean()  # the loud half
+    plan = music.music_schedule(env, zoom=1.05, strength=(0.5, 2.0))
+    assert plan.frames == 16 and len(plan.zoom) == len(plan.strength) == 16
+    assert np.mean(plan.zoom[8:]) > np.mean(plan.zoom[:8]) and max(plan.strength) == pytest.approx(2.0)
+    with pytest.raises(DeepDreamError, match="is silent"):
+        music.envelope(silent(tmp_path / "quiet.wav"), fps=8)
+
+
+def test_music_zoom_lasts_as_long_as_the_song_and_carries_it(tmp_path):
+    src = song(tmp_path / "song.wav", seconds=1.5)
+    out = tmp_path / "zoom.mp4"
+    err = stdio.StringIO()
+    with redirect_stderr(err):
+        code = cli_main(["zoom", "-o", str(out), "--audio", str(src), "--init", "noise", "--size", "64x48",
+                         "--fps", "6", "--octaves", "1", "--iterations", "1", "--seed", "1", "-q"])
+    assert code == 0, err.getvalue()
+    with av.open(str(out)) as box:
+        frames = sum(1 for _ in box.decode(video=0))
+    with av.open(str(out)) as box:
+        heard = sum(f.samples for f in box.decode(audio=0)) / box.streams.audio[0].rate
+    assert frames == 9  # 1.5 s at 6 fps
+    assert 1.5 <= heard <= 1.5 + 2 * 1024 / RATE  # AAC adds its 1024-sample priming and pads the last frame
+    code, err = cli_error_zoom(tmp_path, "--audio", str(src), "--frames", "5")
+    assert code == 1 and "leave out --frames" in err
+
+
+def cli_error_zoom(tmp_path: Path, *args: str) -> tuple[int, str]:
+    err = stdio.StringIO()
+    with redirect_stderr(err):
+        code = cli_main(["zoom", "-o", str(tmp_path / "z2.mp4"), "--init", "noise", "--size", "64x48", *args])
+    return code, err.getvalue()

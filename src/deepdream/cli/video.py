@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
+from ..audio.music import music_zoom
 from ..errors import SettingsError
 from ..video import FLOWS, OUTPUT_EXTENSIONS, VideoResult, dream_video, dream_zoom, format_seconds, parse_time
 from .args import add_dream_options, finite_float, positive_float, positive_int, settings_from_args, unit_float
@@ -101,8 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", help="start image (omit with --init noise)")
     _common(p)
     g = p.add_argument_group("zoom")
-    g.add_argument("--frames", type=positive_int, default=60, help="frames to make, the first included (default 60)")
+    g.add_argument("--frames", type=positive_int, help="frames to make, the first included (default 60; with --audio, the song's)")
     g.add_argument("--zoom", type=positive_float, default=1.04, help="scale per frame; > 1 zooms in (default 1.04)")
+    g.add_argument("--audio", metavar="SONG", help="zoom speed and dream strength follow the song's loudness and "
+                   "onsets; the song is muxed in and the video ends with it")
     g.add_argument("--rotate", type=finite_float, default=0.0, help="degrees per frame, counter-clockwise (default 0)")
     g.add_argument("--translate", type=pair, default=(0.0, 0.0), metavar="DX,DY", help="pixels per frame (default 0,0)")
     g.add_argument("--fps", type=positive_float, default=24.0, help="frames per second of the output (default 24)")
@@ -152,11 +156,16 @@ def run_zoom(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.input is None and settings.init != "noise":
         raise SettingsError("give a start image, or --init noise")
-    result = dream_zoom(
+    if args.audio is not None and args.frames is not None:
+        raise SettingsError("--audio sets the number of frames from the song; leave out --frames")
+    if args.audio is not None:
+        make_zoom = functools.partial(music_zoom, song=args.audio)
+    else:
+        make_zoom = functools.partial(dream_zoom, frames=args.frames or 60)
+    result = make_zoom(
         args.input if settings.init == "image" else None,
         args.output,
         settings,
-        frames=args.frames,
         zoom=args.zoom,
         rotate=args.rotate,
         translate=args.translate,

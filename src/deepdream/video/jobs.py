@@ -24,7 +24,7 @@ import torch
 from .. import imagefiles
 from ..engine.objectives import build_objective
 from ..engine.octaves import Dreamer, noise_image, resize
-from ..errors import OutputError, SettingsError
+from ..errors import ImageError, OutputError, SettingsError
 from ..locks import Locks
 from ..models.backbone import Backbone
 from ..models.load import backbone_from_settings
@@ -428,6 +428,7 @@ def dream_zoom(
     translate: tuple[float, float] | Sequence[tuple[float, float]] | Callable[[int], tuple[float, float]] = (0.0, 0.0),
     strength: Schedule = 1.0,
     fps: float | Fraction = 24,
+    soundtrack: str | Path | None = None,
     work_dir: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -444,7 +445,8 @@ def dream_zoom(
     or a function of the frame index: the transform of value i makes frame i from frame i - 1, so
     music or any other signal can drive the loop. Written as MP4/MOV/MKV/WebM or an endlessly looping
     GIF. With `resume`, frames in the work folder are reused, and asking for more frames than before
-    extends a loop whose values are constants.
+    extends a loop whose values are constants. `soundtrack`: a sound (or video) file whose audio is muxed in,
+    cut at the last frame (deepdream.audio.music drives the schedules from it).
     """
     settings = settings or Settings()
     if not (isinstance(frames, int) and frames >= 1):
@@ -461,7 +463,10 @@ def dream_zoom(
         imagefiles.open_image(source)
     if settings.guide:
         imagefiles.open_image(settings.guide)
-    output = check_video_output(output, force=force, inputs=(source if not noise else None, *settings.files))
+    if soundtrack is not None and not Path(soundtrack).is_file():
+        raise ImageError(f"no such file: {soundtrack}")
+    inputs = (source if not noise else None, soundtrack, *settings.files)
+    output = check_video_output(output, force=force, inputs=inputs)
     options = JobOptions(output, Path(work_dir) if work_dir is not None else None, resume, force, keep_frames,
                          progress, on_frame)  # fmt: skip
     settings = _seeded(settings.replace(init="noise") if noise else settings, options)
@@ -479,6 +484,8 @@ def dream_zoom(
     }
     if not _is_constant(strength) or strength != 1:
         job["strength"] = _described(strength, strengths)
+    if soundtrack is not None:
+        job["soundtrack"] = _file_id(Path(soundtrack))
 
     def make(dreamer: FrameDreamer, index: int, _item, prev: np.ndarray | None) -> np.ndarray:
         if index == 0:
@@ -489,4 +496,6 @@ def dream_zoom(
         return dreamer.dream(zoom_step(prev, matrix), strengths[index])
 
     run = dream_frames(job, settings, backbone, range(frames), make, options, total=frames, desc="zooming")
-    return _finish(run, options, fps, size, lambda frames: write_video(output, frames, fps=fps, comment=settings.to_json()))
+    audio = dict(audio_from=Path(soundtrack), duration=frames / fps) if soundtrack is not None else {}
+    return _finish(run, options, fps, size,
+                   lambda frames: write_video(output, frames, fps=fps, comment=settings.to_json(), **audio))
