@@ -57,6 +57,9 @@ def test_noise_dream_with_progress_on_stderr(tmp_path):
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (96, 64)
     assert "octave 1/1" in r.stderr and "wrote" in r.stderr
+    # stderr is a pipe here, not a terminal: plain lines, no carriage-return bar updates
+    assert "\r" not in r.stderr
+    assert all(line.strip() for line in r.stderr.splitlines())
 
 
 def test_layers_and_models_listings():

@@ -5,7 +5,7 @@ import torch
 
 import deepdream
 from deepdream.engine.objectives import build_objective
-from deepdream.engine.octaves import Dreamer, octave_sizes
+from deepdream.engine.octaves import Dreamer, octave_plan, octave_sizes
 from deepdream.errors import ModelError, SettingsError
 from deepdream.engine.taps import OUTPUT, Taps
 
@@ -84,6 +84,26 @@ def test_octave_pyramid_sizes():
     assert octave_sizes(400, 300, 4, 1.4, 32) == [(146, 109), (204, 153), (286, 214), (400, 300)]
     # octaves below the network's minimum size are dropped, never the full size
     assert octave_sizes(80, 80, 4, 2.0, 75) == [(80, 80)]
+
+
+def test_small_pictures_get_the_steps_of_the_octaves_they_lose():
+    settings = deepdream.Settings()
+    sizes, steps = octave_plan(settings, 48, 64, 32)
+    assert len(sizes) == 2 and steps * len(sizes) >= settings.steps * settings.octaves * 320 / 48 - len(sizes)
+    sizes, steps = octave_plan(settings, 400, 500, 32)
+    assert (len(sizes), steps) == (4, 10)  # large pictures: unchanged
+    assert octave_plan(settings.replace(iterations=7), 48, 64, 32)[1] == 7  # an explicit count is kept
+
+
+def test_default_dream_takes_hold_on_a_thumbnail(lite0):
+    from conftest import synthetic_photo
+    from deepdream.imagefiles import pil_to_tensor
+
+    thumb = pil_to_tensor(synthetic_photo(64, 48, seed=5))[0]
+    settings = deepdream.Settings(seed=0, precision="fp32")
+    with Dreamer(lite0, build_objective(lite0, settings), settings) as dreamer:
+        gain = dreamer.score(dreamer.dream(thumb)).item() / dreamer.score(thumb).item()
+    assert gain >= 2.0  # 10 steps on 2 octaves with a 32 px roll: about 1.2x (benchmarks/sizes.py)
 
 
 def test_presets_resolve_for_their_networks():

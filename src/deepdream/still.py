@@ -10,11 +10,11 @@ from PIL import Image
 
 from . import imagefiles
 from .engine.objectives import build_objective
-from .engine.octaves import Dreamer, Watch, noise_image, octave_sizes
+from .engine.octaves import Dreamer, Watch, noise_image, octave_plan
 from .errors import SettingsError
 from .featurevis import render
 from .models.backbone import Backbone
-from .models.load import backbone_from_settings
+from .models.load import backbone_from_settings, load_backbone
 from .runtime import Progress, draw_seed, progress_bar, resolve_precision
 from .settings import FOURIER_STEPS, Settings, from_mapping
 
@@ -64,16 +64,19 @@ def dream(
     fourier = settings.init == "fourier"
     if fourier:
         steps = settings.iterations or FOURIER_STEPS
+        ensemble = [load_backbone(name, device=backbone.device) for name in settings.ensemble]
     else:
-        sizes = octave_sizes(*rgb.shape[-2:], settings.octaves, settings.octave_scale, backbone.min_size)
-        steps = settings.steps * len(sizes)
+        sizes, per_octave = octave_plan(settings, *rgb.shape[-2:], backbone.min_size)
+        steps = per_octave * len(sizes)
 
     def run(bar: Progress) -> torch.Tensor:
         if fourier:
             width, height = settings.size
             precision = resolve_precision(settings.precision, backbone.device, backbone.model)
+            # a class is drawn with the recipe another network recognises (docs/explore.md)
+            recipe = "class" if settings.target_class is not None else "feature"
             return render(backbone, objective, width=width, height=height, steps=steps, generator=generator,
-                          precision=precision, progress=bar)
+                          precision=precision, progress=bar, recipe=recipe, ensemble=ensemble)
         with Dreamer(backbone, objective, settings) as dreamer:
             return dreamer.dream(rgb, generator, bar, mask=mask, watch=watch)
 

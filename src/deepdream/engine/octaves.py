@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,6 +53,30 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: 
     return sizes[::-1]
 
 
+# below this short side a picture gets proportionally more steps (see octave_plan; tuned on train/ photos,
+# checked on test/ ones with benchmarks/sizes.py)
+SMALL_SIDE = 320
+# the largest jitter roll as a share of an octave's short side: a longer roll wraps the seam across the subject
+MAX_ROLL = 0.25
+
+
+def octave_plan(settings: Settings, height: int, width: int, min_size: int) -> tuple[list[tuple[int, int]], int]:
+    """The octave sizes for an image and the ascent steps per octave.
+
+    A small picture loses octaves (they would fall below the network's minimum), and the few it keeps
+    hold few feature positions: with 10 steps on 1-2 octaves a 64 px photo gained 1.1-1.3x where a
+    500 px one gains 3x. So with the default iteration count (settings.iterations None) the steps of the
+    requested octaves are spread over the octaves kept, times SMALL_SIDE / the short side. An explicit
+    --iterations is taken as given.
+    """
+    sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, min_size)
+    steps = settings.steps
+    if settings.iterations is None:
+        boost = max(1.0, SMALL_SIDE / min(height, width))
+        steps = math.ceil(steps * settings.octaves * boost / len(sizes) - 1e-9)
+    return sizes, steps
+
+
 @dataclass
 class Dreamer:
     """A loaded backbone with its objective and settings: dream any number of images with one load."""
@@ -69,6 +94,7 @@ class Dreamer:
         self.taps = Taps(self.model, self.objective.layers)
         self.score = scorer(self.backbone, self.taps, self.objective, self.precision)
         self.tile = self.margin = None
+        self._steps = s.steps  # per octave, set for each image by dream() from its plan
         if self.objective.spatial:
             self.strides = layer_strides(self.taps, self.device)
             self.margin = margin_for(self.strides)
@@ -97,9 +123,13 @@ class Dreamer:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def plan(self, height: int, width: int) -> tuple[list[tuple[int, int]], int]:
+        """Octave sizes and steps per octave for an image of this size (see `octave_plan`)."""
+        return octave_plan(self.settings, height, width, self.backbone.min_size)
+
     def steps_per_image(self, height: int, width: int) -> int:
-        s = self.settings
-        return s.steps * len(octave_sizes(height, width, s.octaves, s.octave_scale, self.backbone.min_size))
+        sizes, steps = self.plan(height, width)
+        return steps * len(sizes)
 
     def _ascend(self, start, grad_fn, generator, progress, keep=None, watch: Watch | None = None) -> torch.Tensor:
         """Ascend `start` in place. `keep` = (picture, mask): after every step the pixels the mask marks
@@ -120,10 +150,10 @@ class Dreamer:
         return ascend(
             start,
             grad_fn,
-            steps=s.steps,
+            steps=self._steps,
             step_size=s.step_size,
             optimizer=s.optimizer,
-            jitter=s.jitter,
+            jitter=min(s.jitter, int(min(start.shape[-2:]) * MAX_ROLL)),
             blur=self.smooth,
             generator=generator,
             on_step=on_step if keep is not None or watch is not None else (progress.update if progress is not None else None),
@@ -153,7 +183,7 @@ class Dreamer:
         h, w = image.shape[-2:]
         check_dream_fits(w, h, self.device, "--max-size")
         image = image.to(self.device, torch.float32)
-        sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.backbone.min_size)
+        sizes, self._steps = self.plan(h, w)
         if min(h, w) < self.backbone.min_size:
             raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
         grad_fn = self._gradient_fn(h, w, seed + 1)
