@@ -14,6 +14,7 @@ versions), and prints, read back from the encoded outputs:
 
     python benchmarks/flicker.py --threads 1              # the table in docs/video.md (~25 min, 2 shared cores)
     python benchmarks/flicker.py --size 160x120 --frames 6   # a quick look
+    python benchmarks/flicker.py --threads 1 --skip-table    # only the timings
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated subset of: {', '.join(CLIPS)}")
+    p.add_argument("--speed-frames", type=int, default=7, help="pan frames timed in turns, steady vs --evolve")
+    p.add_argument("--skip-table", action="store_true", help="only the timings")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,7 +130,7 @@ def main() -> None:
     modes = [("dis", False), ("farneback", False), ("none", False), ("dis", True)]
     with tempfile.TemporaryDirectory() as tmp, FrameDreamer(settings, backbone) as dreamer:
         tmp = Path(tmp)
-        for name in args.clips.split(","):
+        for name in [] if args.skip_table else args.clips.split(","):
             clip = tmp / "clip.mp4"
             write_clip(clip, CLIPS[name](width, height, args.frames))
             sources = list(read_frames(clip))
@@ -138,7 +141,25 @@ def main() -> None:
                 r = dream_video(clip, out, settings, flow=flow, evolve=evolve, backbone=backbone, force=True)
                 label = f"--flow {flow}" + (" --evolve" if evolve else "")
                 print(row(label, list(read_frames(out)), sources, dreamer, r.seconds / r.dreamed), flush=True)
+        print()
+        speed(pan(width, height, args.speed_frames), dreamer)
         flow_timing(width, height)
+
+
+def speed(sources: list[np.ndarray], dreamer: FrameDreamer, flow: str = "dis") -> None:
+    """Steady against evolving, frame by frame in turns (the shared CPU's load hits both alike)."""
+    modes = {"steady (default)": SteadyCoherence(flow), "--evolve": FlowCoherence(flow)}
+    first = dreamer.dream(sources[0])
+    prev = dict.fromkeys(modes, first)
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for t in range(1, len(sources)):
+        for name in sorted(modes, reverse=t % 2 == 0):
+            began = time.perf_counter()
+            prev[name] = modes[name].dream_frame(dreamer.dream, sources[t], sources[t - 1], prev[name])
+            times[name].append(time.perf_counter() - began)
+    steady, evolve = (float(np.median(times[name])) for name in modes)
+    print(f"--flow {flow}, in turns over {len(sources) - 1} frames: steady {steady:.2f} s/frame, "
+          f"--evolve {evolve:.2f} s/frame (median; steady / evolve = {steady / evolve:.2f})")
 
 
 def flow_timing(width: int, height: int) -> None:
