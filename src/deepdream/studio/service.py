@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .. import imagefiles
-from ..engine.octaves import octave_sizes
+from ..engine.octaves import octave_plan
 from ..errors import OutputError, SettingsError
 from ..runtime import resolve_device
 from ..settings import FOURIER_STEPS, Settings
@@ -78,8 +78,8 @@ class Studio:
             if settings.init == "fourier":
                 job.total = settings.iterations or FOURIER_STEPS
             else:
-                octaves = octave_sizes(size[1], size[0], settings.octaves, settings.octave_scale, backbone.min_size)
-                job.total, job.steps_per_octave = settings.steps * len(octaves), settings.steps
+                octaves, per_octave = octave_plan(settings, size[1], size[0], backbone.min_size)
+                job.total, job.steps_per_octave = per_octave * len(octaves), per_octave
             image = dream(photo, settings=settings, backbone=backbone, progress=job, watch=job.watch)
             return self.library.save(image, f"{backbone.name}-{image_seed(image)}")
 
@@ -95,8 +95,8 @@ class Studio:
         def work(job: Job) -> Path:
             backbone = self.backbones.get(settings)
             w, h = imagefiles.fit_size(*image.size, settings.max_size)
-            job.total = settings.steps * len(octave_sizes(h, w, settings.octaves, settings.octave_scale,
-                                                           backbone.min_size)) * len(layers)
+            octaves, per_octave = octave_plan(settings, h, w, backbone.min_size)
+            job.total = per_octave * len(octaves) * len(layers)
             sheet = layer_sweep(image, backbone, settings.replace(mask=None), list(layers), with_input=True,
                                 progress=job)
             return self.library.save(sheet, f"sweep-{backbone.name}")
