@@ -1,8 +1,8 @@
 """Videos in and out: dream a clip frame by frame with optical-flow coherence, or a zoom feedback loop.
 
-reading (probe, decode), flow (optical flow, warping, warp error), coherence (how a frame follows the
-previous one: steady or evolving), writing (encode, audio), cache (the
-resumable work folder) and jobs (one frame loop under `dream_video` and `dream_zoom`).
+reading (probe, decode), flow (optical flow, warping, visibility, warp error), coherence (how a frame
+follows the previous one: steady or evolving), writing (encode, audio), cache (the resumable work
+folder) and jobs (one frame loop under `dream_video` and `dream_zoom`).
 """
 
 from .cache import FrameCache, default_work_dir
@@ -13,8 +13,9 @@ from .reading import DEFAULT_FPS, VideoError, VideoInfo, even_size, format_secon
 from .writing import OUTPUT_EXTENSIONS, check_video_output, write_video
 
 __all__ = [
-    "DEFAULT_FPS", "FLOWS", "OUTPUT_EXTENSIONS", "FlowCoherence", "FrameCache", "SteadyCoherence", "coherence", "FrameDreamer", "JobOptions",
-    "VideoError", "VideoInfo", "VideoResult", "check_video_output", "default_work_dir", "dis_flow", "dream_frames",
-    "dream_video", "dream_zoom", "even_size", "farneback_flow", "flicker", "format_seconds", "parse_time", "probe",
-    "read_frames", "visible", "warp", "warp_error", "write_video", "zoom_step", "zoom_transform",
+    "DEFAULT_FPS", "FLOWS", "OUTPUT_EXTENSIONS", "FlowCoherence", "FrameCache", "FrameDreamer", "JobOptions",
+    "SteadyCoherence", "VideoError", "VideoInfo", "VideoResult", "check_video_output", "coherence",
+    "default_work_dir", "dis_flow", "dream_frames", "dream_video", "dream_zoom", "even_size", "farneback_flow",
+    "flicker", "format_seconds", "parse_time", "probe", "read_frames", "visible", "warp", "warp_error",
+    "write_video", "zoom_step", "zoom_transform",
 ]

@@ -275,10 +275,10 @@ def dream_video(
     still where the scene does and moves with it (`SteadyCoherence`); `evolve` re-dreams every frame
     from its input blended with the previous dream (`FlowCoherence`), so patterns keep changing.
     `blend` is how much of the previous frame's warped dream is carried (default 1, or 0.8 with
-    `evolve`). The output keeps the input's fps, size (or
-    the long side capped at `max_size`) and audio. Frames are cached in `work_dir` (default: next to
-    the output) and, with `resume`, frames already there are not dreamed again. The output is written
-    only once every frame is done; the default work folder is removed then unless `keep_frames`.
+    `evolve`). The output keeps the input's fps, size (or the long side capped at `max_size`) and
+    audio. Frames are cached in `work_dir` (default: next to the output) and, with `resume`, frames
+    already there are not dreamed again. The output is written only once every frame is done; the
+    default work folder is removed then unless `keep_frames`.
     """
     settings = settings or Settings()
     if settings.init != "image":
