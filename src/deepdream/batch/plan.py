@@ -25,7 +25,8 @@ class VideoOptions:
     """How the videos of a batch are dreamed (the options of `deepdream video`)."""
 
     flow: str = "dis"
-    blend: float = 0.8  # share of the previous warped dream each frame starts from
+    blend: float | None = None  # share of the previous warped dream each frame carries (None: video's default)
+    evolve: bool = False  # patterns keep changing slowly instead of holding still
     start: float = 0.0
     duration: float | None = None
     max_size: int | None = None  # None: keep the input's size

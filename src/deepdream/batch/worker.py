@@ -101,8 +101,8 @@ class ItemRunner:
         if segment is not None:  # its frames stay in `output`; the clip dream_video encodes is not needed
             span = dict(start=segment.start, duration=segment.duration, work_dir=output, keep_frames=True)
             output = output.with_name(output.name + ".mp4")
-        dream_video(source, output, settings, flow=video.flow, blend=video.blend, max_size=video.max_size,
-                    resume=task.resume, force=True, backbone=self.backbone, **span)  # fmt: skip
+        dream_video(source, output, settings, flow=video.flow, blend=video.blend, evolve=video.evolve,
+                    max_size=video.max_size, resume=task.resume, force=True, backbone=self.backbone, **span)  # fmt: skip
         if segment is not None:
             output.unlink(missing_ok=True)
 

@@ -38,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--cpus-per-worker", type=positive_int, default=1, help="CPUs (threads) per Ray actor (default 1)")
     g = p.add_argument_group("videos")
     g.add_argument("--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence (default dis)")
-    g.add_argument("--flow-blend", type=unit_float, default=0.8,
-                   help="share of the previous frame's warped dream each frame starts from (default 0.8)")
+    g.add_argument("--evolve", action="store_true", help="patterns keep changing, slowly (see 'deepdream video')")
+    g.add_argument("--flow-blend", type=unit_float,
+                   help="share of the previous frame's warped dream each frame carries (default 1, or 0.8 with --evolve)")
     g.add_argument("--start", type=time_value, default=0.0, help="start time, seconds or HH:MM:SS (default 0)")
     g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream (default: to the end)")
     g.add_argument("--video-format", choices=sorted(e.lstrip(".") for e in OUTPUT_EXTENSIONS),
@@ -54,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    video = VideoOptions(flow=args.flow, blend=args.flow_blend, start=args.start, duration=args.duration,
-                         max_size=args.video_max_size, segments=args.segments, overlap=args.overlap,
-                         format=f".{args.video_format}" if args.video_format else None)  # fmt: skip
+    video = VideoOptions(flow=args.flow, blend=args.flow_blend, evolve=args.evolve, start=args.start,
+                         duration=args.duration, max_size=args.video_max_size, segments=args.segments,
+                         overlap=args.overlap, format=f".{args.video_format}" if args.video_format else None)  # fmt: skip
     job = BatchJob(settings_from_args(args), video, f".{args.format}" if args.format else None)
     if args.ray is not None:
         executor = RayExecutor(address=args.ray or None, workers=args.workers, cpus_per_worker=args.cpus_per_worker)
