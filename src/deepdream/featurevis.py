@@ -6,10 +6,16 @@ image is parameterised as a spectrum whose coefficients are scaled by 1/frequenc
 starts with about the same energy as in natural images), colour is decorrelated with the ImageNet
 colour-correlation matrix, a sigmoid maps the result into [0, 1], and each step looks at the image
 through a small random pad / jitter / scale / rotation so only robust features survive.
+
+A class picture needs more than that to be recognised by a network that did not make it: the
+"class" recipe looks at each step's picture through four independently zoomed (0.7-1.5), rotated
+and shifted views, gives the spectrum a steeper 1/f^1.5 decay (larger shapes, fewer fine textures),
+and can average the objective over an ensemble of networks (benchmarks/classvis.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -19,8 +25,8 @@ import torch.nn.functional as F
 
 from .engine.folding import fold_batchnorm
 from .engine.objectives import Objective
-from .engine.taps import Taps
-from .errors import SettingsError
+from .engine.taps import OUTPUT, Taps
+from .errors import ModelError, SettingsError
 from .models.backbone import Backbone
 from .runtime import autocast, check_finite, check_memory, resolve_precision, saved_bytes
 
@@ -145,6 +151,38 @@ class RandomRotate:
         return rotate(x, self.angles[int(torch.randint(len(self.angles), (1,), generator=self.generator))])
 
 
+@dataclass
+class RandomAffine:
+    """Each batch item seen through its own random zoom, rotation and shift, resampled to `size` (H, W).
+
+    A zoom below 1 shows the whole picture smaller inside a grey border, above 1 a crop of it; one
+    grid_sample call draws every view. This is the per-view transformation robustness of lucid's
+    class visualisations: a class survives only as an object, at several scales and angles.
+    """
+
+    scale: tuple[float, float]
+    degrees: float
+    shift: float  # largest shift, as a fraction of the side
+    generator: torch.Generator
+    size: tuple[int, int] | None = None  # None: the input's size
+    fill: float = 0.5
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # B x C x H x W -> B x C x h x w
+        b, c, h, w = x.shape
+        out_h, out_w = self.size or (h, w)
+        r = torch.rand(b, 4, generator=self.generator).to(x.device, x.dtype)
+        zoom = self.scale[0] + (self.scale[1] - self.scale[0]) * r[:, 0]
+        angle = torch.deg2rad((2 * r[:, 1] - 1) * self.degrees)
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        shift = (2 * r[:, 2:] - 1) * 2 * self.shift  # normalised coordinates span 2
+        # B x 2 x 3 output->input maps in normalised coordinates, corrected for the aspect ratio
+        theta = torch.stack(
+            [torch.stack([cos, -sin * h / w, shift[:, 0]], 1), torch.stack([sin * w / h, cos, shift[:, 1]], 1)], 1
+        )
+        grid = F.affine_grid(theta, [b, c, out_h, out_w], align_corners=False)
+        return F.grid_sample(x - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + self.fill
+
+
 def compose(transforms: Sequence[Transform]) -> Transform:
     def apply(x: torch.Tensor) -> torch.Tensor:
         for t in transforms:
@@ -168,6 +206,34 @@ def standard_transforms(generator: torch.Generator) -> Transform:
 
 
 # ---------------------------------------------------------------- rendering
+
+
+def class_transforms(generator: torch.Generator, height: int, width: int) -> Transform:
+    """Per-view robustness for class pictures: zoom 0.7-1.5, rotate +-20 degrees, shift +-10 %.
+
+    Views are drawn at 0.72 of the picture's side (cheaper, and together with the zoom the class is
+    seen at 0.5-1.07 times the picture's own scale, so it also holds at full size).
+    """
+    size = (max(1, round(height * 0.72)), max(1, round(width * 0.72)))
+    return RandomAffine(scale=(0.7, 1.5), degrees=20.0, shift=0.1, generator=generator, size=size)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a Fourier picture is looked at while it grows: views per step, their transforms, spectrum decay."""
+
+    views: int
+    decay_power: float  # > 1 moves the spectrum's energy to low frequencies: larger, smoother shapes
+    transforms: Callable[[torch.Generator, int, int], Transform]  # (generator, height, width) -> transform
+
+
+RECIPES: dict[str, Recipe] = {
+    # lucid's channel visualisation: one view per step, small pad/jitter/scale/rotation
+    "feature": Recipe(views=1, decay_power=1.0, transforms=lambda g, h, w: standard_transforms(g)),
+    # class pictures another network recognises (benchmarks/classvis.py): four strongly transformed
+    # views per step and a smoother spectrum, so the class has to appear as an object, not a texture
+    "class": Recipe(views=4, decay_power=1.5, transforms=class_transforms),
+}
 
 
 # full-size float tensors of the picture itself: spectrum, its gradient and Adam's two moments (complex,
@@ -198,31 +264,50 @@ def render(
     progress=None,
     lr: float = 0.05,
     transforms: Transform | None = None,
+    recipe: str = "feature",
+    ensemble: Sequence[Backbone] = (),
 ) -> torch.Tensor:
     """Return the 1 x 3 x H x W image in [0, 1] that maximises `objective`, grown from a random spectrum.
 
+    Each step scores the recipe's randomly transformed views of the image (`transforms` overrides
+    them) on `backbone` and on every network of `ensemble`, and climbs the mean: a picture that
+    satisfies several networks from many views shows what they share, not one network's blind spots.
     `generator` (a CPU generator) draws the initial spectrum and every random transform, so the same
     seed gives the same picture. `progress` (tqdm-like) gets one update per step.
     """
     if steps < 1:
         raise SettingsError(f"steps must be >= 1, got {steps}")
-    if min(width, height) < backbone.min_size:
-        raise SettingsError(f"{width}x{height} is too small: {backbone.name} needs at least {backbone.min_size} px a side")
+    if recipe not in RECIPES:
+        raise SettingsError(f"unknown recipe '{recipe}' (choose from {', '.join(RECIPES)})")
+    look = RECIPES[recipe]
+    networks = (backbone, *ensemble)
+    for net in networks:
+        if min(width, height) < net.min_size:
+            raise SettingsError(f"{width}x{height} is too small: {net.name} needs at least {net.min_size} px a side")
+        if OUTPUT in objective.layers and net.categories != backbone.categories:
+            raise ModelError(f"{net.name} and {backbone.name} do not share their classes: they cannot score one class")
+        missing = sorted(objective.layers - set(dict(net.model.named_modules())))
+        if missing:
+            raise ModelError(f"{net.name} has no layer {', '.join(missing)}: every network needs the objective's layers")
     device = backbone.device
     if precision == "auto":
         precision = resolve_precision(precision, device, backbone.model)
-    _check_fits((backbone,), 1, width, height, device)
-    image = FourierImage(height, width, generator=generator).to(device)
-    transform = transforms if transforms is not None else standard_transforms(generator)
+    _check_fits(networks, look.views, width, height, device)
+    image = FourierImage(height, width, generator=generator, decay_power=look.decay_power).to(device)
+    transform = transforms if transforms is not None else look.transforms(generator, height, width)
     # Adam with maximize=True climbs the objective directly: no loss with a flipped sign
     optimizer = torch.optim.Adam(image.parameters(), lr=lr, maximize=True)
-    with Taps(fold_batchnorm(backbone.model, keep=objective.layers), objective.layers) as taps:
+    with contextlib.ExitStack() as stack:
+        taps = [stack.enter_context(Taps(fold_batchnorm(n.model, keep=objective.layers), objective.layers))
+                for n in networks]
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            x = backbone.normalize(transform(image())).contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
-                score = objective(taps(x)).sum()
-            score.backward()
+            x = transform(image().expand(look.views, -1, -1, -1))  # views x 3 x h x w
+            score = 0.0
+            for net, tap in zip(networks, taps):
+                with autocast(device, precision):
+                    score = score + objective(tap(net.normalize(x).contiguous(memory_format=torch.channels_last))).mean()
+            (score / len(networks)).backward()
             optimizer.step()
             if progress is not None:
                 progress.update(1)

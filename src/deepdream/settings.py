@@ -146,9 +146,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "jitter": 0,
         "smoothing": 0.0,
     },
-    # class visualisation from noise: no jitter, so the unshifted picture is the one that gets optimised
-    # (p > 0.9 in 12/12 runs at 128 px vs 3/12 with jitter 32; docs/explore.md)
-    "class-noise": {"init": "noise", "jitter": 0, "size": (128, 128)},
+    # class picture another network recognises: Fourier "class" recipe made for lite0 + lite1, judged by
+    # lite2 at p 0.87-1.00 on 4/4 classes (benchmarks/classvis.py, docs/explore.md)
+    "class-noise": {"init": "fourier", "size": (224, 224), "ensemble": ("efficientnet_lite1",)},
     # VGG19 features up to a layer, 6 iterations, octave scale 2, blur (radius 2) + downscale + blend 0.6.
     # The reference's lr 0.2 multiplied a raw gradient; with normalised steps 0.02 is the equivalent strength.
     "vgg19-blend": {

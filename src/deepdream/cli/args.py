@@ -98,11 +98,21 @@ def int_list(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def name_list(text: str) -> tuple[str, ...]:
+    """'a,b' -> ('a', 'b')."""
+    names = tuple(filter(None, (p.strip() for p in text.split(","))))
+    if not names:
+        raise argparse.ArgumentTypeError("empty list")
+    return names
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     from ..models.registry import list_backbones
 
     g = parser.add_argument_group("network")
     g.add_argument("--model", choices=list_backbones(), help="backbone (default efficientnet_lite0, embedded)")
+    g.add_argument("--ensemble", type=name_list, metavar="NAME,...",
+                   help=f"--init fourier: also make the picture for these networks ({', '.join(list_backbones())})")
     g.add_argument("--weights", metavar="FILE", help="local state dict (.pth/.safetensors) instead of downloading")
     g.add_argument("--checkpoint", metavar="FILE", help="a model trained with 'deepdream train'")
     g.add_argument("--device", choices=DEVICE_CHOICES)
