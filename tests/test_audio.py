@@ -134,14 +134,15 @@ def test_resynthesis_with_no_change_is_the_input_and_griffin_lim_follows_new_mag
     geometry = Spectrogram.for_rate(RATE)
     x = torch.from_numpy(signal(seconds=1.0))
     spec = geometry.stft(x)
-    np.testing.assert_allclose(original_phase(spec, spec.abs(), geometry, x.shape[1], 0), x, atol=1e-5)
+    angles = torch.polar(torch.ones_like(spec.abs()), spec.angle())
+    np.testing.assert_allclose(original_phase(angles, spec.abs(), geometry, x.shape[1], 0), x, atol=1e-5)
     # a new magnitude (every other 100 ms muted above 1 kHz): Griffin-Lim lands closer to it than the old phase
     target = spec.abs().clone()
     target[:, 64:, ::4] *= 0.05
-    misfit = {name: (geometry.stft(fn(spec, target, geometry, x.shape[1], 16)).abs() - target).norm().item()
+    misfit = {name: (geometry.stft(fn(angles, target, geometry, x.shape[1], 16)).abs() - target).norm().item()
               for name, fn in PHASES.items()}
     assert misfit["griffinlim"] < 0.9 * misfit["original"], misfit
-    assert griffin_lim(spec, target, geometry, x.shape[1], 4).shape == x.shape
+    assert griffin_lim(angles, target, geometry, x.shape[1], 4).shape == x.shape
 
 
 def test_the_grey_network_keeps_the_picture_grey(grey_lite0):
@@ -346,3 +347,15 @@ def cli_error_zoom(tmp_path: Path, *args: str) -> tuple[int, str]:
     with redirect_stderr(err):
         code = cli_main(["zoom", "-o", str(tmp_path / "z2.mp4"), "--init", "noise", "--size", "64x48", *args])
     return code, err.getvalue()
+
+
+def test_levels_follow_the_dream_and_light_up_silence():
+    scale = Scale(top=0.0, range=80.0)
+    db = torch.tensor([[-20.0, -200.0, -200.0, -40.0]])  # F=1 x T=4: loud, silent, silent, quieter
+    picture = scale.picture(db)
+    dreamed = picture.clone()
+    dreamed[..., 0, 1] = 0.5  # the dream lights the first silent bin at -40 dB
+    dreamed[..., 0, 3] = 0.25  # and lowers the quiet one by 20 dB
+    levels, lit = scale.levels(db, dreamed)
+    torch.testing.assert_close(levels, torch.tensor([[-20.0, -40.0, -200.0, -60.0]]))
+    assert lit.tolist() == [[False, True, False, False]]

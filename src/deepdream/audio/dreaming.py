@@ -30,7 +30,7 @@ from ..runtime import Progress, draw_seed, progress_bar
 from ..settings import Settings, from_mapping
 from . import io
 from .plot import before_after
-from .spectro import PHASES, Scale, Spectrogram, decibels
+from .spectro import EPS, PHASES, Scale, Spectrogram, decibels
 
 # a file whose loudest sample is below -80 dBFS is silence: nothing for the network to see
 SILENCE = 1e-4
@@ -270,9 +270,17 @@ def dream_window(x: np.ndarray, dreamer: Dreamer, geometry: Spectrogram, scale: 
     magnitude = spec.abs()
     db = decibels(magnitude.mean(0))  # F x T: one picture for all channels keeps the stereo image
     picture = scale.picture(db)  # 1 x 3 x F x T
-    dreamed = dream_picture(dreamer, picture, dreamer.settings.seed + index, progress)
-    target = magnitude * 10 ** (scale.gain(db, dreamed) / 20)
-    y = PHASES[options.phase](spec, target, geometry, n + pad, options.griffin_lim_iterations)
+    seed = dreamer.settings.seed + index
+    dreamed = dream_picture(dreamer, picture, seed, progress)
+    levels, lit = scale.levels(db, dreamed)
+    mono = magnitude.mean(0)
+    # each channel keeps its share of the mono level; bins that were silent in every channel get it evenly
+    share = torch.where(mono > EPS, magnitude / mono.clamp_min(EPS), torch.ones_like(magnitude))
+    target = share * 10 ** (levels / 20)
+    # a bin lit up from silence has no phase of its own: a random one, as Griffin-Lim would start from
+    noise = torch.rand(spec.shape, generator=torch.Generator().manual_seed(seed)) * (2 * math.pi)
+    angles = torch.polar(torch.ones_like(magnitude), torch.where(lit, noise, spec.angle()))
+    y = PHASES[options.phase](angles, target, geometry, n + pad, options.griffin_lim_iterations)
     return y[:, :n].numpy()
 
 

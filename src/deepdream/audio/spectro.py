@@ -63,29 +63,29 @@ class Scale:
         grey = ((db - self.floor) / self.range).clamp(0, 1).flip(0)
         return grey[None, None].expand(1, 3, *grey.shape).contiguous()
 
-    def gain(self, db: torch.Tensor, dreamed: torch.Tensor) -> torch.Tensor:
-        """Decibels to add to each bin so its level becomes the dreamed picture's (F x T).
+    def levels(self, db: torch.Tensor, dreamed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(decibels per bin, lit) for a dreamed picture (1 x 3 x F x T) of the window whose levels are `db`.
 
-        Bins inside the window move by the dream's change; bins below the floor (which the picture shows as
-        black) keep their level unless the dream lit them up, then they rise to the dreamed level."""
+        Bins inside the window move by the dream's change; bins below the floor (black in the picture) keep
+        their level unless the dream lit them up (`lit`): then they take the dreamed level."""
         level = dreamed.mean(1)[0].flip(0) * self.range + self.floor  # F x T dB the dream asks for
         source = ((db - self.floor) / self.range).clamp(0, 1) * self.range + self.floor
-        lit = level > self.floor + self.range / 512
-        return torch.where(db >= self.floor, level - source, torch.where(lit, level - db, torch.zeros_like(db)))
+        lit = (db < self.floor) & (level > self.floor + self.range / 512)
+        return torch.where(db >= self.floor, db + level - source, torch.where(lit, level, db)), lit
 
 
-def original_phase(spec: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
+def original_phase(angles: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
                    iterations: int) -> torch.Tensor:
-    """New magnitudes with the input's phase: where the dream changed nothing the output is the input."""
-    return geometry.istft(torch.polar(magnitude, spec.angle()), length)
+    """New magnitudes with the given phase (unit phasors): where the dream changed nothing, the output is the
+    input."""
+    return geometry.istft(magnitude * angles, length)
 
 
-def griffin_lim(spec: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
+def griffin_lim(angles: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
                 iterations: int, momentum: float = 0.99) -> torch.Tensor:
-    """Fast Griffin-Lim (Perraudin et al. 2013) from the input's phase: the phase follows the new magnitudes
+    """Fast Griffin-Lim (Perraudin et al. 2013) from the given phase: the phase follows the new magnitudes
     until the STFT is consistent."""
-    angles = spec / spec.abs().clamp_min(EPS)
-    previous = torch.zeros_like(spec)
+    previous = torch.zeros_like(angles)
     for _ in range(iterations):
         rebuilt = geometry.stft(geometry.istft(magnitude * angles, length))
         angles = rebuilt - previous * (momentum / (1 + momentum))
