@@ -384,11 +384,27 @@ def _finite_pair(v) -> bool:
     return isinstance(v, Sequence) and len(v) == 2 and all(_finite(x) for x in v)
 
 
-def _described(value, values: list):
-    """How the manifest records a schedule: the constant as given, or every frame's value."""
-    if _is_constant(value):
-        return list(value) if isinstance(value, tuple) else value
-    return [list(v) if isinstance(v, (tuple, list)) else v for v in values]
+def _described(**schedules: tuple[object, list]) -> dict:
+    """How the manifest records each (schedule, values per frame): the constant as given, or every value."""
+    out = {}
+    for name, (value, values) in schedules.items():
+        if _is_constant(value):
+            out[name] = list(value) if isinstance(value, tuple) else value
+        else:
+            out[name] = [list(v) if isinstance(v, (tuple, list)) else v for v in values]
+    return out
+
+
+def _schedules(frames: int, zoom, rotate, translate, strength) -> tuple[list, list, list, list]:
+    """Per-frame zoom, rotation, shift and strength, each checked."""
+    if not (isinstance(frames, int) and frames >= 1):
+        raise SettingsError(f"frames must be >= 1, got {frames}")
+    return (
+        per_frame("zoom", zoom, frames, _positive),
+        per_frame("rotate", rotate, frames, _finite),
+        per_frame("translate", translate, frames, _finite_pair),
+        per_frame("strength", strength, frames, _positive),
+    )
 
 
 # a frame zoomed by more than this per step (or shrunk below its inverse) keeps almost nothing of the
@@ -449,12 +465,7 @@ def dream_zoom(
     cut at the last frame (deepdream.audio.music drives the schedules from it).
     """
     settings = settings or Settings()
-    if not (isinstance(frames, int) and frames >= 1):
-        raise SettingsError(f"frames must be >= 1, got {frames}")
-    zooms = per_frame("zoom", zoom, frames, _positive)
-    rotations = per_frame("rotate", rotate, frames, _finite)
-    shifts = per_frame("translate", translate, frames, _finite_pair)
-    strengths = per_frame("strength", strength, frames, _positive)
+    zooms, rotations, shifts, strengths = _schedules(frames, zoom, rotate, translate, strength)
     fps = Fraction(fps).limit_denominator(1001)
     if not 0 < fps <= 240:
         raise SettingsError(f"fps must be in (0, 240], got {float(fps)}")
@@ -477,13 +488,11 @@ def dream_zoom(
         "kind": "zoom",
         "input": None if noise else _file_id(Path(source)),
         "size": size,
-        "zoom": _described(zoom, zooms),
-        "rotate": _described(rotate, rotations),
-        "translate": _described(translate, shifts),
+        **_described(zoom=(zoom, zooms), rotate=(rotate, rotations), translate=(translate, shifts)),
         "settings": settings.to_dict(),
     }
     if not _is_constant(strength) or strength != 1:
-        job["strength"] = _described(strength, strengths)
+        job.update(_described(strength=(strength, strengths)))
     if soundtrack is not None:
         job["soundtrack"] = _file_id(Path(soundtrack))
 
