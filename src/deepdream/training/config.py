@@ -125,6 +125,7 @@ def load_config(run_dir: str | Path) -> TrainConfig:
 
 def check_resumable(saved: TrainConfig, config: TrainConfig) -> None:
     """SettingsError naming every setting that differs from the run's own: a resumed run may only train longer."""
-    changed = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "epochs"]
+    changed = [name for name in names if getattr(saved, name) != getattr(config, name)]
     if changed:
         raise SettingsError(f"--resume continues the run as configured; these settings differ: {', '.join(changed)}")

@@ -314,7 +314,8 @@ def checkpoint(run: Run, ev: Evaluation) -> bool:
     if not run.procs.main:
         return improved
     model = run.network.net.model
-    info = CheckpointInfo(config.arch, run.data.splits.train.classes, run.network.pre, dict(config.options), epoch, {"val_accuracy": ev.accuracy}, config.tta)
+    classes, scores = run.data.splits.train.classes, {"val_accuracy": ev.accuracy}
+    info = CheckpointInfo(config.arch, classes, run.network.pre, dict(config.options), epoch, scores, config.tta)
     if improved:
         save_checkpoint(run.out / "best.pt", model, info)
     state = {
