@@ -61,7 +61,7 @@ def test_class_picture_is_recognised_by_a_network_that_did_not_make_it(lite0, li
     """
     target = "golden retriever"
     index = lite1.resolve_class(target)
-    img = deepdream.dream(None, init="fourier", target_class=target, size=(160, 160), iterations=96, seed=0,
+    img = deepdream.dream(None, init="fourier", target_class=target, size=(160, 160), iterations=128, seed=0,
                           precision="fp32", backbone=lite0)
     picture = pil_to_tensor(img)[0]  # 1 x 3 x 160 x 160, as saved
     start = FourierImage(160, 160, generator=torch.Generator().manual_seed(0), decay_power=RECIPES["class"].decay_power)
