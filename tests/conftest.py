@@ -14,6 +14,15 @@ from PIL import Image
 import deepdream
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: tiny tensors on a small shared machine run slower with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def lite0() -> deepdream.Backbone:
     return deepdream.load_backbone("efficientnet_lite0", device="cpu")

@@ -14,7 +14,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import synthetic_photo
@@ -32,13 +31,7 @@ PHOTOS = ["a.png", "b.jpg", "sub/c.png", "sub/d.png", "sub/deeper/e.png", "f.web
 VOLATILE = ("seconds", "worker", "updated", "source", "output")  # differ between runs and folders by nature
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the tests share two cores with other jobs; one thread per process avoids OpenMP spin-waiting
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

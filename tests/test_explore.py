@@ -26,13 +26,7 @@ from deepdream.engine.taps import OUTPUT, Taps
 from conftest import run_cli, synthetic_photo
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared machine two spinning threads per process are much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Recorder:

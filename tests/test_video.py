@@ -14,7 +14,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from deepdream.models.load import load_backbone
@@ -30,12 +29,7 @@ TINY = Settings(iterations=2, octaves=1, seed=0)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
