@@ -8,7 +8,10 @@
 Strength: the dream layer's mean squared activation on the dreamed spectrogram picture / on the input's.
 Sync: correlation between the mean absolute change from one zoom frame to the next and the song's RMS per frame.
 Survival: the same activation on the picture of the WRITTEN file, re-read and analysed again; printed as
-the share of the dream's gain that is left, (written - input) / (dreamed - input).
+the share of the dream's gain that is left, (written - input) / (dreamed - input). "dreamed" is the picture
+the dream ended with, after its survival steps (which score the resynthesis; --survival-steps 0 rows show
+the dream without them). The judge (--judge, default efficientnet_lite1, same layer) never took part in
+the dream: it checks that what survives is the dream, not only the number the survival steps raised.
 The inputs are single windows (shorter than --chunk-seconds), so the dreamed picture is recomputed exactly.
 """
 
@@ -64,21 +67,28 @@ def picture(path: Path, top: float | None = None) -> tuple[torch.Tensor, float]:
     return Scale(top).picture(db), top
 
 
-def measure(name: str, src: Path, out: Path, backbone, settings, phase: str, figure: Path | None) -> None:
-    """One dream: strength of the dreamed picture, survival in the written file, seconds per minute."""
+def measure(name: str, src: Path, out: Path, backbone, judge, settings, phase: str, survival: int,
+            figure: Path | None) -> None:
+    """One dream: strength of the dreamed picture, survival in the written file (by the dreaming network and by
+    an independent judge), seconds per minute."""
     t, cpu = time.perf_counter(), time.process_time()
     result = deepdream.dream_audio(src, out, settings=settings, backbone=backbone, phase=phase, force=True,
-                                   plot=figure)
+                                   survival_steps=survival, plot=figure)
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     assert result.seconds <= result.options.chunk_seconds, "one window, so the dreamed picture can be recomputed"
+    info = deepdream.audio.probe(src)
     before, top = picture(src)
     after, _ = picture(out, top)
     with deepdream.Dreamer(backbone, deepdream.build_objective(backbone, settings), settings) as dreamer:
-        dreamed = dreaming.dream_picture(dreamer, before, settings.seed)  # what dream_audio's one window asked for
+        # the picture dream_audio's one window ended with (after its survival steps)
+        dreamed, _ = dreaming.dream_spectrogram(io.read_all(info), dreamer, Spectrogram.for_rate(info.sample_rate),
+                                                Scale(top, result.options.dynamic_range), result.options, 0)
         e0, ed, ew = (dreamer.score(p).item() for p in (before, dreamed, after))
-    print(f"| {name} | {phase} | {result.seconds:.1f} | {ed / e0:.2f}x | {ew / e0:.2f}x | "
-          f"{(ew - e0) / (ed - e0):.0%} | {seconds / result.seconds * 60:.0f} | {cpu / result.seconds * 60:.0f} |",
-          flush=True)
+    with deepdream.Dreamer(judge, deepdream.build_objective(judge, settings), settings) as other:
+        j0, jd, jw = (other.score(p).item() for p in (before, dreamed, after))
+    print(f"| {name} | {phase} | {survival} | {ed / e0:.2f}x | {ew / e0:.2f}x | {(ew - e0) / (ed - e0):.0%} | "
+          f"{jd / j0:.2f}x | {jw / j0:.2f}x | {(jw - j0) / (jd - j0):.0%} | {result.scaled:.2f} | "
+          f"{seconds / result.seconds * 60:.0f} | {cpu / result.seconds * 60:.0f} |", flush=True)
 
 
 def memory_child(minutes: float, folder: Path) -> None:
@@ -133,6 +143,7 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, help="before/after figure of the voice (PNG)")
     parser.add_argument("--memory", help="comma-separated minutes: peak RSS per duration instead")
     parser.add_argument("--inputs", default="signal,voice", help="signal, voice or both")
+    parser.add_argument("--judge", default="efficientnet_lite1", help="independent network for the survival check")
     parser.add_argument("--sync", action="store_true", help="measure the music-reactive zoom instead")
     parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -150,11 +161,14 @@ def main() -> None:
                 subprocess.run([sys.executable, __file__, "--child", minutes], check=True)
             return
         backbone = dreaming.grey(deepdream.load_backbone())
+        judge = dreaming.grey(deepdream.load_backbone(args.judge))
         settings = deepdream.Settings(**{**dreaming.AUDIO_DEFAULTS, "seed": 0})
         print(f"# default audio settings: {backbone.name} {settings.octaves} octaves x {settings.steps} steps, "
-              f"smoothing {settings.smoothing}, {torch.get_num_threads()} threads")
-        print("| input | phase | seconds | strength (dreamed / input) | written / input | gain kept | s per min "
-              "| CPU s per min |\n|---|---|---|---|---|---|---|---|", flush=True)
+              f"smoothing {settings.smoothing}, {torch.get_num_threads()} threads; judge {judge.name} "
+              f"{settings.layers or 'default layer'}")
+        print("| input | phase | survival steps | dreamed / input | written / input | gain kept | judge: dreamed "
+              "| judge: written | judge: kept | output scaled | s per min | CPU s per min |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         inputs = []
         if "signal" in args.inputs:
             inputs.append(("test signal", write_wav(folder / "signal.wav", test_signal(args.seconds, args.rate), args.rate)))
@@ -163,10 +177,13 @@ def main() -> None:
             print("(espeak-ng not installed: no voice; apt-get install -y espeak-ng)")
         elif voice is not None:
             inputs.append(("espeak-ng voice", voice))
+        default = dreaming.AudioOptions().survival_steps
         for name, src in inputs:
             for phase in ("original", "griffinlim"):
-                figure = args.figure if (src is voice and phase == "original") else None
-                measure(name, src, folder / f"{src.stem}_{phase}.flac", backbone, settings, phase, figure)
+                for survival in (0, default):
+                    figure = args.figure if (src is voice and phase == "original" and survival) else None
+                    measure(name, src, folder / f"{src.stem}_{phase}_{survival}.flac", backbone, judge, settings,
+                            phase, survival, figure)
 
 
 if __name__ == "__main__":

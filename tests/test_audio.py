@@ -134,15 +134,37 @@ def test_resynthesis_with_no_change_is_the_input_and_griffin_lim_follows_new_mag
     geometry = Spectrogram.for_rate(RATE)
     x = torch.from_numpy(signal(seconds=1.0))
     spec = geometry.stft(x)
-    angles = torch.polar(torch.ones_like(spec.abs()), spec.angle())
-    np.testing.assert_allclose(original_phase(angles, spec.abs(), geometry, x.shape[1], 0), x, atol=1e-5)
+    phasors = torch.polar(torch.ones_like(spec.abs()), spec.angle())
+    kept = original_phase(phasors, spec.abs(), geometry, x.shape[1], 0)
+    np.testing.assert_allclose(geometry.istft(spec.abs() * kept, x.shape[1]), x, atol=1e-5)
     # a new magnitude (every other 100 ms muted above 1 kHz): Griffin-Lim lands closer to it than the old phase
     target = spec.abs().clone()
     target[:, 64:, ::4] *= 0.05
-    misfit = {name: (geometry.stft(fn(angles, target, geometry, x.shape[1], 16)).abs() - target).norm().item()
+    misfit = {name: (geometry.stft(geometry.istft(target * fn(phasors, target, geometry, x.shape[1], 16),
+                                                  x.shape[1])).abs() - target).norm().item()
               for name, fn in PHASES.items()}
     assert misfit["griffinlim"] < 0.9 * misfit["original"], misfit
-    assert griffin_lim(angles, target, geometry, x.shape[1], 4).shape == x.shape
+    assert griffin_lim(phasors, target, geometry, x.shape[1], 4).shape == spec.shape
+
+
+def test_survival_steps_put_the_dream_where_the_written_file_keeps_it(tmp_path, grey_lite0):
+    """Gain kept in the written file = (written - input) / (dreamed - input), the dreamed picture being the one
+    the dream ended with; the survival steps (scored on the resynthesis) must raise it, to >= 70%."""
+    src = write(tmp_path / "in.wav", signal())
+    x = audio_io.read_all(audio.probe(src))
+    before, top = picture_of(src)
+    kept = {}
+    for steps in (0, 6):
+        result = deepdream.dream_audio(src, tmp_path / f"out{steps}.wav", backbone=grey_lite0, survival_steps=steps,
+                                       **FAST)
+        after, _ = picture_of(result.path, top)
+        with deepdream.Dreamer(grey_lite0, deepdream.build_objective(grey_lite0, result.settings),
+                               result.settings) as dreamer:
+            dreamed, _ = dreaming.dream_spectrogram(x, dreamer, Spectrogram.for_rate(RATE), Scale(top),
+                                                    result.options, 0)
+            e0, ed, ew = (dreamer.score(p).item() for p in (before, dreamed, after))
+        kept[steps] = (ew - e0) / (ed - e0)
+    assert kept[6] >= 0.7 and kept[6] > kept[0] + 0.2, kept
 
 
 def test_the_grey_network_keeps_the_picture_grey(grey_lite0):

@@ -21,6 +21,7 @@ import torch
 
 from .. import imagefiles
 from ..engine.objectives import build_objective
+from ..engine.ascent import ascend
 from ..engine.octaves import Dreamer, resize
 from ..engine.tiling import available_memory
 from ..errors import ImageError, OutputError, SettingsError
@@ -47,12 +48,17 @@ class AudioOptions:
     chunk_seconds: float = 10.0  # window length: memory per window is fixed, whatever the file's duration
     overlap_seconds: float = 1.0  # cross-faded between neighbouring windows
     dynamic_range: float = 80.0  # decibels below the loudest bin that the picture shows
+    # last ascent steps taken on the sound as it will be written: the network sees the resynthesis re-analysed
+    # (docs/audio.md: the voice kept 52% of the dream's gain in the file without them)
+    survival_steps: int = 10
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise SettingsError(f"unknown phase '{self.phase}' (choose from {', '.join(PHASES)})")
         if not (isinstance(self.griffin_lim_iterations, int) and self.griffin_lim_iterations >= 1):
             raise SettingsError(f"Griffin-Lim iterations must be >= 1, got {self.griffin_lim_iterations}")
+        if not (isinstance(self.survival_steps, int) and self.survival_steps >= 0):
+            raise SettingsError(f"survival steps must be >= 0, got {self.survival_steps}")
         if not (math.isfinite(self.overlap_seconds) and self.overlap_seconds > 0):
             raise SettingsError(f"overlap must be a positive number of seconds, got {self.overlap_seconds}")
         if not (math.isfinite(self.chunk_seconds) and self.chunk_seconds >= 2 * self.overlap_seconds):
@@ -244,7 +250,8 @@ def _dream_into(mix: np.ndarray, info: io.AudioInfo, found: Scan, dreamer: Dream
     count = 1 + math.ceil(max(0, found.samples - length) / (length - overlap))
     columns = max(geometry.columns(min(length, found.samples)), dreamer.backbone.min_size)
     height, width = _dream_size(geometry.bins, columns, dreamer)
-    with progress_bar(count * dreamer.steps_per_image(height, width), unit="step", enabled=progress) as bar:
+    steps = dreamer.steps_per_image(height, width) + options.survival_steps
+    with progress_bar(count * steps, unit="step", enabled=progress) as bar:
         for k, (start, x) in enumerate(io.windows(io.read_blocks(info), length, overlap)):
             x = x[:, : found.samples - start]
             n = x.shape[1]
@@ -259,29 +266,84 @@ def _dream_size(height: int, width: int, dreamer: Dreamer) -> tuple[int, int]:
     return h, w
 
 
+@dataclass(frozen=True)
+class WindowSound:
+    """One window's analysis: what a picture of it sounds like, differentiably in the picture."""
+
+    geometry: Spectrogram
+    scale: Scale
+    db: torch.Tensor  # F x T: the input's mono levels
+    share: torch.Tensor  # C x F x T: each channel's share of the mono magnitude
+    phasors: torch.Tensor  # C x F x T unit phasors the sound is resynthesised with
+    lit: torch.Tensor  # F x T: bins below the floor that the dream lit up
+    length: int
+
+    def magnitudes(self, picture: torch.Tensor) -> torch.Tensor:
+        return self.share * 10 ** (self.scale.levels(self.db, picture, self.lit)[0] / 20)
+
+    def sound(self, picture: torch.Tensor) -> torch.Tensor:
+        return self.geometry.istft(self.magnitudes(picture) * self.phasors, self.length)
+
+    def heard(self, picture: torch.Tensor) -> torch.Tensor:
+        """The picture of the resynthesised sound, analysed again: what the written file holds."""
+        return self.scale.picture(decibels(self.geometry.stft(self.sound(picture)).abs().mean(0)))
+
+
 def dream_window(x: np.ndarray, dreamer: Dreamer, geometry: Spectrogram, scale: Scale, options: AudioOptions,
                  index: int, progress: Progress | None = None) -> np.ndarray:
     """One window (C x n samples) dreamed through its spectrogram and resynthesised (C x n)."""
+    picture, sound = dream_spectrogram(x, dreamer, geometry, scale, options, index, progress)
+    return sound.sound(picture)[:, :x.shape[1]].numpy()
+
+
+def dream_spectrogram(x: np.ndarray, dreamer: Dreamer, geometry: Spectrogram, scale: Scale, options: AudioOptions,
+                      index: int, progress: Progress | None = None) -> tuple[torch.Tensor, WindowSound]:
+    """One window (C x n samples) -> (its dreamed picture, how that picture sounds)."""
     n = x.shape[1]
     # pad with silence up to the network's smallest input (a window shorter than min_size columns)
     pad = max(0, (dreamer.backbone.min_size - 1) * geometry.hop - n)
-    samples = torch.from_numpy(np.pad(x, ((0, 0), (0, pad))))
-    spec = geometry.stft(samples)  # C x F x T
+    spec = geometry.stft(torch.from_numpy(np.pad(x, ((0, 0), (0, pad)))))  # C x F x T
     magnitude = spec.abs()
     db = decibels(magnitude.mean(0))  # F x T: one picture for all channels keeps the stereo image
     picture = scale.picture(db)  # 1 x 3 x F x T
     seed = dreamer.settings.seed + index
     dreamed = dream_picture(dreamer, picture, seed, progress)
-    levels, lit = scale.levels(db, dreamed)
+    lit = scale.levels(db, dreamed)[1]
     mono = magnitude.mean(0)
     # each channel keeps its share of the mono level; bins that were silent in every channel get it evenly
     share = torch.where(mono > EPS, magnitude / mono.clamp_min(EPS), torch.ones_like(magnitude))
-    target = share * 10 ** (levels / 20)
     # a bin lit up from silence has no phase of its own: a random one, as Griffin-Lim would start from
     noise = torch.rand(spec.shape, generator=torch.Generator().manual_seed(seed)) * (2 * math.pi)
-    angles = torch.polar(torch.ones_like(magnitude), torch.where(lit, noise, spec.angle()))
-    y = PHASES[options.phase](angles, target, geometry, n + pad, options.griffin_lim_iterations)
-    return y[:, :n].numpy()
+    phasors = torch.polar(torch.ones_like(magnitude), torch.where(lit, noise, spec.angle()))
+    sound = WindowSound(geometry, scale, db, share, phasors, lit, n + pad)
+    phasors = PHASES[options.phase](phasors, sound.magnitudes(dreamed), geometry, n + pad,
+                                    options.griffin_lim_iterations)
+    sound = dataclasses.replace(sound, phasors=phasors)
+    return survive(dreamer, sound, dreamed, options.survival_steps, seed, progress), sound
+
+
+def survive(dreamer: Dreamer, sound: WindowSound, picture: torch.Tensor, steps: int, seed: int,
+            progress: Progress | None = None) -> torch.Tensor:
+    """`steps` more ascent steps on the picture, scored on what the written file will hold (`sound.heard`).
+
+    A change finer than the STFT's overlap, or one the kept phase contradicts, is smeared away when the
+    sound is analysed again; scoring the re-analysed picture makes the dream put its gain where it lasts.
+    The network's gradient comes from the dreamer (tiled, at the capped size) and is carried back through
+    the resynthesis by autograd."""
+    if steps == 0:
+        return picture
+    size = _dream_size(*picture.shape[-2:], dreamer)
+    network = dreamer.gradient_fn(*size, seed + 1)
+
+    def grad(p: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+        p = p.detach().requires_grad_(True)
+        heard = resize(sound.heard(p), size)
+        (g,) = torch.autograd.grad(heard, p, network(heard.detach(), shift))
+        return g
+
+    s = dreamer.settings
+    return ascend(picture, grad, steps=steps, step_size=s.step_size, optimizer=s.optimizer, blur=dreamer.smooth,
+                  on_step=progress.update if progress is not None else None)
 
 
 def dream_picture(dreamer: Dreamer, picture: torch.Tensor, seed: int, progress: Progress | None = None) -> torch.Tensor:

@@ -63,36 +63,39 @@ class Scale:
         grey = ((db - self.floor) / self.range).clamp(0, 1).flip(0)
         return grey[None, None].expand(1, 3, *grey.shape).contiguous()
 
-    def levels(self, db: torch.Tensor, dreamed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def levels(self, db: torch.Tensor, dreamed: torch.Tensor,
+               lit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(decibels per bin, lit) for a dreamed picture (1 x 3 x F x T) of the window whose levels are `db`.
 
         Bins inside the window move by the dream's change; bins below the floor (black in the picture) keep
-        their level unless the dream lit them up (`lit`): then they take the dreamed level."""
+        their level unless the dream lit them up (`lit`, found here unless given): then they take the
+        dreamed level. Differentiable in `dreamed`."""
         level = dreamed.mean(1)[0].flip(0) * self.range + self.floor  # F x T dB the dream asks for
         source = ((db - self.floor) / self.range).clamp(0, 1) * self.range + self.floor
-        lit = (db < self.floor) & (level > self.floor + self.range / 512)
+        if lit is None:
+            lit = (db < self.floor) & (level > self.floor + self.range / 512)
         return torch.where(db >= self.floor, db + level - source, torch.where(lit, level, db)), lit
 
 
-def original_phase(angles: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
+def original_phase(phasors: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
                    iterations: int) -> torch.Tensor:
-    """New magnitudes with the given phase (unit phasors): where the dream changed nothing, the output is the
-    input."""
-    return geometry.istft(magnitude * angles, length)
+    """The input's phase, kept: where the dream changed nothing, the output is the input."""
+    return phasors
 
 
-def griffin_lim(angles: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
+def griffin_lim(phasors: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
                 iterations: int, momentum: float = 0.99) -> torch.Tensor:
     """Fast Griffin-Lim (Perraudin et al. 2013) from the given phase: the phase follows the new magnitudes
     until the STFT is consistent."""
-    previous = torch.zeros_like(angles)
+    previous = torch.zeros_like(phasors)
     for _ in range(iterations):
-        rebuilt = geometry.stft(geometry.istft(magnitude * angles, length))
-        angles = rebuilt - previous * (momentum / (1 + momentum))
-        angles = angles / angles.abs().clamp_min(EPS)
+        rebuilt = geometry.stft(geometry.istft(magnitude * phasors, length))
+        phasors = rebuilt - previous * (momentum / (1 + momentum))
+        phasors = phasors / phasors.abs().clamp_min(EPS)
         previous = rebuilt
-    return geometry.istft(magnitude * angles, length)
+    return phasors
 
 
-Resynthesis = Callable[[torch.Tensor, torch.Tensor, Spectrogram, int, int], torch.Tensor]
-PHASES: dict[str, Resynthesis] = {"original": original_phase, "griffinlim": griffin_lim}
+# f(unit phasors to start from, new magnitudes, geometry, length, iterations) -> the unit phasors to resynthesise with
+PhaseRule = Callable[[torch.Tensor, torch.Tensor, Spectrogram, int, int], torch.Tensor]
+PHASES: dict[str, PhaseRule] = {"original": original_phase, "griffinlim": griffin_lim}

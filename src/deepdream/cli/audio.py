@@ -11,7 +11,7 @@ from ..audio import OUTPUT_FORMATS, PHASES, AudioOptions, dream_audio, read_meta
 from ..audio.dreaming import AUDIO_DEFAULTS
 from ..errors import DeepDreamError, SettingsError
 from ..settings import PRESETS, Settings, from_mapping, load_config, preset
-from .args import add_dream_options, positive_float, positive_int
+from .args import add_dream_options, non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--phase", choices=list(PHASES),
                    help="original (default): keep the input's phase; griffinlim: let it follow the new magnitudes")
     g.add_argument("--griffin-lim-iterations", type=positive_int, help="iterations for --phase griffinlim (32)")
+    g.add_argument("--survival-steps", type=non_negative_int,
+                   help="last steps scored on the sound as it will be written, so the dream survives resynthesis (10)")
     g.add_argument("--chunk-seconds", type=positive_float, help="window length (10 s): memory does not grow with duration")
     g.add_argument("--overlap-seconds", type=positive_float, help="cross-fade between windows (1 s)")
     g.add_argument("--dynamic-range", type=positive_float, help="decibels below the loudest bin the picture shows (80)")

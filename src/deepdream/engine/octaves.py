@@ -102,8 +102,9 @@ class Dreamer:
         self.smooth = GaussianBlur(s.smoothing) if s.smoothing > 0 else None
         self.blend_blur = GaussianBlur(s.blend_blur, "replicate") if s.blend_blur > 0 else None
 
-    def _gradient_fn(self, height: int, width: int, seed: int):
-        """Tiled for spatial objectives (tile size from settings, or from free memory and the image size)."""
+    def gradient_fn(self, height: int, width: int, seed: int):
+        """f(image, shift) -> d score / d image for images of this size: tiled for spatial objectives (tile size
+        from settings, or from free memory and the image size)."""
         if not self.objective.spatial:
             return gradient(self.score)
         # the image, the dreamed copy and the gradient stay in memory beside each tile
@@ -186,7 +187,7 @@ class Dreamer:
         sizes, self._steps = self.plan(h, w)
         if min(h, w) < self.backbone.min_size:
             raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
-        grad_fn = self._gradient_fn(h, w, seed + 1)
+        grad_fn = self.gradient_fn(h, w, seed + 1)
         mask = fit_mask(mask, (h, w)).to(self.device) if mask is not None else None
 
         def keep(size):  # the input and its frozen (mask 0) pixels at one octave's size
