@@ -5,8 +5,8 @@
 For N test photos (half cats, half dogs), each shrunk to a long side of 64 ... 512 px, plus the test
 photos whose short side is below 130 px as they are: the mean squared activation of the default layer
 after a default dream over before (target: >= 2x at every size), both measured at the picture's own
-size, and seconds per dream. The small-picture step rule (`engine/octaves.py: octave_plan`) was tuned
-on train/ photos; this reads test/ only.
+size, and seconds per dream. The small-picture rule (`engine/octaves.py: octave_plan`) was tuned
+on train/ photos (`--split train`); the default reads test/ only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from deepdream import imagefiles
 from deepdream.engine.objectives import build_objective
 from deepdream.engine.octaves import Dreamer, resize
 
-LONG_SIDES = (64, 96, 128, 192, 256, 384, 512)
+LONG_SIDES = (64, 96, 128, 150, 192, 256, 320, 384, 512)
 
 
 def shrink(rgb, long_side: int):
@@ -34,8 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "../shared/data/cats-vs-dogs"))
     parser.add_argument("--n", type=int, default=6)
+    parser.add_argument("--split", default="test", choices=("test", "train"), help="train/ is for tuning only")
     args = parser.parse_args()
-    test = Path(args.data) / "test"
+    test = Path(args.data) / args.split
     if not test.is_dir():
         raise SystemExit(f"no data at {test}")
     photos = sorted((test / "cats").glob("*.jpg"))[: args.n // 2] + sorted((test / "dogs").glob("*.jpg"))[: args.n - args.n // 2]

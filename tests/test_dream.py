@@ -88,11 +88,12 @@ def test_octave_pyramid_sizes():
 
 def test_small_pictures_get_the_steps_of_the_octaves_they_lose():
     settings = deepdream.Settings()
-    sizes, steps = octave_plan(settings, 48, 64, 32)
-    assert len(sizes) == 2 and steps * len(sizes) >= settings.steps * settings.octaves * 320 / 48 - len(sizes)
-    sizes, steps = octave_plan(settings, 400, 500, 32)
-    assert (len(sizes), steps) == (4, 10)  # large pictures: unchanged
-    assert octave_plan(settings.replace(iterations=7), 48, 64, 32)[1] == 7  # an explicit count is kept
+    small = octave_plan(settings, 48, 64, 32)
+    assert len(small.sizes) == 2 and small.total >= settings.steps * settings.octaves * (320 / 48) ** 1.5 - len(small.sizes)
+    large = octave_plan(settings, 400, 500, 32)
+    assert (len(large.sizes), large.steps, large.roll) == (4, 10, 0.25)  # large pictures: unchanged
+    assert small.roll < large.roll  # a shorter roll keeps a small picture's seam off most of it
+    assert octave_plan(settings.replace(iterations=7), 48, 64, 32).steps == 7  # an explicit count is kept
 
 
 def test_default_dream_takes_hold_on_a_thumbnail(lite0):

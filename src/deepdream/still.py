@@ -66,8 +66,7 @@ def dream(
         steps = settings.iterations or FOURIER_STEPS
         ensemble = [load_backbone(name, device=backbone.device) for name in settings.ensemble]
     else:
-        sizes, per_octave = octave_plan(settings, *rgb.shape[-2:], backbone.min_size)
-        steps = per_octave * len(sizes)
+        steps = octave_plan(settings, *rgb.shape[-2:], backbone.min_size).total
 
     def run(bar: Progress) -> torch.Tensor:
         if fourier:

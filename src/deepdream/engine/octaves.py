@@ -53,28 +53,50 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: 
     return sizes[::-1]
 
 
-# below this short side a picture gets proportionally more steps (see octave_plan; tuned on train/ photos,
-# checked on test/ ones with benchmarks/sizes.py)
+# below this short side a picture gets proportionally more steps and a shorter jitter roll (see octave_plan;
+# tuned on train/ photos, checked on test/ ones with benchmarks/sizes.py)
 SMALL_SIDE = 320
 # the largest jitter roll as a share of an octave's short side: a longer roll wraps the seam across the subject
 MAX_ROLL = 0.25
+# a small picture's roll share: its octaves are few and small, so a quarter of a side carried the seam through
+# most of its feature positions (train/ photos at 64-300 px: worst gain 1.85x -> 2.12x)
+SMALL_ROLL = 0.125
+# steps grow as (SMALL_SIDE / short side) ** SMALL_POWER: the same train/ photos, worst gain 2.02x with power 1
+# and 2.12x with 1.5 (mean 2.6x -> 2.7x); a 64 px picture still dreams in about a second
+SMALL_POWER = 1.5
 
 
-def octave_plan(settings: Settings, height: int, width: int, min_size: int) -> tuple[list[tuple[int, int]], int]:
-    """The octave sizes for an image and the ascent steps per octave.
+@dataclass(frozen=True)
+class OctavePlan:
+    """How one image is dreamed: octave sizes (smallest first), ascent steps per octave, and the largest jitter
+    roll as a share of each octave's short side."""
+
+    sizes: list[tuple[int, int]]
+    steps: int
+    roll: float = MAX_ROLL
+
+    @property
+    def total(self) -> int:
+        return self.steps * len(self.sizes)
+
+
+def octave_plan(settings: Settings, height: int, width: int, min_size: int) -> OctavePlan:
+    """The octave sizes for an image, the ascent steps per octave and the jitter roll.
 
     A small picture loses octaves (they would fall below the network's minimum), and the few it keeps
     hold few feature positions: with 10 steps on 1-2 octaves a 64 px photo gained 1.1-1.3x where a
     500 px one gains 3x. So with the default iteration count (settings.iterations None) the steps of the
-    requested octaves are spread over the octaves kept, times SMALL_SIDE / the short side. An explicit
-    --iterations is taken as given.
+    requested octaves are spread over the octaves kept, times (SMALL_SIDE / the short side) ** SMALL_POWER; an explicit
+    --iterations is taken as given. Below SMALL_SIDE the roll is capped at SMALL_ROLL of a side; from
+    SMALL_SIDE up, nothing changes.
     """
     sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, min_size)
+    short = min(height, width)
     steps = settings.steps
     if settings.iterations is None:
-        boost = max(1.0, SMALL_SIDE / min(height, width))
+        boost = max(1.0, SMALL_SIDE / short) ** SMALL_POWER
         steps = math.ceil(steps * settings.octaves * boost / len(sizes) - 1e-9)
-    return sizes, steps
+    return OctavePlan(sizes, steps, SMALL_ROLL if short < SMALL_SIDE else MAX_ROLL)
 
 
 @dataclass
@@ -94,7 +116,6 @@ class Dreamer:
         self.taps = Taps(self.model, self.objective.layers)
         self.score = scorer(self.backbone, self.taps, self.objective, self.precision)
         self.tile = self.margin = None
-        self._steps = s.steps  # per octave, set for each image by dream() from its plan
         if self.objective.spatial:
             self.strides = layer_strides(self.taps, self.device)
             self.margin = margin_for(self.strides)
@@ -124,15 +145,15 @@ class Dreamer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def plan(self, height: int, width: int) -> tuple[list[tuple[int, int]], int]:
-        """Octave sizes and steps per octave for an image of this size (see `octave_plan`)."""
+    def plan(self, height: int, width: int) -> OctavePlan:
+        """How an image of this size is dreamed (see `octave_plan`)."""
         return octave_plan(self.settings, height, width, self.backbone.min_size)
 
     def steps_per_image(self, height: int, width: int) -> int:
-        sizes, steps = self.plan(height, width)
-        return steps * len(sizes)
+        return self.plan(height, width).total
 
-    def _ascend(self, start, grad_fn, generator, progress, keep=None, watch: Watch | None = None) -> torch.Tensor:
+    def _ascend(self, start, plan: OctavePlan, grad_fn, generator, progress, keep=None,
+                watch: Watch | None = None) -> torch.Tensor:
         """Ascend `start` in place. `keep` = (picture, mask): after every step the pixels the mask marks
         0 are put back to the picture, so the dream never spreads there (partial values are blended once,
         at the end, in `dream`)."""
@@ -151,10 +172,10 @@ class Dreamer:
         return ascend(
             start,
             grad_fn,
-            steps=self._steps,
+            steps=plan.steps,
             step_size=s.step_size,
             optimizer=s.optimizer,
-            jitter=min(s.jitter, int(min(start.shape[-2:]) * MAX_ROLL)),
+            jitter=min(s.jitter, int(min(start.shape[-2:]) * plan.roll)),
             blur=self.smooth,
             generator=generator,
             on_step=on_step if keep is not None or watch is not None else (progress.update if progress is not None else None),
@@ -184,7 +205,7 @@ class Dreamer:
         h, w = image.shape[-2:]
         check_dream_fits(w, h, self.device, "--max-size")
         image = image.to(self.device, torch.float32)
-        sizes, self._steps = self.plan(h, w)
+        plan = self.plan(h, w)
         if min(h, w) < self.backbone.min_size:
             raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
         grad_fn = self.gradient_fn(h, w, seed + 1)
@@ -196,13 +217,14 @@ class Dreamer:
             return resize(image, size), (fit_mask(mask, size) == 0).expand(1, 3, *size)
 
         if s.octave_mode == "blend":
-            dreamed = self._dream_blend(image, sizes, grad_fn, generator, progress, keep, watch)
+            dreamed = self._dream_blend(image, plan, grad_fn, generator, progress, keep, watch)
         else:
-            dreamed = self._dream_detail(image, sizes, grad_fn, generator, progress, keep, watch)
+            dreamed = self._dream_detail(image, plan, grad_fn, generator, progress, keep, watch)
         return dreamed if mask is None else torch.lerp(image, dreamed, mask)  # mask 0: the input, exactly
 
-    def _dream_detail(self, image, sizes, grad_fn, generator, progress, keep, watch) -> torch.Tensor:
+    def _dream_detail(self, image, plan, grad_fn, generator, progress, keep, watch) -> torch.Tensor:
         """Octave pyramid with detail re-injection: what a small octave added is carried to the next."""
+        sizes = plan.sizes
         detail = torch.zeros_like(resize(image, sizes[0]))
         for i, size in enumerate(sizes):
             if progress is not None:
@@ -210,16 +232,16 @@ class Dreamer:
             base = resize(image, size)
             start = (base + resize(detail, size)).clamp_(0, 1)
             del detail  # at 8K every full-size tensor is 400 MB: hold none that is not needed
-            dreamed = self._ascend(start, grad_fn, generator, progress, keep(size), watch)
+            dreamed = self._ascend(start, plan, grad_fn, generator, progress, keep(size), watch)
             if i + 1 < len(sizes):
                 detail = dreamed - base  # keep only what the dream added, re-injected at the next octave
         return dreamed
 
-    def _dream_blend(self, image, sizes, grad_fn, generator, progress, keep, watch) -> torch.Tensor:
+    def _dream_blend(self, image, plan, grad_fn, generator, progress, keep, watch) -> torch.Tensor:
         """VGG19 design: blur + downscale, dream the small octave, upscale, blend 0.6, dream again."""
         s = self.settings
         levels = [image]
-        for size in reversed(sizes[:-1]):
+        for size in reversed(plan.sizes[:-1]):
             blurred = self.blend_blur(levels[-1]) if self.blend_blur is not None else levels[-1]
             levels.append(resize(blurred, size))
         dreamed = None
@@ -229,7 +251,7 @@ class Dreamer:
             if dreamed is not None:
                 level = torch.lerp(level, resize(dreamed, level.shape[-2:]), s.blend)
             start = level.clone() if level is image else level  # never dream the caller's tensor in place
-            dreamed = self._ascend(start, grad_fn, generator, progress, keep(tuple(level.shape[-2:])), watch)
+            dreamed = self._ascend(start, plan, grad_fn, generator, progress, keep(tuple(level.shape[-2:])), watch)
         return dreamed
 
 

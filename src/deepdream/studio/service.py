@@ -78,8 +78,8 @@ class Studio:
             if settings.init == "fourier":
                 job.total = settings.iterations or FOURIER_STEPS
             else:
-                octaves, per_octave = octave_plan(settings, size[1], size[0], backbone.min_size)
-                job.total, job.steps_per_octave = per_octave * len(octaves), per_octave
+                plan = octave_plan(settings, size[1], size[0], backbone.min_size)
+                job.total, job.steps_per_octave = plan.total, plan.steps
             image = dream(photo, settings=settings, backbone=backbone, progress=job, watch=job.watch)
             return self.library.save(image, f"{backbone.name}-{image_seed(image)}")
 
@@ -95,8 +95,7 @@ class Studio:
         def work(job: Job) -> Path:
             backbone = self.backbones.get(settings)
             w, h = imagefiles.fit_size(*image.size, settings.max_size)
-            octaves, per_octave = octave_plan(settings, h, w, backbone.min_size)
-            job.total = per_octave * len(octaves) * len(layers)
+            job.total = octave_plan(settings, h, w, backbone.min_size).total * len(layers)
             sheet = layer_sweep(image, backbone, settings.replace(mask=None), list(layers), with_input=True,
                                 progress=job)
             return self.library.save(sheet, f"sweep-{backbone.name}")
