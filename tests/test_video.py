@@ -291,6 +291,30 @@ def test_zoom_resume_extends_the_loop(tmp_path, net):
     assert len(streams(tmp_path / "b.gif")["frames"]) == 5
 
 
+def test_video_mask_keeps_every_black_pixel_of_every_frame(tmp_path, net):
+    """--mask on a video: black keeps each frame exactly (in the cached frames; the MP4 is lossy), though the
+    steady coherence carries the previous dream forward; white dreams."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, size=(96, 64), audio=None)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[:, 48:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    settings = Settings(iterations=3, octaves=1, seed=0, mask=str(tmp_path / "mask.png"))
+    dream_video(clip, tmp_path / "out.mp4", settings, backbone=net, work_dir=tmp_path / "frames")
+    sources, dreams = list(read_frames(clip)), cached_frames(tmp_path / "frames")
+    assert len(dreams) == len(sources) == 4
+    for source, dreamed in zip(sources, dreams):
+        np.testing.assert_array_equal(dreamed[:, :48], source[:, :48])
+        assert np.abs(dreamed[:, 48:].astype(float) - source[:, 48:]).mean() > 3
+
+
+def test_zoom_refuses_a_mask(tmp_path, net):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "mask.png")
+    with pytest.raises(SettingsError, match="zoom does not take --mask"):
+        dream_zoom(None, tmp_path / "z.mp4", Settings(init="noise", mask=str(tmp_path / "mask.png")), frames=2,
+                   backbone=net)
+    assert not (tmp_path / "z.mp4").exists()
+
+
 def cached_frames(folder: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(p)) for p in sorted(folder.glob("frame_*.png"))]
 

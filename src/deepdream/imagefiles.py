@@ -205,3 +205,11 @@ def read_metadata(path: str | Path) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return data.get(METADATA_KEY) if isinstance(data, dict) else None
+
+
+def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """A mask file as 1 x 1 x H x W in [0, 1] at `size` (H, W): its grey level, white = 1 = dream."""
+    img = open_image(path).convert("L")
+    if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255)[None, None]

@@ -57,7 +57,7 @@ def dream(
     if settings.mask is not None:
         if settings.init == "fourier":
             raise SettingsError("a mask needs a picture to keep: it does not apply to --init fourier")
-        mask = load_mask(settings.mask, tuple(rgb.shape[-2:]))
+        mask = imagefiles.load_mask(settings.mask, tuple(rgb.shape[-2:]))
     backbone = backbone_from_settings(settings, backbone)
     guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
     objective = build_objective(backbone, settings, guide)
@@ -87,11 +87,3 @@ def dream(
     result = imagefiles.tensor_to_pil(out, alpha)
     result.info["deepdream"] = settings.to_json()
     return result
-
-
-def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
-    """A mask file as 1 x 1 x H x W in [0, 1] at `size` (H, W): its grey level, white = 1 = dream."""
-    img = imagefiles.open_image(path).convert("L")
-    if img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255)[None, None]

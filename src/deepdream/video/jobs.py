@@ -71,9 +71,28 @@ class FrameDreamer:
         self.settings = settings
         self._active: Dreamer | None = None
         self._strength: float | None = None
+        self._mask: torch.Tensor | None = None  # settings.mask at the frame size, loaded with the first frame
+
+    def mask(self, height: int, width: int) -> torch.Tensor | None:
+        """settings.mask (1 x 1 x H x W in [0, 1]) at this frame size, or None without one."""
+        if self.settings.mask is None:
+            return None
+        if self._mask is None or tuple(self._mask.shape[-2:]) != (height, width):
+            self._mask = imagefiles.load_mask(self.settings.mask, (height, width))
+        return self._mask
+
+    def keep(self, frame: np.ndarray, dreamed: np.ndarray) -> np.ndarray:
+        """The frame where the mask is black, exactly, and the dream where it is white: whatever the coherence
+        carried from earlier frames, masked-out pixels are this frame's own."""
+        mask = self.mask(*frame.shape[:2])
+        if mask is None:
+            return dreamed
+        m = mask[0, 0].numpy()[..., None]
+        return np.rint(frame * (1 - m) + dreamed * m).astype(np.uint8)
 
     def dream(self, image: np.ndarray, strength: float = 1.0) -> np.ndarray:
-        """Dream an H x W x 3 image (uint8, or float in [0, 1]); returns uint8."""
+        """Dream an H x W x 3 image (uint8, or float in [0, 1]); returns uint8. With settings.mask, black
+        pixels keep `image` and the dream never spreads into them."""
         if self._active is None or strength != self._strength:
             self.close()
             settings = self.settings
@@ -81,7 +100,8 @@ class FrameDreamer:
                 settings = settings.replace(step_size=settings.step_size * strength)
             self._active, self._strength = Dreamer(self.backbone, self.objective, settings), strength
         generator = torch.Generator().manual_seed(self.settings.seed if self.settings.seed is not None else 0)
-        return imagefiles.to_uint8(self._active.dream(imagefiles.from_uint8(image), generator))
+        mask = self.mask(*image.shape[:2])
+        return imagefiles.to_uint8(self._active.dream(imagefiles.from_uint8(image), generator, mask=mask))
 
     def close(self) -> None:
         if self._active is not None:
@@ -291,8 +311,9 @@ def dream_video(
         length = format_seconds(info.duration)
         raise VideoError(f"{source} is {length} long; nothing to dream from {format_seconds(start)}")
     output = check_video_output(output, force=force, inputs=(source, *settings.files))
-    if settings.guide:
-        imagefiles.open_image(settings.guide)
+    for picture in (settings.guide, settings.mask):  # unreadable files fail before any work
+        if picture:
+            imagefiles.open_image(picture)
     size = even_size(info.width, info.height, max_size)
     options = JobOptions(output, Path(work_dir) if work_dir is not None else None, resume, force, keep_frames,
                          progress, on_frame)  # fmt: skip
@@ -311,7 +332,7 @@ def dream_video(
 
     def make(dreamer: FrameDreamer, index: int, item, prev_dream: np.ndarray | None) -> np.ndarray:
         frame, prev_frame = item
-        return follow.dream_frame(dreamer.dream, frame, prev_frame, prev_dream)
+        return dreamer.keep(frame, follow.dream_frame(dreamer.dream, frame, prev_frame, prev_dream))
 
     def empty() -> Exception:
         end = f" to {format_seconds(start + duration)}" if duration is not None else ""
@@ -465,6 +486,9 @@ def dream_zoom(
     cut at the last frame (deepdream.audio.music drives the schedules from it).
     """
     settings = settings or Settings()
+    if settings.mask is not None:
+        raise SettingsError("zoom does not take --mask: every frame grows out of the last, so there is no input "
+                            "for black to keep (masks apply to dream, video and batch)")
     zooms, rotations, shifts, strengths = _schedules(frames, zoom, rotate, translate, strength)
     fps = Fraction(fps).limit_denominator(1001)
     if not 0 < fps <= 240:
