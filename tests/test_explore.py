@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,6 +167,20 @@ def test_layer_sweep_one_tile_per_layer_each_different(lite0):
     assert meta["deepdream"]["layers"] == "blocks.2,blocks.4" and meta["deepdream"]["seed"] == 1
     with pytest.raises(ModelError):
         explore.layer_sweep(photo, lite0, settings, ["blocks.2", "no.such.layer"])
+
+
+
+def test_layer_sweep_applies_the_mask_to_every_tile(lite0, tmp_path):
+    photo = synthetic_photo(96, 64)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[:, 48:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    settings = deepdream.Settings(iterations=3, octaves=1, seed=1, mask=str(tmp_path / "mask.png"))
+    tiles = tiles_of(explore.layer_sweep(photo, lite0, settings, ["blocks.2", "blocks.4"]), 2, (96, 64))
+    source = pil_to_tensor(photo)[0]
+    for tile in tiles:
+        assert torch.allclose(tile[..., :48], source[..., :48], atol=1 / 255)  # black keeps the photo
+        assert (tile[..., 48:] - source[..., 48:]).abs().mean() > 0.01
 
 
 def test_channel_atlas_one_tile_per_channel_each_different(lite0):

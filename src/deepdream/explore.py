@@ -192,6 +192,7 @@ def layer_sweep(
 
     `image` is a PIL image (capped at settings.max_size) or an RGB tensor 1 x 3 x H x W in [0, 1];
     `layers` are names or indices; `backbone` None loads the settings' network (once for the sheet).
+    settings.mask applies to every tile.
     """
     if not layers:
         raise SettingsError("no layers to sweep")
@@ -202,6 +203,7 @@ def layer_sweep(
     else:
         rgb = image
     settings = _seeded(settings)
+    mask = imagefiles.load_mask(settings.mask, tuple(rgb.shape[-2:])) if settings.mask else None
     backbone = backbone_from_settings(settings, backbone)
     names = [backbone.resolve_layer(spec) for spec in layers]  # every layer checked before any work
     plans = [settings.replace(layers=name) for name in names]
@@ -215,7 +217,8 @@ def layer_sweep(
             with Dreamer(backbone, objective, s) as dreamer:
                 if bar is None:
                     bar = _Bar(progress, dreamer.steps_per_image(*rgb.shape[-2:]) * len(names))
-                out = dreamer.dream(rgb, torch.Generator().manual_seed(s.seed), bar.tile(i, len(names), name))
+                out = dreamer.dream(rgb, torch.Generator().manual_seed(s.seed), bar.tile(i, len(names), name),
+                                    mask=mask)
             tiles.append(imagefiles.tensor_to_pil(out))
             labels.append(name)
     finally:
@@ -253,7 +256,7 @@ def channel_atlas(
     layer = backbone.resolve_layer(layer)
     steps = settings.iterations or FOURIER_STEPS
     settings = settings.replace(
-        layers=layer, channels=tuple(channels), target_class=None, guide=None, init="fourier",
+        layers=layer, channels=tuple(channels), target_class=None, guide=None, mask=None, init="fourier",
         size=(tile_size, tile_size), iterations=steps,
     )
     build_objective(backbone, settings)  # checks every channel index against the layer, before any work
