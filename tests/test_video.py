@@ -515,3 +515,25 @@ def test_even_size():
     assert video.FlowCoherence("none").refresh == 1.0
     assert video.FlowCoherence("dis", 0.8).refresh == pytest.approx(0.6)
     assert Fraction(video.DEFAULT_FPS) == 25
+
+
+ENCODE = """
+import hashlib, os, sys
+from fractions import Fraction
+import numpy as np
+from deepdream.video.writing import write_video
+if sys.argv[2] == "one-core":
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+rng = np.random.default_rng(0)
+write_video(sys.argv[1], [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(12)], fps=12, comment="x")
+print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to compare against one")
+def test_the_same_frames_are_the_same_bytes_on_one_core_and_on_several(tmp_path):
+    """Batch and Ray workers may have any number of cores: x264's thread count is fixed, not the machine's."""
+    digests = {cores: subprocess.run([sys.executable, "-c", ENCODE, str(tmp_path / f"{cores}.mp4"), cores],
+                                     capture_output=True, text=True, check=True).stdout
+               for cores in ("one-core", "all-cores")}
+    assert digests["one-core"] == digests["all-cores"]

@@ -16,7 +16,12 @@ from ..errors import OutputError
 
 # output extension -> video encoder; every one gets the input's audio except GIF
 VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9"}
-VIDEO_OPTIONS = {"libx264": {"crf": "18", "preset": "medium"}, "libvpx-vp9": {"crf": "30", "b:v": "0", "row-mt": "1"}}
+# x264's output depends on its thread count, which defaults to the machine's cores: a fixed count makes the
+# same frames the same bytes on every machine (batch workers, Ray nodes); encoding is never the bottleneck
+VIDEO_OPTIONS = {
+    "libx264": {"crf": "18", "preset": "medium", "threads": "4"},
+    "libvpx-vp9": {"crf": "30", "b:v": "0", "row-mt": "1"},
+}
 AUDIO_CODECS = {".webm": "libopus"}  # the encoder used when the input's audio cannot be copied as is
 # audio codecs each container takes as they are (MKV takes anything its muxer supports)
 _MP4_AUDIO = frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"})
