@@ -59,11 +59,15 @@ SMALL_SIDE = 320
 # the largest jitter roll as a share of an octave's short side: a longer roll wraps the seam across the subject
 MAX_ROLL = 0.25
 # a small picture's roll share: its octaves are few and small, so a quarter of a side carried the seam through
-# most of its feature positions (train/ photos at 64-300 px: worst gain 1.85x -> 2.12x)
+# most of its feature positions (8 train/ photos at 64-300 px, steps x the short-side ratio: worst gain
+# 1.85x -> 2.02x)
 SMALL_ROLL = 0.125
-# steps grow as (SMALL_SIDE / short side) ** SMALL_POWER: the same train/ photos, worst gain 2.02x with power 1
-# and 2.12x with 1.5 (mean 2.6x -> 2.7x); a 64 px picture still dreams in about a second
-SMALL_POWER = 1.5
+# steps grow as (SMALL_SIDE / short side) ** SMALL_POWER. With the 1/8 roll, worst gain on 16 other train/
+# photos at 96-200 px: power 1.5 2.07x, power 2 2.14x; a 64 px picture still dreams in seconds
+SMALL_POWER = 2.0
+# ... up to this factor: below ~80 px a side more steps cost seconds and gain little (a 195x33 photo took 3762
+# steps, 25 s, uncapped; 64 px photos gained >= 2.5x at about this factor)
+MAX_BOOST = 16.0
 
 
 @dataclass(frozen=True)
@@ -86,15 +90,15 @@ def octave_plan(settings: Settings, height: int, width: int, min_size: int) -> O
     A small picture loses octaves (they would fall below the network's minimum), and the few it keeps
     hold few feature positions: with 10 steps on 1-2 octaves a 64 px photo gained 1.1-1.3x where a
     500 px one gains 3x. So with the default iteration count (settings.iterations None) the steps of the
-    requested octaves are spread over the octaves kept, times (SMALL_SIDE / the short side) ** SMALL_POWER; an explicit
-    --iterations is taken as given. Below SMALL_SIDE the roll is capped at SMALL_ROLL of a side; from
+    requested octaves are spread over the octaves kept, times (SMALL_SIDE / the short side) ** SMALL_POWER
+    (at most MAX_BOOST); an explicit --iterations is taken as given. Below SMALL_SIDE the roll is capped at SMALL_ROLL of a side; from
     SMALL_SIDE up, nothing changes.
     """
     sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, min_size)
     short = min(height, width)
     steps = settings.steps
     if settings.iterations is None:
-        boost = max(1.0, SMALL_SIDE / short) ** SMALL_POWER
+        boost = min(MAX_BOOST, max(1.0, SMALL_SIDE / short) ** SMALL_POWER)
         steps = math.ceil(steps * settings.octaves * boost / len(sizes) - 1e-9)
     return OctavePlan(sizes, steps, SMALL_ROLL if short < SMALL_SIDE else MAX_ROLL)
 
