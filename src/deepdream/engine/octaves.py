@@ -91,8 +91,8 @@ def octave_plan(settings: Settings, height: int, width: int, min_size: int) -> O
     hold few feature positions: with 10 steps on 1-2 octaves a 64 px photo gained 1.1-1.3x where a
     500 px one gains 3x. So with the default iteration count (settings.iterations None) the steps of the
     requested octaves are spread over the octaves kept, times (SMALL_SIDE / the short side) ** SMALL_POWER
-    (at most MAX_BOOST); an explicit --iterations is taken as given. Below SMALL_SIDE the roll is capped at SMALL_ROLL of a side; from
-    SMALL_SIDE up, nothing changes.
+    (at most MAX_BOOST); an explicit --iterations is taken as given. Below SMALL_SIDE the roll is capped
+    at SMALL_ROLL of a side; from SMALL_SIDE up, nothing changes.
     """
     sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, min_size)
     short = min(height, width)
