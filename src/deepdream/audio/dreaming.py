@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .. import imagefiles
-from ..engine.objectives import build_objective
 from ..engine.ascent import ascend
+from ..engine.objectives import build_objective
 from ..engine.octaves import Dreamer, resize
 from ..engine.tiling import available_memory
 from ..errors import ImageError, OutputError, SettingsError
