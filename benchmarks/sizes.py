@@ -56,7 +56,7 @@ def main() -> None:
             g = [r[0] for r in rows]
             print(f"{side:>9} {len(rows):>6} {statistics.mean(g):>8.2f}x {min(g):>5.2f}x {rows[0][2]:>5} "
                   f"{statistics.mean(r[1] for r in rows):>7.2f}", flush=True)
-        print(f"\n# test photos with a short side below 130 px, as they are")
+        print("\n# test photos with a short side below 130 px, as they are")
         for p in small:
             rgb = imagefiles.load_image(p)[0]
             if min(rgb.shape[-2:]) < backbone.min_size:

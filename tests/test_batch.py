@@ -4,6 +4,7 @@ killed mid-batch), give the pixels and the manifest of 1 worker."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -161,6 +162,23 @@ def test_two_local_workers_match_one(photos, reference):
     assert (summary.done, summary.failed) == (6, 1)
     assert_same_outputs(reference, out)
     assert manifest_rows(out) == manifest_rows(reference)
+
+
+def test_a_local_worker_process_that_dies_has_its_items_retried(photos, reference, tmp_path):
+    killed: list[int] = []
+
+    def kill_a_worker(item, worker):
+        # SIGKILL one pool process while it holds an item: the pool is started again and the items retried
+        pool = [p for p in multiprocessing.active_children() if p.name.startswith("SpawnProcess")]
+        if item.relpath == "b.jpg" and pool and not killed:
+            killed.append(pool[0].pid)
+            os.kill(pool[0].pid, 9)
+
+    out = tmp_path / "out"
+    summary = run_batch([photos], out, JOB, executor=LocalExecutor(2), on_start=kill_a_worker)
+    assert killed and (summary.done, summary.failed) == (6, 1), (killed, summary.errors)
+    assert_same_outputs(reference, out)
+    assert [r["status"] for r in manifest_rows(out)] == [r["status"] for r in manifest_rows(reference)]
 
 
 def test_cli_batch_summary_and_exit_code(photos, tmp_path):

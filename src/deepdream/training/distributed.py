@@ -106,5 +106,8 @@ def process_group(device: torch.device) -> Iterator[Processes]:
         raise SettingsError(f"cannot join the distributed run (rank {procs.rank} of {procs.world}): {exc}") from exc
     try:
         yield procs
+        # leave together: a process that tore its group down while rank 0 still wrote the report was once
+        # seen to abort ("terminate called without an active exception") and fail the whole run
+        dist.barrier()
     finally:
         dist.destroy_process_group()
