@@ -10,6 +10,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_photo
+from deepdream.audio import probe as audio_probe
+from deepdream.audio import read_metadata as audio_metadata
+from deepdream.audio.io import read_all as audio_read_all
 from deepdream.imagefiles import read_metadata
 from deepdream.settings import Settings
 
@@ -61,7 +65,19 @@ def files(tmp_path_factory) -> dict[str, Path]:
     mask = np.zeros((48, 64), np.uint8)
     mask[:, 32:] = 255
     Image.fromarray(mask).save(out["mask"])
+    out["sound"] = write_wav(d / "tone.wav", seconds=1.0)
     return out
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """A chirp over two tones and a little noise, 16-bit mono."""
+    t = np.arange(round(seconds * rate)) / rate
+    x = 0.2 * np.sin(2 * np.pi * (200 * t + 900 * t**2)) + 0.1 * np.sin(2 * np.pi * 440 * t)
+    x = x + 0.1 * np.sin(2 * np.pi * 1000 * t) + 0.02 * np.random.default_rng(0).standard_normal(t.size)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((x * 32767).astype("<i2").tobytes())
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +127,43 @@ def test_api_cannot_make_the_studio_read_other_files(client, files):
     for field in ("guide", "weights", "checkpoint"):
         with pytest.raises(Exception, match=f"the {field} file passwd is not in the studio library"):
             client.predict(handle_file(str(files["photo"])), json.dumps({field: "/etc/passwd"}), None, api_name="/dream")
+
+
+def test_api_sound_dreams_a_file_into_the_library(server, client, files):
+    studio = server[0]
+    out, figure, status = client.predict(handle_file(str(files["sound"])), json.dumps({"seed": 5}),
+                                         json.dumps({"survival_steps": 2}), api_name="/sound")
+    assert status == "done"
+    saved = {p.suffix for p in studio.library.sub("sounds").iterdir() if not p.name.startswith(".")}
+    assert saved == {".flac", ".png"}
+    with wave.open(str(files["sound"])) as w:
+        source = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32768
+    info = audio_probe(out)
+    dreamed = audio_read_all(info)
+    assert (info.sample_rate, info.channels, dreamed.shape[1]) == (8000, 1, source.size)
+    assert np.abs(dreamed[0] - source).mean() > 1e-3  # the dream changed the sound
+    assert audio_metadata(out)["deepdream"]["seed"] == 5 and audio_metadata(out)["audio"]["survival_steps"] == 2
+    assert Image.open(figure).size[0] > 100
+
+
+def test_api_sound_refuses_a_file_that_is_not_a_sound(server, client, files):
+    with pytest.raises(Exception, match="has no audio stream|not a sound or video file"):
+        client.predict(handle_file(str(files["text"])), "{}", "{}", api_name="/sound")
+    with pytest.raises(Exception, match="unknown phase"):
+        client.predict(handle_file(str(files["sound"])), "{}", '{"phase": "random"}', api_name="/sound")
+
+
+def test_cancelled_sound_job_leaves_no_file(server, tmp_path):
+    studio = server[0]
+    before = set(studio.library.sub("sounds").iterdir())
+    source = studio.library.sub("uploads") / "long.wav"
+    write_wav(source, seconds=4.0)
+    job = studio.sound(FAST.replace(iterations=200), source, owner="cancel-test")
+    while job.done < 3 and not job.finished.is_set():
+        time.sleep(0.05)
+    studio.jobs.cancel(owner="cancel-test", kind="sound")
+    assert job.finished.wait(60) and job.cancelled and job.result is None
+    assert set(studio.library.sub("sounds").iterdir()) == before  # no partial output, no scratch file
 
 
 def status_of(url: str) -> int:
@@ -298,3 +351,18 @@ def test_e2e_channel_atlas(page, server):
     page.wait_for_selector("#sheet img")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SHOTS / "explore.png")
+
+
+def test_e2e_sound_tab_dreams_a_sound(page, server, files):
+    page.get_by_role("tab", name="Sound").click()
+    page.locator("#sound-in input[type=file]").set_input_files(str(files["sound"]))
+    page.wait_for_selector("#sound-in audio, #sound-in .waveform-container, #sound-in button", timeout=30_000)
+    page.click("#sound-go")
+    wait_status(page, "saved", "error", where="#sound-status", timeout=120)
+    assert "saved" in status_text(page, "#sound-status")
+    page.wait_for_selector("#sound-figure img")
+    href = page.locator("#sound-out a[href*='.flac']").first.get_attribute("href")  # the player's download link
+    with urllib.request.urlopen(href if href.startswith("http") else server[1] + href, timeout=30) as response:
+        assert response.read(4) == b"fLaC"  # the saved FLAC, served to the page
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / "sound.png")

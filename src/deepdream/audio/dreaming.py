@@ -7,6 +7,7 @@ and the encoding (scaled down only if the dream would clip).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -190,13 +191,15 @@ def dream_audio(
     options: AudioOptions | None = None,
     backbone: Backbone | None = None,
     force: bool = False,
-    progress: bool = False,
+    progress: bool | Progress = False,
     plot: str | Path | None = None,
     **overrides,
 ) -> AudioResult:
     """Dream a sound file (or a video's soundtrack) into `output` (.wav/.flac/.ogg/.mp3); returns what was written.
 
     Keyword overrides may name Settings fields (`layers="blocks.3"`) or AudioOptions fields (`phase="griffinlim"`).
+    `progress` is True for a bar or any object with `update`/`set_description` (its `total`, if it has one, is
+    set to the number of steps).
     The output has the input's sample rate, channels and length, and carries both in its tags. `plot` names a
     PNG for the before/after spectrogram figure."""
     dream_values, audio_values = split_overrides(overrides)
@@ -244,14 +247,20 @@ def dream_audio(
 
 
 def _dream_into(mix: np.ndarray, info: io.AudioInfo, found: Scan, dreamer: Dreamer, geometry: Spectrogram,
-                scale: Scale, options: AudioOptions, progress: bool) -> None:
+                scale: Scale, options: AudioOptions, progress: bool | Progress) -> None:
     """Dream every window and overlap-add it, cross-faded, into `mix` (C x samples)."""
     length, overlap = window_lengths(info.sample_rate, options)
     count = 1 + math.ceil(max(0, found.samples - length) / (length - overlap))
     columns = max(geometry.columns(min(length, found.samples)), dreamer.backbone.min_size)
     height, width = _dream_size(geometry.bins, columns, dreamer)
-    steps = dreamer.steps_per_image(height, width) + options.survival_steps
-    with progress_bar(count * steps, unit="step", enabled=progress) as bar:
+    total = count * (dreamer.steps_per_image(height, width) + options.survival_steps)
+    if isinstance(progress, bool):
+        bar = progress_bar(total, unit="step", enabled=progress)
+    else:
+        bar = contextlib.nullcontext(progress)
+        if hasattr(progress, "total"):  # a studio job or a tqdm bar: its length is only known here
+            progress.total = total
+    with bar as bar:
         for k, (start, x) in enumerate(io.windows(io.read_blocks(info), length, overlap)):
             x = x[:, : found.samples - start]
             n = x.shape[1]

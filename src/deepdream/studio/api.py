@@ -1,5 +1,8 @@
-"""The studio's programmatic endpoint `/dream` (for gradio_client): a photo, settings as JSON, an
-optional mask file; streams previews, ends with the saved PNG and its settings. Same job as the page."""
+"""The studio's programmatic endpoints (for gradio_client), the same jobs as the page:
+- `/dream`: a photo, settings as JSON, an optional mask file; streams previews, ends with the saved PNG and
+  its settings;
+- `/sound`: a sound file, settings and audio options as JSON; streams the status, ends with the dreamed FLAC
+  and its before/after spectrogram."""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ import json
 import gradio as gr
 import numpy as np
 
+from ..audio import AudioOptions
+from ..audio.dreaming import AUDIO_DEFAULTS
 from ..errors import DeepDreamError
 from ..settings import from_mapping
-from .dreamtab import watch
+from .dreamtab import POLL, watch
 from .safety import check_image
 from .service import Studio
 
@@ -42,3 +47,31 @@ def build(studio: Studio) -> None:
         yield str(job.result), json.dumps(studio.library.settings_of(job.result).to_dict())
 
     trigger.click(dream, [photo, settings_json, mask_file], [image, status], api_name="dream", concurrency_limit=None)
+
+    with gr.Group(visible=False):
+        sound_file = gr.File(label="sound", type="filepath")
+        options_json = gr.Textbox(label="audio options (JSON)")
+        sound_out = gr.File(label="the dreamed sound")
+        figure = gr.File(label="before/after spectrogram")
+        sound_status = gr.Textbox(label="status")
+        sound_trigger = gr.Button()
+
+    def sound(path: str | None, text: str, options_text: str, request: gr.Request):
+        try:
+            values = json.loads(text) if text and text.strip() else {}
+            settings = from_mapping({**studio.defaults.to_dict(), **AUDIO_DEFAULTS, **values})
+            options = AudioOptions(**(json.loads(options_text) if options_text and options_text.strip() else {}))
+            if not path:
+                raise DeepDreamError("no sound file")
+            job = studio.sound(settings, path, options, owner=request.session_hash if request else "")
+        except (DeepDreamError, json.JSONDecodeError, TypeError) as exc:
+            raise gr.Error(str(exc)) from None
+        while not job.finished.wait(POLL):
+            yield None, None, job.status()
+        if job.result is None:
+            raise gr.Error("cancelled" if job.cancelled else job.status())
+        out, plot = job.result
+        yield str(out), str(plot), "done"
+
+    sound_trigger.click(sound, [sound_file, settings_json, options_json], [sound_out, figure, sound_status],
+                        api_name="sound", concurrency_limit=None)

@@ -14,7 +14,7 @@ def build_app(studio: Studio):
     """The Gradio Blocks of the studio (not launched)."""
     import gradio as gr
 
-    from . import api, dreamtab, exploretab, videotab
+    from . import api, dreamtab, exploretab, soundtab, videotab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"## {TITLE}  \nlibrary: `{studio.library.folder}`")
@@ -24,6 +24,8 @@ def build_app(studio: Studio):
             video = videotab.build(studio, dream)
         with gr.Tab("Explore", id="explore", elem_id="tab-explore"):
             exploretab.build(studio, dream)
+        with gr.Tab("Sound", id="sound", elem_id="tab-sound"):
+            soundtab.build(studio, dream)
         api.build(studio)
         app.load(lambda: dreamtab.gallery_items(studio), None, dream.gallery, api_visibility="private")
         videotab.on_load(app, video)

@@ -21,6 +21,7 @@ FOLDERS = {
     "masks": "painted masks, named by their content",
     "uploads": "clips and photos kept for background jobs",
     "videos": "finished videos and zoom loops",
+    "sounds": "dreamed sounds (settings in their tags) and their before/after spectrograms",
     "jobs": "one JSON record per background job",
     "work": "frame caches of background jobs (resume after a restart)",
     "cache": "Gradio's upload folder",
@@ -55,7 +56,9 @@ class Library:
             raise OutputError(f"{path} is outside the studio library")
         return resolved
 
-    def _name(self, folder: Path, stem: str, suffix: str) -> Path:
+    def new_path(self, name: str, stem: str, suffix: str) -> Path:
+        """A free, time-stamped file name in one of FOLDERS (nothing is created)."""
+        folder = self.sub(name)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for i in range(1000):
             path = folder / f"{stamp}-{stem}{f'-{i}' if i else ''}{suffix}"
@@ -65,7 +68,7 @@ class Library:
 
     def save(self, image: Image.Image, stem: str = "dream") -> Path:
         """Write a result PNG with its settings (from image.info) into results/, atomically."""
-        path = self._name(self.sub("results"), stem, ".png")
+        path = self.new_path("results", stem, ".png")
         return imagefiles.save_image(image, path, metadata=image.info.get("deepdream"))
 
     def gallery(self) -> list[Path]:

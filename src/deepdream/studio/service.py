@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .. import imagefiles
+from ..audio import AudioOptions
 from ..engine.octaves import octave_plan
 from ..errors import OutputError, SettingsError
 from ..runtime import resolve_device
@@ -116,6 +117,26 @@ class Studio:
             return self.library.save(sheet, f"atlas-{backbone.name}")
 
         return self.jobs.submit("explore", self.device_of(settings), work, owner=owner)
+
+
+    def sound(self, settings: Settings, source: str | Path, options: AudioOptions | None = None, *,
+              owner: str = "") -> Job:
+        """Queue a dream of a sound file (or a video's soundtrack); the result is (the FLAC, its before/after
+        spectrogram PNG), both in the library's sounds/."""
+        from ..audio import dream_audio
+
+        self.check_files(settings.replace(mask=None))
+        source = self.library.inside(source)
+        settings = settings.replace(init="image", mask=None)
+
+        def work(job: Job) -> tuple[Path, Path]:
+            backbone = self.backbones.get(settings)
+            stem = f"{Path(source).stem}-{backbone.name}"
+            out, plot = self.library.new_path("sounds", stem, ".flac"), self.library.new_path("sounds", stem, ".png")
+            dream_audio(source, out, settings=settings, options=options, backbone=backbone, progress=job, plot=plot)
+            return out, plot
+
+        return self.jobs.submit("sound", self.device_of(settings), work, owner=owner)
 
 
 def image_seed(image: Image.Image) -> str:
