@@ -62,9 +62,10 @@ MAX_ROLL = 0.25
 # most of its feature positions (8 train/ photos at 64-300 px, steps x the short-side ratio: worst gain
 # 1.85x -> 2.02x)
 SMALL_ROLL = 0.125
-# steps grow as (SMALL_SIDE / short side) ** SMALL_POWER. With the 1/8 roll, worst gain on 16 other train/
-# photos at 96-200 px: power 1.5 2.07x, power 2 2.14x; a 64 px picture still dreams in seconds
-SMALL_POWER = 2.0
+# steps grow as (SMALL_SIDE / short side) ** SMALL_POWER. With the 1/8 roll and the cap below, worst gain on 16
+# other train/ photos at 96 / 128 / 150 / 200 / 256 / 300 px: power 2 2.14 2.21 2.21 2.39 2.32 2.22x, power 3
+# 2.22 2.38 2.54 2.48 2.61 2.38x
+SMALL_POWER = 3.0
 # ... up to this factor: below ~80 px a side more steps cost seconds and gain little (a 195x33 photo took 3762
 # steps, 25 s, uncapped; 64 px photos gained >= 2.5x at about this factor)
 MAX_BOOST = 16.0
