@@ -66,8 +66,11 @@ def build(studio: Studio) -> None:
             job = studio.sound(settings, path, options, owner=request.session_hash if request else "")
         except (DeepDreamError, json.JSONDecodeError, TypeError) as exc:
             raise gr.Error(str(exc)) from None
+        shown = None
         while not job.finished.wait(POLL):
-            yield None, None, job.status()
+            if job.status() != shown:  # only changes go over the wire
+                shown = job.status()
+                yield None, None, shown
         if job.result is None:
             raise gr.Error("cancelled" if job.cancelled else job.status())
         out, plot = job.result
