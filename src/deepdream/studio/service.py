@@ -12,7 +12,7 @@ from PIL import Image
 from .. import imagefiles
 from ..audio import AudioOptions
 from ..engine.octaves import octave_plan
-from ..errors import OutputError, SettingsError
+from ..errors import DeepDreamError, OutputError, SettingsError
 from ..runtime import resolve_device
 from ..settings import FOURIER_STEPS, Settings
 from ..still import dream
@@ -133,7 +133,11 @@ class Studio:
             backbone = self.backbones.get(settings)
             stem = f"{Path(source).stem}-{backbone.name}"
             out, plot = self.library.new_path("sounds", stem, ".flac"), self.library.new_path("sounds", stem, ".png")
-            dream_audio(source, out, settings=settings, options=options, backbone=backbone, progress=job, plot=plot)
+            try:
+                dream_audio(source, out, settings=settings, options=options, backbone=backbone, progress=job,
+                            plot=plot)
+            except DeepDreamError as exc:  # the page names the upload, not where the library keeps it
+                raise type(exc)(str(exc).replace(str(source), source.name)) from None
             return out, plot
 
         return self.jobs.submit("sound", self.device_of(settings), work, owner=owner)
