@@ -137,6 +137,25 @@ def watch(job: Job, result: gr.Image, status: gr.HTML) -> Iterator[dict]:
             yield out
 
 
+def watch_to_end(job: Job, result: gr.Image, status: gr.HTML) -> Iterator[dict]:
+    """`watch`, then, when the job ended without a result, the line that says why (cancelled or the error)."""
+    yield from watch(job, result, status)
+    if job.result is None:
+        yield {status: progress_html(None, "cancelled: nothing was saved" if job.cancelled else job.status())}
+
+
+def form_settings(data: dict, c: dict, base: gr.State) -> Settings:
+    """The Settings the Dream tab's controls describe over `base`; the seed only when it is locked."""
+    values = {name: data[c[name]] for name in form.CONTROLS}
+    seed = int(values["seed"]) if data[c["seed_lock"]] and values["seed"] is not None else None
+    return form.to_settings(data[base], values, seed)
+
+
+def form_inputs(c: dict, base: gr.State) -> set:
+    """The components `form_settings` reads."""
+    return {*(c[name] for name in form.CONTROLS), c["seed_lock"], base}
+
+
 def _restore(c: dict, base: gr.State, settings: Settings) -> dict:
     values = form.from_settings(settings)
     return {base: settings, **{c[name]: values[name] for name in form.CONTROLS}}
@@ -163,26 +182,23 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
     upload.clear(lambda: (None, None), None, [tab.photo, editor])
 
     def run(data: dict, request: gr.Request):
-        values = {name: data[c[name]] for name in form.CONTROLS}
         try:
-            seed = int(values["seed"]) if data[c["seed_lock"]] and values["seed"] is not None else None
-            settings = form.to_settings(data[base], values, seed)
+            settings = form_settings(data, c, base)
             painted = data[editor]
             mask = mask_from_layers(painted.get("layers") or []) if isinstance(painted, dict) else None
             job = studio.dream(settings, data[tab.photo], mask, owner=request.session_hash if request else "")
         except DeepDreamError as exc:
             yield {status: progress_html(None, f"error: {exc}")}
             return
-        yield from watch(job, result, status)
+        yield from watch_to_end(job, result, status)
         if job.result is None:
-            yield {status: progress_html(None, "cancelled: nothing was saved" if job.cancelled else job.status())}
             return
         path = job.result
         yield {result: str(path), status: progress_html(None, f"saved {path.name} ({time.strftime('%H:%M:%S')})"),
                gallery: gallery_items(studio), download: gr.DownloadButton(value=str(path), visible=True),
                c["seed"]: studio.library.settings_of(path).seed}
 
-    inputs = {*controls, c["seed_lock"], tab.photo, editor, base}
+    inputs = {*form_inputs(c, base), tab.photo, editor}
     go.click(run, inputs, [result, status, gallery, download, c["seed"]], show_progress="hidden",
              concurrency_limit=None, api_visibility="private")
     def stop(request: gr.Request) -> None:

@@ -8,7 +8,7 @@ import gradio as gr
 from ..errors import DeepDreamError
 from ..explore import sweep_layers
 from . import form
-from .dreamtab import DreamTab, gallery_items, progress_html, watch
+from .dreamtab import DreamTab, form_inputs, form_settings, gallery_items, progress_html, watch_to_end
 from .service import Studio
 
 
@@ -33,16 +33,14 @@ def build(studio: Studio, dream: DreamTab) -> None:
             status = gr.HTML(progress_html(None, ""), elem_id="explore-status")
 
     def run(data: dict, request: gr.Request):
-        values = {name: data[c[name]] for name in form.CONTROLS}
         owner = request.session_hash if request else ""
         try:
-            seed = int(values["seed"]) if data[c["seed_lock"]] and values["seed"] is not None else None
-            settings = form.to_settings(data[dream.base], values, seed)
+            settings = form_settings(data, c, dream.base)
             if data[kind] == "layer sweep":
                 if not data[dream.photo]:
                     raise DeepDreamError("upload a photo in the Dream tab first")
                 backbone = studio.backbones.get(settings)
-                layers = sweep_layers(backbone, values["layers"] or None)
+                layers = sweep_layers(backbone, data[c["layers"]] or None)
                 job = studio.sweep(settings.replace(layers=None), data[dream.photo], layers, owner=owner)
             else:
                 job = studio.atlas(settings, str(data[layer]), form.channel_list(data[channels]), int(data[tile]),
@@ -50,14 +48,13 @@ def build(studio: Studio, dream: DreamTab) -> None:
         except DeepDreamError as exc:
             yield {status: progress_html(None, f"error: {exc}")}
             return
-        yield from watch(job, sheet, status)
+        yield from watch_to_end(job, sheet, status)
         if job.result is None:
-            yield {status: progress_html(None, "cancelled: nothing was saved" if job.cancelled else job.status())}
             return
         yield {sheet: str(job.result), status: progress_html(None, f"saved {job.result.name}"),
                dream.gallery: gallery_items(studio)}
 
-    inputs = {*(c[name] for name in form.CONTROLS), c["seed_lock"], dream.photo, dream.base, kind, layer, channels, tile}
+    inputs = {*form_inputs(c, dream.base), dream.photo, kind, layer, channels, tile}
     go.click(run, inputs, [sheet, status, dream.gallery], show_progress="hidden", concurrency_limit=None,
              api_visibility="private")
     def stop(request: gr.Request) -> None:

@@ -8,8 +8,7 @@ import gradio as gr
 from ..audio import PHASES, AudioOptions
 from ..audio.dreaming import AUDIO_DEFAULTS
 from ..errors import DeepDreamError
-from . import form
-from .dreamtab import DreamTab, progress_html, watch
+from .dreamtab import DreamTab, form_inputs, form_settings, progress_html, watch_to_end
 from .service import Studio
 
 
@@ -37,25 +36,22 @@ def build(studio: Studio, dream: DreamTab) -> None:
             status = gr.HTML(progress_html(None, "upload a sound"), elem_id="sound-status")
 
     def run(data: dict, request: gr.Request):
-        values = {name: data[c[name]] for name in form.CONTROLS}
         try:
             if not data[source]:
                 raise DeepDreamError("upload a sound first")
-            seed = int(values["seed"]) if data[c["seed_lock"]] and values["seed"] is not None else None
-            settings = form.to_settings(data[dream.base], values, seed).replace(smoothing=float(data[smoothing]))
+            settings = form_settings(data, c, dream.base).replace(smoothing=float(data[smoothing]))
             options = AudioOptions(phase=data[phase], survival_steps=int(data[survival]))
             job = studio.sound(settings, data[source], options, owner=request.session_hash if request else "")
         except DeepDreamError as exc:
             yield {status: progress_html(None, f"error: {exc}")}
             return
-        yield from watch(job, figure, status)
+        yield from watch_to_end(job, figure, status)
         if job.result is None:
-            yield {status: progress_html(None, "cancelled: nothing was saved" if job.cancelled else job.status())}
             return
         sound, plot = job.result
         yield {result: str(sound), figure: str(plot), status: progress_html(None, f"saved {sound.name}")}
 
-    inputs = {*(c[name] for name in form.CONTROLS), c["seed_lock"], dream.base, source, phase, survival, smoothing}
+    inputs = {*form_inputs(c, dream.base), source, phase, survival, smoothing}
     go.click(run, inputs, [result, figure, status], show_progress="hidden", concurrency_limit=None,
              api_visibility="private")
 

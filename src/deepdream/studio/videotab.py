@@ -11,9 +11,8 @@ import gradio as gr
 
 from ..errors import DeepDreamError
 from ..video import FLOWS
-from . import form
 from .background import VideoJobs
-from .dreamtab import DreamTab, progress_html
+from .dreamtab import DreamTab, form_inputs, form_settings, progress_html
 from .safety import check_image, check_video
 from .service import Studio
 
@@ -91,11 +90,9 @@ def build(studio: Studio, dream: DreamTab) -> VideoTab:
     source.upload(on_source, source, [source, note], concurrency_limit=None, api_visibility="private")
 
     def start(data: dict):
-        values = {name: data[c[name]] for name in form.CONTROLS}
         path = data[source]
         try:
-            seed = int(values["seed"]) if data[c["seed_lock"]] and values["seed"] is not None else None
-            settings = form.to_settings(data[dream.base], values, seed).replace(mask=None)
+            settings = form_settings(data, c, dream.base).replace(mask=None)
             is_clip = path is not None and _is_clip(path)
             if is_clip:
                 jobs.start("video", path, settings, {"flow": data[flow], "max_size": int(data[size])})
@@ -106,7 +103,7 @@ def build(studio: Studio, dream: DreamTab) -> VideoTab:
             return progress_html(None, f"error: {exc}"), job_table(jobs)
         return "", job_table(jobs)
 
-    inputs = {*(c[name] for name in form.CONTROLS), c["seed_lock"], dream.base, source, frames, zoom, flow, size}
+    inputs = {*form_inputs(c, dream.base), source, frames, zoom, flow, size}
     go.click(start, inputs, [note, table], concurrency_limit=None, api_visibility="private")
 
     def cancel_newest():
