@@ -212,3 +212,14 @@ def progress_bar(total: int | None, desc: str = "", unit: str = "it", enabled: b
     if enabled and not sys.stderr.isatty():
         return LogProgress(total, desc, unit)
     return tqdm(total=total, desc=desc or None, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True, disable=not enabled)
+
+
+def reporting(progress: bool | Progress, total: int | None, unit: str = "step"):
+    """A context manager yielding what a loop of `total` steps reports to: a bar of its own (True), a silent
+    one (False), or the caller's object, left open (its `total`, when it has one, is set: a studio job or a
+    tqdm bar learns the length that only the loop knows)."""
+    if isinstance(progress, bool):
+        return progress_bar(total, unit=unit, enabled=progress)
+    if hasattr(progress, "total"):
+        progress.total = total
+    return contextlib.nullcontext(progress)

@@ -14,7 +14,7 @@ from .errors import SettingsError
 from .featurevis import render
 from .models.backbone import Backbone
 from .models.load import backbone_from_settings, load_backbone
-from .runtime import Progress, draw_seed, progress_bar, resolve_precision
+from .runtime import Progress, draw_seed, reporting, resolve_precision
 from .settings import FOURIER_STEPS, Settings, from_mapping
 
 
@@ -78,11 +78,8 @@ def dream(
         with Dreamer(backbone, objective, settings) as dreamer:
             return dreamer.dream(rgb, generator, bar, mask=mask, watch=watch)
 
-    if isinstance(progress, bool):
-        with progress_bar(steps, unit="step", enabled=progress) as bar:
-            out = run(bar)
-    else:
-        out = run(progress)
+    with reporting(progress, steps) as bar:
+        out = run(bar)
     result = imagefiles.tensor_to_pil(out, alpha)
     result.info["deepdream"] = settings.to_json()
     return result

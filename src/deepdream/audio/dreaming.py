@@ -7,7 +7,6 @@ and the encoding (scaled down only if the dream would clip).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -28,7 +27,7 @@ from ..engine.tiling import available_memory
 from ..errors import ImageError, OutputError, SettingsError
 from ..models.backbone import Backbone
 from ..models.load import backbone_from_settings
-from ..runtime import Progress, draw_seed, progress_bar
+from ..runtime import Progress, draw_seed, reporting
 from ..settings import Settings, from_mapping
 from . import io
 from .plot import before_after
@@ -254,13 +253,7 @@ def _dream_into(mix: np.ndarray, info: io.AudioInfo, found: Scan, dreamer: Dream
     columns = max(geometry.columns(min(length, found.samples)), dreamer.backbone.min_size)
     height, width = _dream_size(geometry.bins, columns, dreamer)
     total = count * (dreamer.steps_per_image(height, width) + options.survival_steps)
-    if isinstance(progress, bool):
-        bar = progress_bar(total, unit="step", enabled=progress)
-    else:
-        bar = contextlib.nullcontext(progress)
-        if hasattr(progress, "total"):  # a studio job or a tqdm bar: its length is only known here
-            progress.total = total
-    with bar as bar:
+    with reporting(progress, total) as bar:
         for k, (start, x) in enumerate(io.windows(io.read_blocks(info), length, overlap)):
             x = x[:, : found.samples - start]
             n = x.shape[1]
