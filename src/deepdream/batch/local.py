@@ -95,7 +95,12 @@ class LocalExecutor:
             while pending or flying:
                 while pending and len(flying) < workers:
                     task = pending.pop()
-                    flying[pool.submit(_run_task, task)] = task
+                    try:
+                        future = pool.submit(_run_task, task)
+                    except BrokenProcessPool:  # a process died since the last wait: this one never started
+                        pending.append(task)
+                        return self._after_death(flying, pending, deaths, on_result)
+                    flying[future] = task
                     on_start(task, "local pool")
                 done, _ = wait(flying, return_when=FIRST_COMPLETED)
                 if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
