@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import shutil
+import sqlite3
 import subprocess
 import sys
 from fractions import Fraction
@@ -15,21 +17,23 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import synthetic_photo
-from deepdream import Settings, dream
+from deepdream import Settings, dream, locks
 from deepdream.batch import (BatchJob, LocalExecutor, Manifest, RayExecutor, VideoOptions, expand_inputs, plan_batch,
                              run_batch)
 from deepdream.batch.segments import crossfade_weights, seam_jumps, split, stitch
-from deepdream.errors import SettingsError
-from deepdream.video import read_frames
+from deepdream.errors import DeepDreamError, OutputError, SettingsError
+from deepdream.video.reading import read_frames
 
 TINY = Settings(octaves=1, iterations=2, seed=3)
 JOB = BatchJob(TINY)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 PHOTOS = ["a.png", "b.jpg", "sub/c.png", "sub/d.png", "sub/deeper/e.png", "f.webp"]
 VOLATILE = ("seconds", "worker", "updated", "source", "output")  # differ between runs and folders by nature
+RECORDS = ("manifest.sqlite", "batch.log")  # what a batch writes besides its outputs
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,8 +67,8 @@ def pixels(path: Path) -> np.ndarray:
 
 
 def assert_same_outputs(a: Path, b: Path) -> None:
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.sqlite")
-    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "manifest.sqlite")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in RECORDS)
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in RECORDS)
     assert len(files) == len(PHOTOS)
     for rel in files:
         assert np.array_equal(pixels(a / rel), pixels(b / rel)), rel
@@ -136,11 +140,11 @@ def test_local_batch_outputs_resume_and_manifest(photos, reference, lite0):
     single = dream(photos / "sub" / "c.png", settings=TINY.replace(seed=a["seed"]), backbone=lite0)
     assert np.array_equal(pixels(reference / "sub" / "c.png"), np.asarray(single))
     # a re-run redoes nothing (the corrupt file is unchanged, so it is not retried) and rewrites no file
-    stamps = {p: p.stat().st_mtime_ns for p in reference.rglob("*.*") if p.suffix != ".sqlite"}
+    stamps = {p: p.stat().st_mtime_ns for p in reference.rglob("*.*") if p.name not in RECORDS}
     seen = []
     again = run_batch([photos], reference, JOB, on_start=lambda item, worker: seen.append(item.relpath))
     assert (again.done, again.skipped, again.failed, seen) == (0, 6, 1, [])
-    assert stamps == {p: p.stat().st_mtime_ns for p in reference.rglob("*.*") if p.suffix != ".sqlite"}
+    assert stamps == {p: p.stat().st_mtime_ns for p in reference.rglob("*.*") if p.name not in RECORDS}
 
 
 def test_interrupted_items_are_redone_and_force_redoes_all(photos, tmp_path):
@@ -190,6 +194,156 @@ def test_cli_batch_summary_and_exit_code(photos, tmp_path):
     assert "batch: 1 done, 0 skipped, 1 failed" in run.stderr
     assert "failed broken.jpg: " in run.stderr and "Traceback" not in run.stderr
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_the_callers_thread_count_does_not_change_the_pixels(photos, reference, tmp_path):
+    # the in-process path dreams with the job's threads (1), as pool workers and Ray actors do, whatever the caller
+    # set; CPU sums split per thread, so before this fix 2 threads here gave other pixels than 2 workers
+    torch.set_num_threads(2)
+    try:
+        summary = run_batch([photos], tmp_path / "out", JOB, executor=LocalExecutor(1))
+        assert torch.get_num_threads() == 2  # and the caller's count is put back
+    finally:
+        torch.set_num_threads(1)
+    assert (summary.done, summary.failed) == (6, 1)
+    assert_same_outputs(reference, tmp_path / "out")
+
+
+def test_failed_items_leave_their_traceback_in_the_log(reference):
+    text = (reference / "batch.log").read_text()
+    assert "failed broken.jpg" in text and "Traceback (most recent call last)" in text and "open_image" in text
+    assert "done sub/c.png" in text
+
+
+# ------------------------------------------------------------------------------------------ hostile input
+
+
+def tree(root: Path, *names: str) -> Path:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        synthetic_photo(40, 32).save(root / name)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_every_refusal_comes_before_anything_is_created(tmp_path, monkeypatch):
+    """Each bad batch raises one DeepDreamError, creates no output folder, manifest, log or lock, and leaves
+    its inputs byte-identical."""
+    src = tree(tmp_path / "in", "a.png", "sub/b.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "mask.png").write_text("not a picture")
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format": "deepdream-classifier", "x": _Evil()}))
+    (tmp_path / "link").symlink_to(src)
+    out = tmp_path / "out"
+    cases = {
+        "no match": ([str(src / "*.nothing")], out, JOB, "no files match"),
+        "bad pattern": ([str(src / "a**b" / "*.png")], out, JOB, "cannot expand the pattern"),
+        "empty folder": ([tmp_path / "empty"], out, JOB, "no images or videos"),
+        "missing": ([tmp_path / "missing"], out, JOB, "no such file"),
+        "bad mask": ([src], out, BatchJob(TINY.replace(mask=str(tmp_path / "mask.png"))), "mask.png"),
+        "evil checkpoint": ([src], out, BatchJob(TINY.replace(checkpoint=str(tmp_path / "evil.pt"))), "evil.pt"),
+        "bad layer": ([src], out, BatchJob(TINY.replace(layers="blocks.99")), "blocks.99"),
+        "threads": ([src], out, BatchJob(TINY, threads=0), "threads"),
+        "output is the input": ([src], src, JOB, "is the input folder"),
+        "output is a link to the input": ([src], tmp_path / "link", JOB, "is the input folder"),
+        "glob into its own folder": ([str(src / "*.png")], src, JOB, "is the input folder"),
+        "output over an input": ([src / "a.png"], src, JOB, "would overwrite the input"),
+    }
+    before = snapshot(tmp_path)
+    for name, (inputs, outdir, job, message) in cases.items():
+        with pytest.raises(DeepDreamError, match=message):
+            run_batch(inputs, outdir, job)
+        assert not out.exists() and snapshot(tmp_path) == before, name
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(DeepDreamError, match="--ray needs Ray"):
+        run_batch([src], out, JOB, executor=RayExecutor())
+    assert not out.exists() and snapshot(tmp_path) == before
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_a_damaged_or_foreign_manifest_is_refused_untouched(tmp_path):
+    src = tree(tmp_path / "in", "a.png")
+    out = tmp_path / "out"
+    assert run_batch([src], out, JOB).done == 1
+    good = (out / "manifest.sqlite").read_bytes()
+
+    def damage(sql: str, *args) -> None:
+        (out / "manifest.sqlite").write_bytes(good)
+        db = sqlite3.connect(out / "manifest.sqlite")
+        with db:
+            db.execute(sql, args)
+        db.close()
+
+    cases = {
+        "garbage seed": ("UPDATE meta SET value = 'x' WHERE key = 'base_seed'", "base seed 'x'"),
+        "seed out of range": ("UPDATE meta SET value = '-5' WHERE key = 'base_seed'", "base seed '-5'"),
+        "another version": ("ALTER TABLE items ADD COLUMN extra TEXT", "columns"),
+        "another format": ("UPDATE meta SET value = 'deepdream-batch-9' WHERE key = 'format'", "format"),
+        "seed of a wrong type": ("UPDATE items SET seed = 'seven'", "seed = 'seven'"),
+        "attempts of a wrong type": ("UPDATE items SET attempts = 1.5", "attempts = 1.5"),
+        "unknown status": ("UPDATE items SET status = 'maybe'", "status 'maybe'"),
+        "foreign tables": ("CREATE TABLE other (x)", "tables"),
+    }
+    for name, (sql, message) in cases.items():
+        damage(sql)
+        damaged = (out / "manifest.sqlite").read_bytes()
+        with pytest.raises(OutputError, match=message):
+            run_batch([src], out, JOB)
+        assert (out / "manifest.sqlite").read_bytes() == damaged, name
+    (out / "manifest.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(OutputError, match="not a database"):
+        run_batch([src], out, JOB)
+
+
+def test_odd_names_and_link_loops(tmp_path, lite0):
+    src = tree(tmp_path / "in", "a.png")
+    raw = os.fsencode(src) + b"/caf\xe9.png"  # Latin-1, not UTF-8: one such name aborted the whole batch
+    synthetic_photo(40, 32, seed=5).save(os.fsdecode(raw))
+    (src / "loop").symlink_to(src)  # in/loop/loop/loop/... never ends if followed
+    assert sorted(rel for _, rel in expand_inputs([src])) == sorted(["a.png", os.fsdecode(b"caf\xe9.png")])
+    assert len(plan_batch([str(src / "**" / "*.png")], tmp_path / "o", JOB)) == 2
+    summary = run_batch([src], tmp_path / "out", JOB)
+    assert (summary.done, summary.failed) == (2, 0), summary.errors
+    with Manifest(tmp_path / "out" / "manifest.sqlite") as manifest:
+        row = manifest.get(os.fsdecode(b"caf\xe9.png"))
+    assert row.relpath == "caf\\xe9.png" and row.status == "done"
+    assert os.path.exists(os.fsencode(tmp_path / "out") + b"/caf\xe9.png")
+    again = run_batch([src], tmp_path / "out", JOB)  # the escaped key finds its row: nothing is redone
+    assert (again.done, again.skipped) == (0, 2)
+
+
+def test_two_batches_on_one_output_folder(tmp_path):
+    src = tree(tmp_path / "in", "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    with locks.acquire(out / "manifest.sqlite"):  # a live run holds the folder (this process's pid)
+        with pytest.raises(OutputError, match="in use by another deepdream run"):
+            run_batch([src], out, JOB)
+        assert sorted(p.name for p in out.iterdir()) == [".manifest.sqlite.lock"]
+    assert run_batch([src], out, JOB).done == 1
+    assert not (out / ".manifest.sqlite.lock").exists()
+
+
+def test_cli_refusals_are_one_line(photos, tmp_path):
+    """The CLI in a subprocess: a refused batch prints one line, exits 1, writes nothing, changes no input."""
+    src = tree(tmp_path / "in", "a.png")
+    (tmp_path / "mask.txt").write_text("no")
+    before = snapshot(tmp_path)
+    for args, message in ([[src, "-o", src], "is the input folder"],
+                          [[src, "-o", tmp_path / "out", "--mask", tmp_path / "mask.txt"], "mask.txt"]):  # fmt: skip
+        run = subprocess.run([sys.executable, "-m", "deepdream", "batch", *map(str, args), "-q"], capture_output=True,
+                             text=True, env=ENV, timeout=300)  # fmt: skip
+        assert run.returncode == 1 and message in run.stderr, run.stderr
+        assert run.stderr.count("\n") == 1 and run.stderr.startswith("deepdream: error:"), run.stderr
+        assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------ Ray
@@ -292,7 +446,7 @@ def test_cli_batch_on_a_ray_address(photos, ray_cluster, tmp_path):
                          env=ENV, timeout=300)  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert "batch: 1 done, 0 skipped, 1 failed" in run.stderr and "Ray (127.0.0.1:" in run.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "manifest.sqlite"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "batch.log", "manifest.sqlite"]
 
 
 # ------------------------------------------------------------------------------------------ segments

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+
 from .errors import OutputError
 
 # a lock file is empty only between its creation and the write of the pid; an empty one older than
@@ -20,9 +21,15 @@ EMPTY_GRACE_SECONDS = 5.0
 
 
 def lock_path(path: str | Path) -> Path:
-    """Where the lock of `path` lives: beside it, hidden."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.lock")
+    """Where the lock of `path` lives: beside it, hidden (inside the root folder, which has no name).
+
+    The path is made absolute first ('.', '..' and 'dir/..' have no name of their own) and its folder
+    resolved, so that two spellings of one target share one lock.
+    """
+    path = Path(os.path.abspath(path))
+    if not path.name:
+        return path / ".deepdream.lock"
+    return path.parent.resolve() / f".{path.name}.lock"
 
 
 def pid_alive(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""Local workers: N processes on this machine, each with its share of the CPU threads or one GPU.
+"""Local workers: this process, or N processes on this machine, each with `job.threads` CPU threads or one GPU.
 
 Built on `concurrent.futures.ProcessPoolExecutor`; each process loads the network once (in the pool's
 initializer) and dreams items handed to it one at a time. A process that dies takes only the items
@@ -7,6 +7,7 @@ it held: the pool is started again and those items are retried, at most `retries
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -17,10 +18,13 @@ from typing import Callable
 import torch
 
 from ..errors import DeepDreamError
+from ..models.backbone import Backbone
 from ..runtime import resolve_device
 from .manifest import ItemResult
 from .plan import BatchJob
 from .worker import ItemRunner, Task
+
+log = logging.getLogger(__name__)
 
 StartHook = Callable[[Task, str], None]
 ResultHook = Callable[[ItemResult], None]
@@ -30,10 +34,10 @@ ResultHook = Callable[[ItemResult], None]
 _RUNNER: ItemRunner | str | None = None
 
 
-def _start_worker(job: BatchJob, devices: multiprocessing.SimpleQueue, threads: int | None) -> None:
+def _start_worker(job: BatchJob, devices: multiprocessing.SimpleQueue) -> None:
     global _RUNNER
     try:
-        _RUNNER = ItemRunner(job, device=devices.get(), threads=threads)
+        _RUNNER = ItemRunner(job, device=devices.get())
     except DeepDreamError as exc:
         _RUNNER = str(exc)
 
@@ -53,7 +57,7 @@ def worker_devices(job: BatchJob, workers: int) -> list[str | None]:
 
 
 def default_workers(job: BatchJob) -> int:
-    """One worker per GPU on a CUDA machine; on the CPU one process using every core."""
+    """One worker per GPU on a CUDA machine; on the CPU one process (with `job.threads` threads)."""
     return torch.cuda.device_count() if resolve_device(job.settings.device).type == "cuda" else 1
 
 
@@ -67,13 +71,24 @@ class LocalExecutor:
     def describe(self) -> str:
         return f"{self.workers or 'default'} local worker{'s' if self.workers != 1 else ''}"
 
-    def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook) -> None:
+    def check(self, job: BatchJob) -> None:
+        """Nothing beyond the job's own checks: a local machine runs whatever `check_job` passed."""
+
+    def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook,
+            backbone: Backbone | None = None) -> None:  # fmt: skip
+        """Dream the tasks; `backbone`: the job's network already loaded on the CPU in this process."""
         workers = self.workers or default_workers(job)
         if workers == 1:
-            runner = ItemRunner(job, device=worker_devices(job, 1)[0])
-            for task in tasks:
-                on_start(task, runner.identity())
-                on_result(runner.run(task))
+            device = worker_devices(job, 1)[0]
+            on_cpu = resolve_device(device or job.settings.device).type == "cpu"
+            threads = torch.get_num_threads()
+            try:  # the job's thread count while it runs here, the caller's again after
+                runner = ItemRunner(job, device=device, backbone=backbone if on_cpu else None)
+                for task in tasks:
+                    on_start(task, runner.identity())
+                    on_result(runner.run(task))
+            finally:
+                torch.set_num_threads(threads)
             return
         pending = list(reversed(tasks))  # popped from the end: the plan's order
         deaths: dict[str, int] = {}
@@ -88,10 +103,9 @@ class LocalExecutor:
         devices = context.SimpleQueue()
         for device in worker_devices(job, workers):
             devices.put(device)
-        threads = None if resolve_device(job.settings.device).type == "cuda" else max(1, (os.cpu_count() or 1) // workers)
         flying: dict[Future, Task] = {}
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(job, devices, threads)) as pool:  # fmt: skip
+                                 initargs=(job, devices)) as pool:  # fmt: skip
             while pending or flying:
                 while pending and len(flying) < workers:
                     task = pending.pop()
@@ -113,6 +127,8 @@ class LocalExecutor:
     def _after_death(self, flying: dict[Future, Task], pending: list[Task], deaths: dict[str, int],
                      on_result: ResultHook) -> list[Task]:  # fmt: skip
         """A process died: finished items count, the others go back in line unless out of retries."""
+        log.warning("a worker process died holding %s: the pool is started again",
+                    ", ".join(t.key for f, t in flying.items() if not f.done() or f.exception() is not None))
         again = []
         for future, task in flying.items():
             if future.done() and future.exception() is None:

@@ -1,4 +1,4 @@
-"""Ray: the same batch on a cluster,: a pool of actors fed by the driver as they come free.
+"""Ray: the same batch on a cluster: a pool of actors fed by the driver as they come free.
 
 Each actor is an `ItemRunner`: the network loads once in its `__init__`, one actor per GPU or per
 `cpus_per_worker` CPUs. Files travel through Ray's object store: the driver reads each input and
@@ -13,6 +13,7 @@ progress) and per-item errors, and Ray core is a fraction of `ray[data]`'s insta
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from .local import ResultHook, StartHook
 from .manifest import ItemResult
 from .plan import BatchJob
 from .worker import ItemRunner, Task
+
+log = logging.getLogger(__name__)
 
 # Ray binds the machine's own address unless cluster mode is off; this must be set before `import ray`
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -49,14 +52,21 @@ class RayExecutor:
 
     address: str | None = None
     workers: int | None = None  # actors; None: one per GPU, else one per `cpus_per_worker` CPUs
-    cpus_per_worker: int = 1
+    cpus_per_worker: int | None = None  # CPUs each actor reserves; None: the job's threads
     num_cpus: int | None = None  # CPUs of a local cluster; None: all of this machine's
     retries: int = 2  # restarts of a dead actor, and retries of the item it held
 
     def describe(self) -> str:
         return f"Ray ({self.address or 'local cluster'})"
 
-    def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook) -> None:
+    def check(self, job: BatchJob) -> None:
+        """Refuse before a batch starts when Ray is not installed."""
+        import_ray()
+
+    def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook,
+            backbone: object = None) -> None:  # fmt: skip
+        """Dream the tasks on the cluster (`backbone`, a network loaded in this process, is not sent: each actor
+        loads its own)."""
         ray = import_ray()
         started = not ray.is_initialized()
         if started:
@@ -78,14 +88,14 @@ class RayExecutor:
     def _actors(self, ray, job: BatchJob, count: int) -> list:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        per_cpu = max(1, int(resources.get("CPU", 1)) // self.cpus_per_worker)
+        cpus = self.cpus_per_worker or job.threads
+        per_cpu = max(1, int(resources.get("CPU", 1)) // cpus)
         n = min(count, self.workers or gpus or per_cpu)
+        log.debug("%d Ray actors of %d CPUs%s", n, cpus, " and 1 GPU" if gpus else "")
         actor = ray.remote(ItemRunner).options(
-            num_cpus=self.cpus_per_worker, num_gpus=1 if gpus else 0,
-            max_restarts=self.retries, max_task_retries=self.retries,
+            num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=self.retries, max_task_retries=self.retries,
         )  # fmt: skip
-        threads = None if gpus else self.cpus_per_worker
-        return [actor.remote(job, threads=threads) for _ in range(n)]
+        return [actor.remote(job) for _ in range(n)]  # each dreams with job.threads threads, as local workers do
 
 
 def _connect(ray, address: str | None, num_cpus: int | None) -> None:
@@ -122,6 +132,7 @@ def _feed(ray, actors: list, tasks: list[Task], on_start: StartHook, on_result: 
             result = ray.get(ref)
             idle.append(actor)
         except RayActorError as exc:  # it died more often than it may be restarted: it takes no more items
+            log.warning("Ray actor %s died holding %s: %s", names[actor], task.key, exc)
             result = ItemResult(task.key, False, 0.0, f"its Ray worker died ({type(exc).__name__})", names[actor])
         except RayError as exc:
             result = ItemResult(task.key, False, 0.0, f"{type(exc).__name__}: {exc}", names[actor])

@@ -3,22 +3,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
+from .. import locks
 from ..errors import DeepDreamError, OutputError
 from ..imagefiles import atomic_write
-from ..runtime import Progress, draw_seed, progress_bar
+from ..models.backbone import Backbone
+from ..runtime import SEED_LIMIT, Progress, draw_seed, progress_bar
 from .local import LocalExecutor, ResultHook, StartHook
 from .manifest import DONE, FAILED, MANIFEST_NAME, ItemResult, Manifest
 from .plan import BatchItem, BatchJob, plan_batch
 from .segments import frame_count, join, remove_folders, segment_folder, split
-from .worker import Task, unpack_frames
+from .worker import Task, check_job, unpack_frames
 
 BASE_SEED = "base_seed"
+LOG_NAME = "batch.log"  # in the output folder, beside the manifest
+
+log = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
@@ -26,7 +33,10 @@ class Executor(Protocol):
 
     def describe(self) -> str: ...
 
-    def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook) -> None: ...
+    def check(self, job: BatchJob) -> None: ...
+
+    def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook,
+            backbone: Backbone | None = None) -> None: ...  # fmt: skip
 
 
 @dataclass
@@ -39,20 +49,42 @@ class BatchSummary:
     failed: int = 0
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)  # relpath -> message, for every failed item
+    log: Path | None = None  # the log file with the traceback of every failed item
 
     @property
     def ok(self) -> bool:
         return self.failed == 0
 
 
-def _base_seed(manifest: Manifest, job: BatchJob) -> BatchJob:
-    """The user's seed, else the one an earlier run of this folder drew, else a new one (recorded)."""
-    seed = job.settings.seed
-    if seed is None:
-        kept = manifest.meta(BASE_SEED)
-        seed = int(kept) if kept is not None else draw_seed()
-    manifest.set_meta(BASE_SEED, str(seed))
-    return BatchJob(job.settings.replace(seed=seed), job.video, job.image_format)
+def kept_seed(manifest: Manifest) -> int | None:
+    """The base seed an earlier run of this folder recorded, checked."""
+    kept = manifest.meta(BASE_SEED)
+    if kept is None:
+        return None
+    try:
+        seed = int(kept)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < SEED_LIMIT:
+        raise OutputError(f"the manifest {manifest.path} holds the base seed {kept!r}, which is not a seed "
+                          "(remove it or choose another output folder)")  # fmt: skip
+    return seed
+
+
+def _read_existing(path: Path) -> int | None:
+    """Check a manifest left by an earlier run without changing it (every row read); its base seed."""
+    if not path.exists():
+        return None
+    with Manifest(path, read_only=True) as manifest:
+        manifest.records()
+        return kept_seed(manifest)
+
+
+def _seeded(job: BatchJob, kept: int | None) -> BatchJob:
+    """The user's seed, else the one an earlier run of this folder drew, else a new one."""
+    if job.settings.seed is not None:
+        return job
+    return dataclasses.replace(job, settings=job.settings.replace(seed=kept if kept is not None else draw_seed()))
 
 
 def _triage(items: list[BatchItem], manifest: Manifest, summary: BatchSummary, force: bool,
@@ -88,29 +120,84 @@ def run_batch(
 
     The manifest `outdir/manifest.sqlite` records each item; a re-run skips finished items whose
     settings and input did not change, and redoes interrupted ones (`force`: redo everything).
-    A failing item is recorded and the batch goes on. `on_start(item, worker)` is called as an
-    item is handed to a worker.
+    A failing item is recorded (its traceback in `outdir/batch.log`) and the batch goes on.
+    `on_start(item, worker)` is called as an item is handed to a worker.
+
+    Everything is checked before anything is created (inputs, an earlier manifest, the network, guide
+    and mask, the executor): a refused batch leaves no output folder, manifest or log. One batch at a
+    time writes an output folder (a lock beside its manifest); a second one is refused.
     """
     outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder {outdir}: {exc}") from exc
     executor = executor or LocalExecutor()
+    path = outdir / MANIFEST_NAME
+    kept = _read_existing(path)
+    drawn = job.settings.seed is None and kept is None
+    job = _seeded(job, kept)
+    items = plan_batch(inputs, outdir, job)
+    executor.check(job)
+    backbone = check_job(job)
     began = time.perf_counter()
-    with Manifest(outdir / MANIFEST_NAME) as manifest:
-        job = _base_seed(manifest, job)
-        items = plan_batch(inputs, outdir, job)
-        summary = BatchSummary(manifest.path)
+    with _claimed(outdir, path) as lock, Manifest(path) as manifest, _logging(outdir / LOG_NAME):
+        now = kept_seed(manifest)
+        if drawn and now is not None:  # another run recorded a seed between our look and our lock: keep it
+            job = dataclasses.replace(job, settings=job.settings.replace(seed=now))
+            items = plan_batch(inputs, outdir, job)
+        manifest.set_meta(BASE_SEED, str(job.settings.seed))
+        log.debug("batch of %d items into %s (base seed %d, %s, %s)", len(items), outdir, job.settings.seed,
+                 executor.describe(), lock.lock.name)  # fmt: skip
+        summary = BatchSummary(manifest.path, log=outdir / LOG_NAME)
         tasks = _triage(items, manifest, summary, force, retry_failed)
         with progress_bar(len(items), "batch", "item", enabled=progress) as bar:
             bar.update(len(items) - len(tasks))
             recorder = _Recorder(job, manifest, summary, bar, on_start)
             tasks = recorder.split_videos(tasks, outdir)
             if tasks:
-                executor.run(tasks, job, recorder.started, recorder.finished)
-    summary.seconds = time.perf_counter() - began
+                executor.run(tasks, job, recorder.started, recorder.finished, backbone=backbone)
+        summary.seconds = time.perf_counter() - began
+        log.debug("batch: %d done, %d skipped, %d failed in %.1f s", summary.done, summary.skipped, summary.failed,
+                 summary.seconds)  # fmt: skip
     return summary
+
+
+@contextlib.contextmanager
+def _claimed(outdir: Path, manifest: Path) -> Iterator[locks.Lock]:
+    """The output folder, created if missing, locked for this batch (the lock sits beside the manifest, so every
+    spelling of the folder shares it); a refused lock leaves no folder this call created."""
+    created = not outdir.exists()
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {outdir}: {exc.strerror or exc}") from None
+    try:
+        lock = locks.acquire(manifest, f"the batch output folder {outdir}")
+    except DeepDreamError:
+        if created:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()
+        raise
+    with lock:
+        yield lock
+
+
+@contextlib.contextmanager
+def _logging(path: Path) -> Iterator[None]:
+    """This package's log records appended to `path` while the batch runs, debug lines included: each item's
+    outcome and the traceback of each failure. Those are debug lines, so a front end that shows the user
+    info lines (the CLI without --verbose) shows one line per failed item, not its traceback."""
+    handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger(__package__)
+    level = package.level
+    package.addHandler(handler)
+    if package.getEffectiveLevel() > logging.DEBUG:
+        package.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()
 
 
 class _Recorder:
@@ -154,6 +241,9 @@ class _Recorder:
 
     def finished(self, result: ItemResult) -> None:
         task = self.tasks[result.relpath]
+        if not result.ok and task.segment is not None:  # the joined result keeps only the first error
+            log.debug("failed %s (%s): %s\n%s", result.relpath, result.worker, result.error,
+                      (result.trace or "").rstrip())  # fmt: skip
         result = self._stored(task, result)
         if task.segment is None:
             self._record(result)
@@ -198,7 +288,10 @@ class _Recorder:
         self.manifest.finished(result)
         if result.ok:
             self.summary.done += 1
+            log.debug("done %s in %.1f s (%s)", result.relpath, result.seconds, result.worker)
         else:
             self.summary.failed += 1
             self.summary.errors[result.relpath] = result.error or "failed"
+            log.debug("failed %s (%s): %s\n%s", result.relpath, result.worker, result.error,
+                      (result.trace or "no traceback: the worker reported no exception").rstrip())  # fmt: skip
         self.bar.update(1)

@@ -15,7 +15,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..video import FrameCache, VideoError, probe, read_frames, write_video
+from ..errors import VideoError
+from ..video.cache import FrameCache
+from ..video.reading import probe, read_frames
+from ..video.writing import write_video
 
 SEGMENTS_DIR = ".segments"  # under the output folder; hidden, so never planned as input
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import socket
 import tempfile
 import time
+import traceback
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +31,13 @@ from ..models.load import load_backbone
 from ..runtime import resolve_device
 from ..settings import Settings
 from ..still import dream
-from ..video import FrameCache, dream_video
+from ..video import dream_video
+from ..video.cache import FrameCache
 from .manifest import ItemResult
 from .plan import BatchItem, BatchJob
 from .segments import Segment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,18 +59,24 @@ class Task:
 
 
 class ItemRunner:
-    """Dreams batch items with one network load (per process, GPU or Ray actor)."""
+    """Dreams batch items with one network load (per process, GPU or Ray actor).
 
-    def __init__(self, job: BatchJob, *, device: str | torch.device | None = None, threads: int | None = None):
-        if threads is not None:
-            torch.set_num_threads(threads)  # this worker's share of the machine's cores
+    It sets this process's intra-op threads to `job.threads`: CPU sums are split per thread, so the same
+    item gives the same pixels only at the same thread count, whatever the number of workers or the engine.
+    `backbone`: one this process loaded already (by `check_job`), on `device`.
+    """
+
+    def __init__(self, job: BatchJob, *, device: str | torch.device | None = None, backbone: Backbone | None = None):
+        torch.set_num_threads(job.threads)
         settings = job.settings
         device = device if device is not None else resolve_device(settings.device)
         self.job = job
-        backbone = load_backbone(settings.model, weights=settings.weights, checkpoint=settings.checkpoint,
-                                 device=device)  # fmt: skip
+        if backbone is None:
+            backbone = load_backbone(settings.model, weights=settings.weights, checkpoint=settings.checkpoint,
+                                     device=device)  # fmt: skip
         self.backbone = _folded_once(backbone, settings)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        log.debug("worker %s: %s on %s, %d threads", self.name, settings.model, device, job.threads)
 
     def identity(self) -> str:
         """'host:pid' of this worker (a method, so a Ray actor can be asked too)."""
@@ -81,12 +92,12 @@ class ItemRunner:
                 out = None if data is None else _packed(output) if task.segment is not None else output.read_bytes()
                 return ItemResult(task.key, True, time.perf_counter() - began, None, self.name, out)
             except DeepDreamError as exc:
-                error = str(exc)
+                error, trace = str(exc), traceback.format_exc()  # the trace for the batch's log file
             except Exception as exc:  # noqa: BLE001 - a batch records any item's failure and goes on
-                error = f"{type(exc).__name__}: {exc}"
+                error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
             # messages name the input as the user knows it, wherever the worker read it from
             error = error.replace(str(source), str(item.source))
-        return ItemResult(task.key, False, time.perf_counter() - began, error, self.name)
+        return ItemResult(task.key, False, time.perf_counter() - began, error, self.name, trace=trace)
 
     def _dream(self, task: Task, source: Path, output: Path) -> None:
         """Dream the item's file into `output` (for a segment: its frames into the folder `output`)."""
@@ -101,10 +112,24 @@ class ItemRunner:
         if segment is not None:  # its frames stay in `output`; the clip dream_video encodes is not needed
             span = dict(start=segment.start, duration=segment.duration, work_dir=output, keep_frames=True)
             output = output.with_name(output.name + ".mp4")
-        dream_video(source, output, settings, flow=video.flow, blend=video.blend, evolve=video.evolve,
-                    max_size=video.max_size, resume=task.resume, force=True, backbone=self.backbone, **span)  # fmt: skip
+        dream_video(source, output, settings, flow=video.flow, flow_blend=video.flow_blend, evolve=video.evolve,
+                    max_side=video.max_side, resume=task.resume, force=True, backbone=self.backbone,
+                    **span)  # fmt: skip
         if segment is not None:
             output.unlink(missing_ok=True)
+
+
+def check_job(job: BatchJob) -> Backbone:
+    """Everything the items share, checked once before a batch starts: the network (model, weights or
+    checkpoint), the layers and class of the objective, the guide and the mask. Returns the network on the
+    CPU; raises what `dream` would raise for every item."""
+    settings = job.settings
+    backbone = load_backbone(settings.model, weights=settings.weights, checkpoint=settings.checkpoint, device="cpu")
+    guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
+    build_objective(backbone, settings, guide)
+    if settings.mask is not None:
+        imagefiles.load_mask(settings.mask, (8, 8))
+    return backbone
 
 
 def _folded_once(backbone: Backbone, settings: Settings) -> Backbone:

@@ -8,7 +8,8 @@ import sys
 
 from ..batch import BatchJob, BatchSummary, LocalExecutor, RayExecutor, VideoOptions, run_batch
 from ..imagefiles import FORMATS
-from ..video import FLOWS, OUTPUT_EXTENSIONS
+from ..video.flow import FLOWS
+from ..video.writing import OUTPUT_EXTENSIONS
 from .args import add_dream_options, positive_int, settings_from_args, unit_float
 from .video import positive_time, time_value
 
@@ -35,12 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: one per GPU, else one per --cpus-per-worker CPUs)")
     g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run on a Ray cluster (ADDRESS, or 'auto'); without ADDRESS start a local one on 127.0.0.1")
-    g.add_argument("--cpus-per-worker", type=positive_int, default=1, help="CPUs (threads) per Ray actor (default 1)")
+    g.add_argument("--threads", type=positive_int, default=1,
+                   help="CPU threads each item is dreamed with, on every worker and engine, so the pixels do not "
+                   "depend on --workers or --ray (default 1; for throughput use --workers = cores / threads)")
+    g.add_argument("--cpus-per-worker", type=positive_int,
+                   help="CPUs each Ray actor reserves (default: --threads)")
     g = p.add_argument_group("videos")
     g.add_argument("--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence (default dis)")
     g.add_argument("--evolve", action="store_true", help="patterns keep changing, slowly (see 'deepdream video')")
     g.add_argument("--flow-blend", type=unit_float,
-                   help="share of the previous frame's warped dream each frame carries (default 1, or 0.8 with --evolve)")
+                   help="share of the previous frame's warped dream each frame carries "
+                   "(default 1, or 0.8 with --evolve)")
     g.add_argument("--start", type=time_value, default=0.0, help="start time, seconds or HH:MM:SS (default 0)")
     g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream (default: to the end)")
     g.add_argument("--video-format", choices=sorted(e.lstrip(".") for e in OUTPUT_EXTENSIONS),
@@ -55,10 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    video = VideoOptions(flow=args.flow, blend=args.flow_blend, evolve=args.evolve, start=args.start,
-                         duration=args.duration, max_size=args.video_max_size, segments=args.segments,
-                         overlap=args.overlap, format=f".{args.video_format}" if args.video_format else None)  # fmt: skip
-    job = BatchJob(settings_from_args(args), video, f".{args.format}" if args.format else None)
+    video_format = f".{args.video_format}" if args.video_format else None
+    video = VideoOptions(flow=args.flow, flow_blend=args.flow_blend, evolve=args.evolve, start=args.start,
+                         duration=args.duration, max_side=args.video_max_size, segments=args.segments,
+                         overlap=args.overlap, format=video_format)  # fmt: skip
+    job = BatchJob(settings_from_args(args), video, f".{args.format}" if args.format else None, args.threads)
     if args.ray is not None:
         executor = RayExecutor(address=args.ray or None, workers=args.workers, cpus_per_worker=args.cpus_per_worker)
     else:
@@ -75,3 +82,5 @@ def _report(summary: BatchSummary, where: str) -> None:
           f"({where}); manifest {summary.manifest}", file=sys.stderr)  # fmt: skip
     for relpath, error in summary.errors.items():
         print(f"  failed {relpath}: {error}", file=sys.stderr)
+    if summary.errors and summary.log is not None:
+        print(f"  details in {summary.log}", file=sys.stderr)
