@@ -29,7 +29,7 @@ from PIL import Image
 from deepdream.batch import BatchJob, LocalExecutor, Manifest, RayExecutor, VideoOptions, run_batch
 from deepdream.batch.segments import seam_jumps, split
 from deepdream.settings import Settings
-from deepdream.video import read_frames
+from deepdream.video.reading import read_frames
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats-vs-dogs" / "test"
 

@@ -1,20 +1,24 @@
-"""Does the dream boil? Warp error, frame difference, dream strength and speed of dreamed video.
+"""Does the dream boil, and what does a frame cost? Warp error, frame difference, dream strength, speed.
 
 Makes three clips (H.264, 10 fps): a slow pan across a photo, a static camera on the photo with
 camera noise, and a disc moving over the still, noisy photo. Dreams each with default settings and
-seed 0 under --flow dis / farneback / none, and with --evolve (the re-dreaming look of earlier
-versions), and prints, read back from the encoded outputs:
+seed 0: the steady default (warm-started: a carried frame gets a few ascent steps on top of the carried
+dream), the steady look dreamed in full on every frame (--full-dreams, the code before warm starts),
+--flow farneback / none, and --evolve; and prints, read back from the encoded outputs:
 
   warp error  mean |out[t] - out[t-1] warped along the source's flow| (0..255) over pixels that pass
               the forward-backward check (Ruder et al. 2016): boiling, whatever the motion
   frame diff  mean |out[t] - out[t-1]|: what a viewer sees change, motion included
   gain        mean squared activation at the dream layer, output over source frame: mean and minimum
               over the frames (a still image's dream is the reference)
-  s/frame     wall time of the whole pipeline per frame (flow, dream, compositing)
+  steps       ascent steps per frame (all octaves), as counted by the dreamer
+  s/frame     wall time of the whole pipeline per frame (flow, dream, compositing); cpu s/frame beside it
+  x full      s/frame against --full-dreams on the same clip, in the same run
 
-    python benchmarks/flicker.py --threads 1              # the table in docs/video.md (~25 min, 2 shared cores)
-    python benchmarks/flicker.py --size 160x120 --frames 6   # a quick look
-    python benchmarks/flicker.py --threads 1 --skip-table    # only the timings
+    python benchmarks/flicker.py --threads 1                       # the table in docs/video.md
+    python benchmarks/flicker.py --threads 1 --modes warm,full     # the warm start against the full dreams
+    python benchmarks/flicker.py --size 160x120 --frames 6         # a quick look
+    python benchmarks/flicker.py --threads 1 --skip-table          # only the timings
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ from deepdream import imagefiles
 from deepdream.engine.taps import Taps
 from deepdream.models.load import load_backbone
 from deepdream.settings import Settings
-from deepdream.video import FlowCoherence, FrameDreamer, SteadyCoherence, dream_video, flicker, read_frames, warp_error
+from deepdream.video import dream_video
+from deepdream.video.coherence import FlowCoherence, SteadyCoherence
+from deepdream.video.flow import flicker, warp_error
+from deepdream.video.jobs import FrameDreamer
+from deepdream.video.reading import read_frames
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/cats-vs-dogs/test/cats"
 FPS = 10
@@ -104,11 +112,20 @@ def gains(outputs: list[np.ndarray], sources: list[np.ndarray], dreamer: FrameDr
         return [energy(o) / energy(s) for o, s in zip(outputs, sources)]
 
 
-def row(label: str, outputs, sources, dreamer, seconds: float | None = None) -> str:
+def row(label: str, outputs, sources, dreamer, timing: str = "") -> str:
     g = gains(outputs, sources, dreamer)
-    timing = f"{seconds:>9.2f}" if seconds is not None else f"{'':>9}"
-    return (f"| {label:<26}|{warp_error(outputs, sources):>8.2f} |{flicker(outputs):>8.2f} |"
-            f"{np.mean(g):>6.2f} |{min(g):>6.2f} |{timing} |")  # fmt: skip
+    return (f"| {label:<28}|{warp_error(outputs, sources):>8.2f} |{flicker(outputs):>8.2f} |"
+            f"{np.mean(g):>6.2f} |{min(g):>6.2f} |{timing}")  # fmt: skip
+
+
+# name -> (label, dream_video arguments)
+MODES = {
+    "warm": ("steady (default, warm)", dict(flow="dis")),
+    "full": ("steady --full-dreams", dict(flow="dis", warm_start=False)),
+    "farneback": ("--flow farneback", dict(flow="farneback")),
+    "none": ("--flow none", dict(flow="none")),
+    "evolve": ("--evolve", dict(flow="dis", evolve=True)),
+}
 
 
 def main() -> None:
@@ -117,8 +134,10 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated subset of: {', '.join(CLIPS)}")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of: {', '.join(MODES)}")
     p.add_argument("--speed-frames", type=int, default=7, help="pan frames timed in turns, steady vs --evolve")
     p.add_argument("--skip-table", action="store_true", help="only the timings")
+    p.add_argument("--skip-speed", action="store_true", help="only the table")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,51 +146,78 @@ def main() -> None:
     backbone = load_backbone("efficientnet_lite0", pretrained=True)
     print(f"torch threads {torch.get_num_threads()}; {width}x{height}, {args.frames} frames at {FPS} fps; "
           f"photo {photo(8, 8)[1]}; default settings, seed 0")  # fmt: skip
-    modes = [("dis", False), ("farneback", False), ("none", False), ("dis", True)]
+    modes = args.modes.split(",")
     with tempfile.TemporaryDirectory() as tmp, FrameDreamer(settings, backbone) as dreamer:
         tmp = Path(tmp)
         for name in [] if args.skip_table else args.clips.split(","):
             clip = tmp / "clip.mp4"
             write_clip(clip, CLIPS[name](width, height, args.frames))
             sources = list(read_frames(clip))
-            print(f"\n{name}\n| {'mode':<26}| warp err | frame diff | gain | min gain | s/frame |")
+            print(f"\n{name}\n| {'mode':<28}| warp err | frame diff | gain | min gain | steps | s/frame | cpu s "
+                  "| x full |")  # fmt: skip
             print(row("source", sources, sources, dreamer))
-            for flow, evolve in modes:
-                out = tmp / f"{flow}{evolve}.mp4"
-                r = dream_video(clip, out, settings, flow=flow, evolve=evolve, backbone=backbone, force=True)
-                label = f"--flow {flow}" + (" --evolve" if evolve else "")
-                print(row(label, list(read_frames(out)), sources, dreamer, r.seconds / r.dreamed), flush=True)
-        print()
-        speed(pan(width, height, args.speed_frames), dreamer)
-        flow_timing(width, height)
+            per_frame: dict[str, float] = {}
+            for mode in modes:
+                label, kwargs = MODES[mode]
+                out = tmp / f"{mode}.mp4"
+                cpu = time.process_time()
+                r = dream_video(clip, out, settings, backbone=backbone, force=True, **kwargs)
+                cpu = (time.process_time() - cpu) / r.dreamed
+                per_frame[mode] = r.seconds / r.dreamed
+                ratio = per_frame[mode] / per_frame["full"] if "full" in per_frame else float("nan")
+                timing = f"{r.steps_per_frame:>6.1f} |{per_frame[mode]:>8.2f} |{cpu:>6.2f} |{ratio:>7.2f} |"
+                print(row(label, list(read_frames(out)), sources, dreamer, timing), flush=True)
+        if not args.skip_speed:
+            print()
+            speed(pan(width, height, args.speed_frames), dreamer)
+            flow_timing(width, height)
 
 
 def speed(sources: list[np.ndarray], dreamer: FrameDreamer, flow: str = "dis") -> None:
     """Steady against evolving, frame by frame in turns (the shared CPU's load hits both alike)."""
-    modes = {"steady (default)": SteadyCoherence(flow), "--evolve": FlowCoherence(flow)}
+    modes = {
+        "steady (default)": SteadyCoherence(flow),
+        "steady --full-dreams": SteadyCoherence(flow, warm=False),
+        "--evolve": FlowCoherence(flow),
+    }
     first = dreamer.dream(sources[0])
     prev = dict.fromkeys(modes, first)
     times: dict[str, list[float]] = {name: [] for name in modes}
     for t in range(1, len(sources)):
         for name in sorted(modes, reverse=t % 2 == 0):
             began = time.perf_counter()
-            prev[name] = modes[name].dream_frame(dreamer.dream, sources[t], sources[t - 1], prev[name])
+            prev[name] = modes[name].dream_frame(dreamer, sources[t], sources[t - 1], prev[name])
             times[name].append(time.perf_counter() - began)
-    steady, evolve = (float(np.median(times[name])) for name in modes)
-    print(f"--flow {flow}, in turns over {len(sources) - 1} frames: steady {steady:.2f} s/frame, "
-          f"--evolve {evolve:.2f} s/frame (median; steady / evolve = {steady / evolve:.2f})")
+    steady, full, evolve = (float(np.median(times[name])) for name in modes)
+    print(
+        f"--flow {flow}, in turns over {len(sources) - 1} frames: steady {steady:.2f} s/frame, --full-dreams "
+        f"{full:.2f}, --evolve {evolve:.2f} (median; steady / full = {steady / full:.2f})"
+    )
+
+
+class Unchanged:
+    """A stand-in dreamer that returns its image: what the coherence costs without the network."""
+
+    min_size = 32
+
+    def full_steps(self, height, width):
+        return 96
+
+    def dream(self, image, strength=1.0, *, steps=None, octaves=None, region=None):
+        if region is not None:
+            image = image[region[0] : region[1], region[2] : region[3]]
+        return np.asarray(image * 255 if image.dtype != np.uint8 else image, np.uint8)
 
 
 def flow_timing(width: int, height: int) -> None:
     """What the coherence itself costs per frame, next to the dream."""
     frames = static(width, height, 2)
-    dream = lambda image, strength: np.asarray(image * 255 if image.dtype != np.uint8 else image, np.uint8)  # noqa: E731
     for flow in ("dis", "farneback"):
         for kind in (SteadyCoherence, FlowCoherence):
             coherence = kind(flow)
             t = time.perf_counter()
             for _ in range(5):
-                coherence.dream_frame(dream, frames[1], frames[0], frames[0])
+                coherence.dream_frame(Unchanged(), frames[1], frames[0], frames[0])
             ms = (time.perf_counter() - t) / 5 * 1000
             print(f"{width}x{height} flow + warp + compositing, {kind.__name__} --flow {flow}: {ms:.0f} ms/frame")
 

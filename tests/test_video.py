@@ -14,15 +14,19 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from deepdream.models.load import load_backbone
-from deepdream.cli import main
-from deepdream.errors import OutputError, SettingsError
-from deepdream.settings import Settings
 import deepdream.models.load
-from deepdream import video
-from deepdream.video import VideoError, dream_video, dream_zoom, flicker, parse_time, read_frames, warp_error
+from deepdream.cli import main
+from deepdream.errors import OutputError, SettingsError, VideoError
+from deepdream.models.load import load_backbone
+from deepdream.settings import Settings
+from deepdream.video import dream_video, dream_zoom
+from deepdream.video.coherence import FlowCoherence
+from deepdream.video.flow import dis_flow, flicker, visible, warp, warp_error
+from deepdream.video.jobs import zoom_step, zoom_transform
+from deepdream.video.reading import DEFAULT_FPS, even_size, parse_time, probe, read_frames
 
 TINY = Settings(iterations=2, octaves=1, seed=0)
 # the tests share two CPU cores with other jobs; OpenMP spin-waiting makes 2 threads far slower there than 1
@@ -38,7 +42,13 @@ def net():
 
 
 def make_clip(
-    path: Path, frames: int = 6, size=(96, 64), fps: int = 12, audio: str | None = "aac", speed: int = 3, noise: float = 0
+    path: Path,
+    frames: int = 6,
+    size=(96, 64),
+    fps: int = 12,
+    audio: str | None = "aac",
+    speed: int = 3,
+    noise: float = 0,
 ) -> Path:
     """A static background with a square moving right `speed` px per frame, camera noise of `noise`
     levels (sigma), and a 440 Hz tone."""
@@ -49,7 +59,9 @@ def make_clip(
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
         a = out.add_stream(audio, rate=rate, layout="stereo") if audio else None
         yy, xx = np.mgrid[0:h, 0:w]
-        background = np.stack([xx * 255 // w, yy * 255 // h, 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0)], -1).astype(np.uint8)
+        background = np.stack(
+            [xx * 255 // w, yy * 255 // h, 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0)], -1
+        ).astype(np.uint8)
         samples = rate // fps
         for i in range(frames):
             img = background.copy()
@@ -87,7 +99,9 @@ def streams(path: Path) -> dict:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepdream", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "deepdream", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
 
 
 def leftovers(folder: Path, *names: str) -> list[str]:
@@ -100,7 +114,9 @@ def leftovers(folder: Path, *names: str) -> list[str]:
 
 def test_cli_video_keeps_frames_fps_size_and_audio(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=6, fps=12)
-    r = run_cli("video", "clip.mp4", "-o", "out.mp4", "--iterations", "2", "--octaves", "1", "--seed", "3", cwd=tmp_path)
+    r = run_cli(
+        "video", "clip.mp4", "-o", "out.mp4", "--iterations", "2", "--octaves", "1", "--seed", "3", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert "wrote out.mp4: 6 frames" in r.stderr and "audio copied (aac)" in r.stderr
     got, src = streams(tmp_path / "out.mp4"), streams(clip)
@@ -126,7 +142,7 @@ def test_start_duration_max_size_and_one_network_load(tmp_path, net, monkeypatch
         return net
 
     monkeypatch.setattr(deepdream.models.load, "load_backbone", counting_load)
-    result = dream_video(clip, tmp_path / "part.mp4", TINY, start=0.25, duration=0.5, max_size=48)
+    result = dream_video(clip, tmp_path / "part.mp4", TINY, start=0.25, duration=0.5, max_side=48)
     assert len(loads) == 1  # one load for all the frames
     got = streams(tmp_path / "part.mp4")
     assert result.frames == len(got["frames"]) == 6  # frames at t = 3/12 .. 8/12
@@ -156,7 +172,7 @@ def test_rotated_phone_clip_comes_out_upright(tmp_path):
     at = data.find(identity, data.find(b"tkhd"))
     rotated = tmp_path / "rotated.mp4"
     rotated.write_bytes(data[:at] + clockwise + data[at + len(identity) :])
-    info = video.probe(rotated)
+    info = probe(rotated)
     assert (info.width, info.height) == (64, 96)
     upright = next(read_frames(rotated))
     stored = next(read_frames(clip))
@@ -200,13 +216,48 @@ def test_steady_video_holds_still_where_the_scene_does(tmp_path, net):
     assert measured["dis", True][0] > 2 * steady, measured  # --evolve keeps re-dreaming
 
 
+def activation(net, layers, frames) -> list[float]:
+    """Mean squared activation at the dream layers, per frame."""
+    from deepdream import imagefiles
+    from deepdream.engine.taps import Taps
+
+    with Taps(net.model, layers) as taps, torch.no_grad():
+        return [float(sum(a.pow(2).mean() for a in taps(net.normalize(imagefiles.from_uint8(f))).values()))
+                for f in frames]  # fmt: skip
+
+
+def test_warm_started_steady_video_keeps_its_look_for_fewer_steps(tmp_path, net):
+    """Issue 21: a carried frame starts from the carried dream and gets a few steps, not a whole dream; on a
+    tripod shot it holds as still and dreams as strongly as the full dream of every frame did."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, size=(128, 80), speed=0, noise=2, audio=None)
+    settings = Settings(iterations=4, octaves=2, seed=0)
+    sources = list(read_frames(clip))
+    layers = list(settings.layers) if settings.layers else None
+    measured = {}
+    for warm in (False, True):
+        out = tmp_path / f"{warm}.mp4"
+        result = dream_video(clip, out, settings, warm_start=warm, backbone=net)
+        outs = list(read_frames(out))
+        from deepdream.engine.objectives import build_objective
+
+        layers = build_objective(net, settings, None).layers
+        gain = [o / i for o, i in zip(activation(net, layers, outs), activation(net, layers, sources))]
+        measured[warm] = warp_error(outs, sources), min(gain), result.steps
+    (full_error, full_gain, full_steps), (warm_error, warm_gain, warm_steps) = measured[False], measured[True]
+    assert full_steps == (8,) * 6  # 4 steps on each of 2 octaves, every frame
+    assert warm_steps[0] == 8 and min(warm_steps[1:]) == 2, warm_steps  # then warm starts (2 steps) ...
+    assert sum(warm_steps[1:]) <= 0.5 * sum(full_steps[1:]), warm_steps  # ... and seldom a patch of new pixels
+    assert warm_error < max(1.25 * full_error, full_error + 0.5), measured
+    assert warm_gain > 0.9 * full_gain and warm_gain > 1.5, measured
+
+
 def test_visible_finds_what_a_moving_square_uncovers():
     rng = np.random.default_rng(0)
     background = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (0, 0), 1.5)
     prev, frame = background.copy(), background.copy()
     prev[32:64, 30:62] = (250, 220, 30)
     frame[32:64, 38:70] = (250, 220, 30)  # moved 8 px right: x 30..37 uncovered
-    back, ok = video.visible(video.dis_flow(), frame, prev)
+    back, ok = visible(dis_flow(), frame, prev)
     assert ok[:, 90:].mean() > 0.95 and ok[:28].mean() > 0.9  # still background, borders included
     assert ok[36:60, 31:37].mean() < 0.3  # uncovered: behind the square in the previous frame
     assert ok[40:56, 46:62].all()  # the square itself is seen in both frames
@@ -217,8 +268,8 @@ def test_warp_follows_the_flow():
     a = np.zeros((32, 48, 3), np.uint8)
     a[10:20, 10:20] = 255
     b = np.roll(a, 3, axis=1)  # the square moved 3 px right
-    flow = video.dis_flow()(b[..., 0].copy(), a[..., 0].copy())  # where b's pixels were in a
-    warped = video.warp(a, flow)
+    flow = dis_flow()(b[..., 0].copy(), a[..., 0].copy())  # where b's pixels were in a
+    warped = warp(a, flow)
     assert np.abs(warped.astype(float) - b).mean() < 0.25 * np.abs(a.astype(float) - b).mean()
 
 
@@ -275,17 +326,25 @@ def test_zoom_writes_the_requested_frames(tmp_path, net, ext):
     assert got["fps"] == 10
     assert got["audio"] is None
     # each frame is the previous one zoomed and turned, then dreamed a little more
-    matrix = video.zoom_transform((96, 64), 1.1, 3, (0, 0))
+    matrix = zoom_transform((96, 64), 1.1, 3, (0, 0))
     for a, b in zip(got["frames"], got["frames"][1:]):
-        moved = video.zoom_step(a, matrix)
+        moved = zoom_step(a, matrix)
         assert np.abs(moved.astype(float) - b).mean() < 0.6 * np.abs(a.astype(float) - b).mean()
 
 
 def test_zoom_resume_extends_the_loop(tmp_path, net):
     work = tmp_path / "work"
-    dream_zoom(None, tmp_path / "a.gif", TINY.replace(init="noise", size=(64, 64)), frames=3, work_dir=work, backbone=net)
+    dream_zoom(
+        None, tmp_path / "a.gif", TINY.replace(init="noise", size=(64, 64)), frames=3, work_dir=work, backbone=net
+    )
     result = dream_zoom(
-        None, tmp_path / "b.gif", TINY.replace(init="noise", size=(64, 64)), frames=5, work_dir=work, resume=True, backbone=net
+        None,
+        tmp_path / "b.gif",
+        TINY.replace(init="noise", size=(64, 64)),
+        frames=5,
+        work_dir=work,
+        resume=True,
+        backbone=net,
     )
     assert (result.frames, result.dreamed) == (5, 2)
     assert len(streams(tmp_path / "b.gif")["frames"]) == 5
@@ -310,8 +369,9 @@ def test_video_mask_keeps_every_black_pixel_of_every_frame(tmp_path, net):
 def test_zoom_refuses_a_mask(tmp_path, net):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "mask.png")
     with pytest.raises(SettingsError, match="zoom does not take --mask"):
-        dream_zoom(None, tmp_path / "z.mp4", Settings(init="noise", mask=str(tmp_path / "mask.png")), frames=2,
-                   backbone=net)
+        dream_zoom(
+            None, tmp_path / "z.mp4", Settings(init="noise", mask=str(tmp_path / "mask.png")), frames=2, backbone=net
+        )
     assert not (tmp_path / "z.mp4").exists()
 
 
@@ -352,8 +412,16 @@ def test_zoom_values_per_frame_from_a_sequence_or_a_function(tmp_path, net):
         ("sequence", [1.1, 1.1, 1.1], lambda i: 1.0),
         ("changed", lambda i: (1.1, 1.1, 0.8)[i], [1.0, 1.0, 2.0]),
     ]:
-        dream_zoom(None, tmp_path / f"{name}.gif", noise, frames=3, zoom=zoom, strength=strength,
-                   work_dir=tmp_path / name, backbone=net)
+        dream_zoom(
+            None,
+            tmp_path / f"{name}.gif",
+            noise,
+            frames=3,
+            zoom=zoom,
+            strength=strength,
+            work_dir=tmp_path / name,
+            backbone=net,
+        )
         runs[name] = cached_frames(tmp_path / name)
     assert all(np.array_equal(a, b) for a, b in zip(runs["constant"], runs["sequence"]))
     assert all(np.array_equal(a, b) for a, b in zip(runs["constant"][:2], runs["changed"][:2]))
@@ -365,8 +433,27 @@ def test_zoom_values_per_frame_from_a_sequence_or_a_function(tmp_path, net):
 
 
 def test_cli_zoom_gif_from_noise(tmp_path):
-    r = run_cli("zoom", "-o", "z.gif", "--init", "noise", "--size", "64x48", "--frames", "4", "--iterations", "1",
-                "--octaves", "1", "--rotate", "2", "--translate", "1,0", "-q", cwd=tmp_path)
+    r = run_cli(
+        "zoom",
+        "-o",
+        "z.gif",
+        "--init",
+        "noise",
+        "--size",
+        "64x48",
+        "--frames",
+        "4",
+        "--iterations",
+        "1",
+        "--octaves",
+        "1",
+        "--rotate",
+        "2",
+        "--translate",
+        "1,0",
+        "-q",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert len(streams(tmp_path / "z.gif")["frames"]) == 4
     assert leftovers(tmp_path, "z.gif") == []
@@ -435,16 +522,25 @@ def _unknown_codec(path: Path) -> Path:
         (lambda d: _audio_only(d / "in.m4a"), [], "has no video stream (audio)"),
         (lambda d: _empty_video_stream(d / "in.mkv"), [], "has no video frames"),
         (lambda d: _unknown_codec(d / "in.avi"), [], "video codec is not supported"),
-        (lambda d: (d / "in.mp4").write_bytes(make_clip(d / "c.mp4").read_bytes()[:3000]) and d / "in.mp4", [], "not a video"),
+        (
+            lambda d: (d / "in.mp4").write_bytes(make_clip(d / "c.mp4").read_bytes()[:3000]) and d / "in.mp4",
+            [],
+            "not a video",
+        ),
         (lambda d: Image.fromarray(make_photo()).save(d / "in.png") or d / "in.png", [], "still image"),
         (lambda d: make_clip(d / "in.mp4"), ["--start", "10"], "nothing to dream from 10.0s"),
         (lambda d: make_clip(d / "in.mp4"), ["--init", "noise"], "--init noise does not apply"),
         (lambda d: d / "missing.mp4", [], "no such file"),
-        (lambda d: make_clip(d / "in.mp4", frames=2, size=(24, 16)), ["--iterations", "1"], "needs at least"),
     ],
     ids=[
-        "audio-only", "zero-frames", "unknown-codec", "truncated", "still-image", "start-past-end", "noise-init",
-        "missing", "too-small",
+        "audio-only",
+        "zero-frames",
+        "unknown-codec",
+        "truncated",
+        "still-image",
+        "start-past-end",
+        "noise-init",
+        "missing",
     ],
 )
 def test_video_errors(tmp_path, capsys, make, args, message):
@@ -458,8 +554,12 @@ def test_video_errors(tmp_path, capsys, make, args, message):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--start", "1:75"], "below 60"), (["--duration", "0"], "must be positive"), (["--blend", "1.5"], "[0, 1]"),
-     (["--flow", "lucas"], "invalid choice")],
+    [
+        (["--start", "1:75"], "below 60"),
+        (["--duration", "0"], "must be positive"),
+        (["--blend", "1.5"], "[0, 1]"),
+        (["--flow", "lucas"], "invalid choice"),
+    ],
 )
 def test_video_usage_errors(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exc:
@@ -510,11 +610,11 @@ def test_parse_time():
 
 
 def test_even_size():
-    assert video.even_size(97, 65) == (96, 64)
-    assert video.even_size(1920, 1080, 640) == (640, 360)
-    assert video.FlowCoherence("none").refresh == 1.0
-    assert video.FlowCoherence("dis", 0.8).refresh == pytest.approx(0.6)
-    assert Fraction(video.DEFAULT_FPS) == 25
+    assert even_size(97, 65) == (96, 64)
+    assert even_size(1920, 1080, 640) == (640, 360)
+    assert FlowCoherence("none").refresh == 1.0
+    assert FlowCoherence("dis", 0.8).refresh == pytest.approx(0.6)
+    assert Fraction(DEFAULT_FPS) == 25
 
 
 ENCODE = """
@@ -533,7 +633,29 @@ print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to compare against one")
 def test_the_same_frames_are_the_same_bytes_on_one_core_and_on_several(tmp_path):
     """Batch and Ray workers may have any number of cores: x264's thread count is fixed, not the machine's."""
-    digests = {cores: subprocess.run([sys.executable, "-c", ENCODE, str(tmp_path / f"{cores}.mp4"), cores],
-                                     capture_output=True, text=True, check=True).stdout
-               for cores in ("one-core", "all-cores")}
+    digests = {
+        cores: subprocess.run(
+            [sys.executable, "-c", ENCODE, str(tmp_path / f"{cores}.mp4"), cores],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for cores in ("one-core", "all-cores")
+    }
     assert digests["one-core"] == digests["all-cores"]
+
+
+def test_old_flow_blend_spellings_warn_and_still_work(tmp_path, capsys):
+    """Issue 23: `video --blend` is now --flow-blend, dream_video(blend=, max_size=) flow_blend= and max_side=."""
+    missing = str(tmp_path / "missing.mp4")
+    assert main(["video", missing, "-o", str(tmp_path / "out.mp4"), "--blend", "0.5"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("deepdream: warning: video --blend is deprecated, use --flow-blend (the old spelling goes "
+                      "in the next release)")  # fmt: skip
+    assert err[1].startswith("deepdream: error: no such file") and len(err) == 2
+    with pytest.warns(DeprecationWarning, match="blend=...\\) is now flow_blend"), pytest.raises(VideoError):
+        dream_video(missing, tmp_path / "out.mp4", blend=0.5)
+    with pytest.raises(SettingsError, match="flow blend must be in"):
+        dream_video(missing, tmp_path / "out.mp4", flow_blend=2.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        dream_video(missing, tmp_path / "out.mp4", bogus=1)

@@ -8,7 +8,10 @@ import sys
 
 from ..audio.music import music_zoom
 from ..errors import SettingsError
-from ..video import FLOWS, OUTPUT_EXTENSIONS, VideoResult, dream_video, dream_zoom, format_seconds, parse_time
+from ..video import VideoResult, dream_video, dream_zoom
+from ..video.flow import FLOWS
+from ..video.reading import format_seconds, parse_time
+from ..video.writing import OUTPUT_EXTENSIONS
 from .args import add_dream_options, finite_float, positive_float, positive_int, settings_from_args, unit_float
 
 
@@ -57,9 +60,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_dream_options(p)
 
 
+class FlowBlendAlias(argparse.Action):
+    """`video --blend`, the flow blend's old spelling, kept for one release with a one-line warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("deepdream: warning: video --blend is deprecated, use --flow-blend (the old spelling goes in the "
+              "next release)", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    # conflict_handler="resolve" lets `--blend` mean the flow blend here (the issue's wording); the octave
-    # blend of --octave-mode blend moves to --octave-blend, and --max-size gets the video default
+    # conflict_handler="resolve": `--blend` here is the old spelling of --flow-blend (in `dream` it was the
+    # octave blend), and --max-size gets the video default
     p = sub.add_parser(
         "video",
         help="dream a video frame by frame, coherent along the optical flow",
@@ -81,13 +93,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dream (default: the dream holds still where the scene does and moves with it)",
     )
     g.add_argument(
-        "--blend",
-        dest="flow_blend",
+        "--full-dreams",
+        action="store_true",
+        help="dream every frame in full, as before warm starts (slower, the same steady look; default: a frame "
+        "the flow carries gets a few steps on top of the carried dream, and only new pixels a full dream)",
+    )
+    g.add_argument(
+        "--flow-blend",
         type=unit_float,
         help="share of the previous frame's warped dream each frame carries (default 1, or 0.8 with --evolve)",
     )
+    g.add_argument("--blend", dest="flow_blend", type=unit_float, action=FlowBlendAlias, help=argparse.SUPPRESS)
     g.add_argument(
-        "--octave-blend", dest="blend", type=unit_float, help="dreamed smaller octave weight (--octave-mode blend)"
+        "--octave-blend",
+        dest="octave_blend",
+        type=unit_float,
+        help="dreamed smaller octave weight (--octave-mode blend)",
     )
     g.add_argument("--start", type=time_value, default=0.0, help="start time, seconds or HH:MM:SS (default 0)")
     g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream (default: to the end)")
@@ -103,10 +124,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", help="start image (omit with --init noise)")
     _common(p)
     g = p.add_argument_group("zoom")
-    g.add_argument("--frames", type=positive_int, help="frames to make, the first included (default 60; with --audio, the song's)")
+    g.add_argument(
+        "--frames", type=positive_int, help="frames to make, the first included (default 60; with --audio, the song's)"
+    )
     g.add_argument("--zoom", type=positive_float, default=1.04, help="scale per frame; > 1 zooms in (default 1.04)")
-    g.add_argument("--audio", metavar="SONG", help="zoom speed and dream strength follow the song's loudness and "
-                   "onsets; the song is muxed in and the video ends with it")
+    g.add_argument(
+        "--audio",
+        metavar="SONG",
+        help="zoom speed and dream strength follow the song's loudness and "
+        "onsets; the song is muxed in and the video ends with it",
+    )
     g.add_argument("--rotate", type=finite_float, default=0.0, help="degrees per frame, counter-clockwise (default 0)")
     g.add_argument("--translate", type=pair, default=(0.0, 0.0), metavar="DX,DY", help="pixels per frame (default 0,0)")
     g.add_argument("--fps", type=positive_float, default=24.0, help="frames per second of the output (default 24)")
@@ -121,7 +148,7 @@ def _report(result: VideoResult, quiet: bool) -> None:
     reused = result.frames - result.dreamed
     timing = f"dreamed {result.dreamed} frames in {format_seconds(result.seconds)}"
     if result.dreamed:
-        timing += f" ({result.seconds / result.dreamed:.2f} s/frame)"
+        timing += f" ({result.seconds / result.dreamed:.2f} s/frame, {result.steps_per_frame:.0f} ascent steps/frame)"
     if reused:
         timing += f", {reused} reused from the work folder"
     what = f"{result.frames} frames, {float(result.fps):.3g} fps, {w}x{h}, {result.audio}"
@@ -137,11 +164,12 @@ def run_video(args: argparse.Namespace) -> int:
         args.output,
         settings,
         flow=args.flow,
-        blend=args.flow_blend,
+        flow_blend=args.flow_blend,
         evolve=args.evolve,
+        warm_start=not args.full_dreams,
         start=args.start,
         duration=args.duration,
-        max_size=args.max_size,
+        max_side=args.max_size,
         work_dir=args.work_dir,
         resume=args.resume,
         force=args.force,

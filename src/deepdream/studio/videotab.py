@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import DeepDreamError
-from ..video import FLOWS
+from ..video.flow import FLOWS
 from .background import VideoJobs
 from .dreamtab import DreamTab, form_inputs, form_settings, progress_html
 from .safety import check_image, check_video

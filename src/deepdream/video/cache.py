@@ -13,7 +13,6 @@ from .. import imagefiles, locks
 from ..errors import OutputError, SettingsError
 
 
-
 class FrameCache:
     """Dreamed frames as numbered PNGs in a work folder, with the description of the job that made them.
 

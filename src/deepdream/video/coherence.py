@@ -10,7 +10,7 @@ refine what is already there and dream freely where the flow finds nothing to ca
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -18,13 +18,30 @@ import numpy as np
 from ..errors import SettingsError
 from .flow import FLOWS, FlowFn, agreement, gray, visible, warp
 
-# (image H x W x 3, uint8 or float in [0, 1]; strength, a factor on the step size) -> its dream, uint8
-DreamFn = Callable[[np.ndarray, float], np.ndarray]
+
+class Dreams(Protocol):
+    """What a coherence dreams with (`jobs.FrameDreamer`): an H x W x 3 image (uint8, or float in [0, 1])
+    -> its dream, uint8. `strength` scales the step size; `steps` and `octaves` limit the dream to that
+    many steps on the finest octaves; `region` (y0, y1, x0, x1) dreams that rectangle alone and returns it."""
+
+    min_size: int
+
+    def full_steps(self, height: int, width: int) -> int: ...
+
+    def dream(
+        self,
+        image: np.ndarray,
+        strength: float = 1.0,
+        *,
+        steps: int | None = None,
+        octaves: int | None = None,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray: ...
 
 
 class Coherence(Protocol):
     def dream_frame(
-        self, dream: DreamFn, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None
+        self, dreams: Dreams, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None
     ) -> np.ndarray: ...
 
 
@@ -33,9 +50,40 @@ def _flow(name: str, blend: float) -> FlowFn | None:
     if name not in FLOWS:
         raise SettingsError(f"unknown flow '{name}' (choose from {', '.join(FLOWS)})")
     if not 0 <= blend <= 1:
-        raise SettingsError(f"blend must be in [0, 1], got {blend}")
+        raise SettingsError(f"flow blend must be in [0, 1], got {blend}")
     factory = FLOWS[name]
     return factory() if factory is not None and blend > 0 else None
+
+
+def new_regions(new: np.ndarray, margin: int, min_size: int) -> list[tuple[int, int, int, int]]:
+    """Rectangles (y0, y1, x0, x1) that cover the True pixels of `new` (H x W) with `margin` px around
+    them, each at least `min_size` a side where the frame allows, overlapping ones merged."""
+    h, w = new.shape
+    grown = cv2.dilate(new.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    boxes = []
+    for x, y, bw, bh, _ in stats[1:count]:
+
+        def span(lo: int, size: int, limit: int) -> tuple[int, int]:
+            extra = max(0, min(min_size, limit) - size)
+            lo = min(max(0, lo - extra // 2), limit - max(size, min(min_size, limit)))
+            return lo, lo + max(size, min(min_size, limit))
+
+        boxes.append((*span(y, bh, h), *span(x, bw, w)))
+    merged = True
+    while merged:  # grown to the minimum size, two boxes may overlap: one box then covers both
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    boxes[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
 
 
 class SteadyCoherence:
@@ -43,20 +91,46 @@ class SteadyCoherence:
 
     The dream's detail (dream - input) of the previous frame is warped onto the current input, on the
     pixels the forward-backward flow check finds visible in both frames (`visible`) and whose warped
-    previous input looks like the current input (`agreement`). That image is dreamed, and the result
-    composited: visible pixels take only `refine` of the change, which re-sharpens detail that the
-    warps blur; occluded, uncovered and new pixels take all of it. Consecutive frames then differ by
-    about `refine` of one dream step where they are visible in both, instead of by a whole new dream.
-    `blend` scales the carried detail (1: all of it).
+    previous input looks like the current input (`agreement`). `blend` scales the carried detail
+    (1: all of it).
+
+    Warm start (default): the carried image gets only `warm_steps` ascent steps at `warm_strength` of the
+    step size (at most `refine` of a full dream's steps in all) on its finest `warm_octaves` octaves,
+    which re-sharpens the detail the warps blur. The
+    pixels the flow could not carry (occluded, uncovered, new: carried weight below one half) get a full
+    dream, on the finest `new_octaves` octaves (a small patch has few coarse ones that matter), of the
+    rectangles around them alone (`new_regions`), blended in by how little was carried.
+    When those pixels are more than `cut_share` of the frame (a scene cut), and on the first frame, the
+    whole frame is dreamed in full. A carried frame then costs a few steps instead of a dream.
+
+    Without it (`warm=False`, the look before warm starts) every frame is dreamed in full and the
+    visible pixels take only `refine` of the change: the same steadiness, at the cost of a whole dream.
     """
 
-    def __init__(self, flow: str = "dis", blend: float = 1.0, refine: float = 0.05, tolerance: float = 0.15):
+    def __init__(
+        self, flow: str = "dis", blend: float = 1.0, refine: float = 0.05, tolerance: float = 0.15, *,
+        warm: bool = True, warm_steps: int = 2, warm_strength: float = 0.5, warm_octaves: int = 1,
+        new_octaves: int = 2, cut_share: float = 0.4, margin: int = 8,
+    ):  # fmt: skip
         self.flow = _flow(flow, blend)
         if not 0 <= refine <= 1:
             raise SettingsError(f"refine must be in [0, 1], got {refine}")
+        if not (isinstance(warm_steps, int) and warm_steps >= 1 and warm_octaves >= 1 and warm_strength > 0):
+            raise SettingsError("a warm start needs >= 1 step on >= 1 octave at a positive strength")
+        if not 0 <= cut_share <= 1:
+            raise SettingsError(f"cut share must be in [0, 1], got {cut_share}")
         self.blend, self.refine, self.tolerance = blend, refine, tolerance
+        self.warm, self.warm_steps, self.warm_strength, self.warm_octaves = (
+            warm,
+            warm_steps,
+            warm_strength,
+            warm_octaves,
+        )
+        self.new_octaves, self.cut_share, self.margin = new_octaves, cut_share, margin
 
-    def carried(self, frame: np.ndarray, prev_frame: np.ndarray, prev_dream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def carried(
+        self, frame: np.ndarray, prev_frame: np.ndarray, prev_dream: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The input with the previous dream's detail carried onto it (float 0..255) and the H x W
         weight, in [0, 1], of the pixels it was carried to."""
         back, ok = visible(self.flow, frame, prev_frame)
@@ -69,14 +143,25 @@ class SteadyCoherence:
         return image, kept
 
     def dream_frame(
-        self, dream: DreamFn, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None
+        self, dreams: Dreams, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None
     ) -> np.ndarray:
         if self.flow is None or prev_frame is None or prev_dream is None:
-            return dream(frame, 1.0)
+            return dreams.dream(frame)
         image, kept = self.carried(frame, prev_frame, prev_dream)
-        dreamed = dream(image / 255, 1.0).astype(np.float32)
-        share = (1 - kept * (1 - self.refine))[..., None]  # H x W x 1: refine where kept, 1 where new
-        return np.clip(image + share * (dreamed - image) + 0.5, 0, 255).astype(np.uint8)
+        new = kept < 0.5
+        if not self.warm or new.mean() > self.cut_share:
+            dreamed = dreams.dream(image / 255).astype(np.float32)
+            share = (1 - kept * (1 - self.refine))[..., None]  # H x W x 1: refine where kept, 1 where new
+            return np.clip(image + share * (dreamed - image) + 0.5, 0, 255).astype(np.uint8)
+        # at most `refine` of a full dream's steps: a light dream (few steps) is not outgrown by its warm starts
+        strength = min(self.warm_strength, self.refine * dreams.full_steps(*frame.shape[:2]) / self.warm_steps)
+        out = dreams.dream(image / 255, strength, steps=self.warm_steps, octaves=self.warm_octaves)
+        out = out.astype(np.float32)
+        for y0, y1, x0, x1 in new_regions(new, self.margin, dreams.min_size):
+            dreamed = dreams.dream(image / 255, octaves=self.new_octaves, region=(y0, y1, x0, x1)).astype(np.float32)
+            fresh = (1 - kept[y0:y1, x0:x1])[..., None]  # all of the dream where nothing was carried
+            out[y0:y1, x0:x1] += fresh * (dreamed - out[y0:y1, x0:x1])
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 class FlowCoherence:
@@ -115,13 +200,15 @@ class FlowCoherence:
         return current + weight * (dream - current)
 
     def dream_frame(
-        self, dream: DreamFn, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None
+        self, dreams: Dreams, frame: np.ndarray, prev_frame: np.ndarray | None, prev_dream: np.ndarray | None
     ) -> np.ndarray:
         strength = self.refresh if self.carries(prev_frame, prev_dream) else 1.0
-        return dream(self(frame, prev_frame, prev_dream), strength)
+        return dreams.dream(self(frame, prev_frame, prev_dream), strength)
 
 
-def coherence(flow: str = "dis", blend: float | None = None, evolve: bool = False) -> Coherence:
-    """The steady look (default) or the evolving one, each with its own default blend."""
-    kind = FlowCoherence if evolve else SteadyCoherence
-    return kind(flow) if blend is None else kind(flow, blend)
+def coherence(flow: str = "dis", blend: float | None = None, evolve: bool = False, warm: bool = True) -> Coherence:
+    """The steady look (default; `warm`: carried frames start from the carried dream) or the evolving
+    one, each with its own default blend."""
+    if evolve:
+        return FlowCoherence(flow) if blend is None else FlowCoherence(flow, blend)
+    return SteadyCoherence(flow, warm=warm) if blend is None else SteadyCoherence(flow, blend, warm=warm)

@@ -12,7 +12,8 @@ import contextlib
 import math
 import numbers
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -23,7 +24,7 @@ import torch
 
 from .. import imagefiles
 from ..engine.objectives import build_objective
-from ..engine.octaves import Dreamer, noise_image, resize
+from ..engine.octaves import Dreamer, noise_image, octave_plan, resize
 from ..errors import ImageError, OutputError, SettingsError
 from ..locks import Locks
 from ..models.backbone import Backbone
@@ -31,7 +32,7 @@ from ..models.load import backbone_from_settings
 from ..runtime import draw_seed, progress_bar
 from ..settings import Settings
 from .cache import FrameCache, default_work_dir
-from .coherence import coherence
+from .coherence import Coherence, coherence
 from .reading import VideoError, even_size, format_seconds, probe, read_frames
 from .writing import check_video_output, write_video
 
@@ -53,15 +54,46 @@ class VideoResult:
     audio: str  # what happened to the input's audio
     seconds: float  # wall time spent dreaming in this run
     work_dir: Path | None  # where the frames stay, None once removed
+    steps: tuple[int, ...] = ()  # ascent steps each frame dreamed by this run took
+
+    @property
+    def steps_per_frame(self) -> float:
+        return sum(self.steps) / len(self.steps) if self.steps else 0.0
+
+
+class StepCount:
+    """A progress object that only counts ascent steps (Dreamer.dream reports one update per step)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def update(self, n: int = 1) -> None:
+        self.steps += n
+
+    def set_description(self, desc: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# (y0, y1, x0, x1): a rectangle of a frame
+Box = tuple[int, int, int, int]
 
 
 class FrameDreamer:
     """Dreams frames with one loaded network, one objective and one seed (the same jitter every frame).
 
     `dream(image, strength)` scales the step size: a frame that starts from the carried dream of the
-    previous ones needs only part of a full dream on top (see `FlowCoherence.refresh`). A Dreamer is
-    cheap (hooks and a blur kernel); one per strength is made in turn, the network is shared.
+    previous ones needs only part of a full dream on top (see `FlowCoherence.refresh`). `steps` and
+    `octaves` dream with fewer ascent steps on the finest octaves only (a warm start, see
+    `SteadyCoherence`); `region` dreams one rectangle of the frame with the whole frame's steps per
+    octave. Each distinct (strength, steps, octaves) gets its own Dreamer (a folded copy of the network,
+    its hooks and blur kernel), kept for the next frames; the few most recent are kept. `steps` counts
+    the ascent steps taken so far.
     """
+
+    KEEP_DREAMERS = 4
 
     def __init__(self, settings: Settings, backbone: Backbone | None = None):
         backbone = backbone_from_settings(settings, backbone)
@@ -69,9 +101,22 @@ class FrameDreamer:
         self.backbone = backbone
         self.objective = build_objective(backbone, settings, guide)
         self.settings = settings
-        self._active: Dreamer | None = None
-        self._strength: float | None = None
+        self._dreamers: dict[tuple, Dreamer] = {}  # (strength, iterations, octaves) -> Dreamer, oldest first
         self._mask: torch.Tensor | None = None  # settings.mask at the frame size, loaded with the first frame
+        self.count = StepCount()
+
+    @property
+    def steps(self) -> int:
+        """Ascent steps taken by every dream so far."""
+        return self.count.steps
+
+    @property
+    def min_size(self) -> int:
+        return self.backbone.min_size
+
+    def full_steps(self, height: int, width: int) -> int:
+        """Ascent steps of a full dream of a frame this size (all octaves)."""
+        return octave_plan(self.settings, height, width, self.min_size).total
 
     def mask(self, height: int, width: int) -> torch.Tensor | None:
         """settings.mask (1 x 1 x H x W in [0, 1]) at this frame size, or None without one."""
@@ -90,23 +135,54 @@ class FrameDreamer:
         m = mask[0, 0].numpy()[..., None]
         return np.rint(frame * (1 - m) + dreamed * m).astype(np.uint8)
 
-    def dream(self, image: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    def _dreamer(self, strength: float, iterations: int | None, octaves: int | None) -> Dreamer:
+        key = (strength, iterations, octaves)
+        if key in self._dreamers:
+            self._dreamers[key] = self._dreamers.pop(key)  # most recently used last
+            return self._dreamers[key]
+        settings = self.settings
+        if strength != 1:
+            settings = settings.replace(step_size=settings.step_size * strength)
+        if iterations is not None:
+            settings = settings.replace(iterations=iterations)
+        if octaves is not None:
+            settings = settings.replace(octaves=min(octaves, settings.octaves))
+        while len(self._dreamers) >= self.KEEP_DREAMERS:
+            self._dreamers.pop(next(iter(self._dreamers))).close()
+        self._dreamers[key] = Dreamer(self.backbone, self.objective, settings)
+        return self._dreamers[key]
+
+    def dream(
+        self,
+        image: np.ndarray,
+        strength: float = 1.0,
+        *,
+        steps: int | None = None,
+        octaves: int | None = None,
+        region: Box | None = None,
+    ) -> np.ndarray:
         """Dream an H x W x 3 image (uint8, or float in [0, 1]); returns uint8. With settings.mask, black
-        pixels keep `image` and the dream never spreads into them."""
-        if self._active is None or strength != self._strength:
-            self.close()
-            settings = self.settings
-            if strength != 1:
-                settings = settings.replace(step_size=settings.step_size * strength)
-            self._active, self._strength = Dreamer(self.backbone, self.objective, settings), strength
+        pixels keep `image` and the dream never spreads into them.
+
+        `steps` ascent steps on each of the finest `octaves` octaves (default: the settings' full dream).
+        `region`: dream only that rectangle of `image`, as the whole frame would be dreamed there (its
+        steps per octave; octaves that fall below the network's minimum are dropped), and return it.
+        """
+        height, width = image.shape[:2]
+        if region is not None and steps is None:
+            steps = octave_plan(self.settings, height, width, self.min_size).steps  # the whole frame's
+        dreamer = self._dreamer(strength, steps, octaves)
         generator = torch.Generator().manual_seed(self.settings.seed if self.settings.seed is not None else 0)
-        mask = self.mask(*image.shape[:2])
-        return imagefiles.to_uint8(self._active.dream(imagefiles.from_uint8(image), generator, mask=mask))
+        mask = self.mask(height, width)
+        if region is not None:
+            y0, y1, x0, x1 = region
+            image = image[y0:y1, x0:x1]
+            mask = mask[..., y0:y1, x0:x1] if mask is not None else None
+        return imagefiles.to_uint8(dreamer.dream(imagefiles.from_uint8(image), generator, self.count, mask=mask))
 
     def close(self) -> None:
-        if self._active is not None:
-            self._active.close()
-            self._active = None
+        while self._dreamers:
+            self._dreamers.popitem()[1].close()
 
     def __enter__(self) -> "FrameDreamer":
         return self
@@ -181,7 +257,44 @@ class FrameRun:
     count: int = 0
     dreamed: int = 0
     seconds: float = 0.0
+    steps: list[int] = field(default_factory=list)  # ascent steps of each frame this run dreamed
     held: Locks | None = None  # the job's locks on its folder and output, released by _finish
+
+
+@dataclass(frozen=True)
+class Dreamed:
+    """One frame out of `frame_loop`: its index, its dream (None: done before) and the ascent steps it took."""
+
+    index: int
+    dream: np.ndarray | None
+    steps: int = 0
+
+
+def frame_loop(
+    dreamer: FrameDreamer,
+    items: Iterable[T],
+    make: MakeFrame,
+    *,
+    done: Callable[[int], bool] | None = None,
+    load: Callable[[int], np.ndarray] | None = None,
+) -> Iterator[Dreamed]:
+    """The one frame loop of video, zoom and live: each item's frame made from it and the previous dream.
+
+    `done(i)`: frame i exists already (a resumed job); it is skipped, and the previous dream is read back
+    with `load(i - 1)` only when the next frame needs it, so a resumed job continues exactly where the
+    interrupted one stopped.
+    """
+    prev = None  # the previous frame's dream (uint8)
+    for index, item in enumerate(items):
+        if done is not None and done(index):
+            prev = None  # finished: read back only if the next frame needs it
+            yield Dreamed(index, None)
+            continue
+        if prev is None and index > 0 and load is not None:
+            prev = load(index - 1)
+        before = dreamer.steps
+        prev = make(dreamer, index, item, prev)
+        yield Dreamed(index, prev, dreamer.steps - before)
 
 
 def dream_frames(
@@ -196,11 +309,8 @@ def dream_frames(
     desc: str,
     empty: Callable[[], Exception] | None = None,
 ) -> FrameRun:
-    """The one frame loop: dream, in order, each item's frame that the work folder lacks.
-
-    Finished frames are skipped; the previous dream is read back from the folder only when the next
-    frame needs it, so a resumed job continues exactly where the interrupted one stopped.
-    """
+    """A job's frames through `frame_loop`: dream, in order, each item's frame that the work folder lacks,
+    and save it there."""
     cache = FrameCache(options.folder, job)
     held = cache.hold(options.output)
     with _released_on_error(held):
@@ -208,7 +318,6 @@ def dream_frames(
             raise OutputError(f"{options.output} exists (use --force to overwrite)")
         cache.prepare(resume=options.resume, force=options.force)
     run = FrameRun(cache, held=held)
-    prev = None  # the previous frame's dream (uint8, as cached)
     with (
         _released_on_error(held),
         _cleanup_if_empty(cache, options.work_dir is None),
@@ -216,18 +325,14 @@ def dream_frames(
         progress_bar(total, desc, "frame", enabled=options.progress) as bar,
     ):
         began = time.perf_counter()
-        for index, item in enumerate(items):
-            run.count = index + 1
-            if cache.has(index):
-                prev = None  # finished: read back only if the next frame needs it
-            else:
-                if prev is None and index > 0:
-                    prev = cache.load(index - 1)
-                prev = make(dreamer, index, item, prev)
-                cache.save(index, prev)
+        for frame in frame_loop(dreamer, items, make, done=cache.has, load=cache.load):
+            run.count = frame.index + 1
+            if frame.dream is not None:
+                cache.save(frame.index, frame.dream)
                 run.dreamed += 1
+                run.steps.append(frame.steps)
                 if options.on_frame is not None:
-                    options.on_frame(index)
+                    options.on_frame(frame.index)
             bar.update(1)
         if run.count == 0 and empty is not None:
             raise empty()
@@ -245,7 +350,7 @@ def _finish(run: FrameRun, options: JobOptions, fps: Fraction, size: tuple[int, 
         if run.held is not None:
             run.held.release()
     folder = run.cache.folder if options.keeps_folder else None
-    return VideoResult(options.output, run.count, run.dreamed, fps, size, audio, run.seconds, folder)
+    return VideoResult(options.output, run.count, run.dreamed, fps, size, audio, run.seconds, folder, tuple(run.steps))
 
 
 def _file_id(path: Path) -> dict:
@@ -255,7 +360,18 @@ def _file_id(path: Path) -> dict:
 # ---------------------------------------------------------------------------------------------- video
 
 
-def _with_previous(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+def video_frame(follow: Coherence) -> MakeFrame:
+    """How a video (or live) frame is made: item (frame, the frame before it or None) and the previous dream
+    -> this frame's dream, coherent by `follow`, masked pixels kept."""
+
+    def make(dreamer: FrameDreamer, index: int, item, prev_dream: np.ndarray | None) -> np.ndarray:
+        frame, prev_frame = item
+        return dreamer.keep(frame, follow.dream_frame(dreamer, frame, prev_frame, prev_dream))
+
+    return make
+
+
+def with_previous(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(frame, the frame before it or None) for each frame."""
     prev = None
     for frame in frames:
@@ -270,17 +386,34 @@ def _check_range(start: float, duration: float | None) -> None:
         raise SettingsError(f"duration must be positive, got {duration}")
 
 
+# the old names of dream_video's arguments (until the next release): they read like the Settings fields
+# `blend` (the octave blend) and `max_size` (a still's cap)
+RENAMED = {"blend": "flow_blend", "max_size": "max_side"}
+
+
+def _renamed(given: dict, flow_blend, max_side) -> tuple:
+    """(flow_blend, max_side), taking the old argument names with a DeprecationWarning."""
+    unknown = set(given) - set(RENAMED)
+    if unknown:
+        raise TypeError(f"dream_video() got an unexpected keyword argument '{sorted(unknown)[0]}'")
+    for old, new in RENAMED.items():
+        if old in given:
+            warnings.warn(f"dream_video({old}=...) is now {new}=...", DeprecationWarning, stacklevel=3)
+    return given.get("blend", flow_blend), given.get("max_size", max_side)
+
+
 def dream_video(
     source: str | Path,
     output: str | Path,
     settings: Settings | None = None,
     *,
     flow: str = "dis",
-    blend: float | None = None,
+    flow_blend: float | None = None,
     evolve: bool = False,
+    warm_start: bool = True,
     start: float = 0.0,
     duration: float | None = None,
-    max_size: int | None = None,
+    max_side: int | None = None,
     work_dir: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -288,23 +421,27 @@ def dream_video(
     backbone: Backbone | None = None,
     progress: bool = False,
     on_frame: FrameHook | None = None,
+    **renamed,
 ) -> VideoResult:
     """Dream every frame of a video with one network and one seed, coherent along the optical flow.
 
     `flow` is 'dis', 'farneback' or 'none' (plain per-frame dreaming). By default the dream holds
     still where the scene does and moves with it (`SteadyCoherence`); `evolve` re-dreams every frame
     from its input blended with the previous dream (`FlowCoherence`), so patterns keep changing.
-    `blend` is how much of the previous frame's warped dream is carried (default 1, or 0.8 with
-    `evolve`). The output keeps the input's fps, size (or the long side capped at `max_size`) and
+    A steady frame the flow carries gets a few ascent steps on top of the carried dream (`warm_start`);
+    without it every frame is dreamed in full, as before (slower, the same look).
+    `flow_blend` is how much of the previous frame's warped dream is carried (default 1, or 0.8 with
+    `evolve`). The output keeps the input's fps, size (or the long side capped at `max_side`) and
     audio. Frames are cached in `work_dir` (default: next to the output) and, with `resume`, frames
     already there are not dreamed again. The output is written only once every frame is done; the
     default work folder is removed then unless `keep_frames`.
     """
+    flow_blend, max_side = _renamed(renamed, flow_blend, max_side)
     settings = settings or Settings()
     if settings.init != "image":
         raise SettingsError("a video is dreamed from its frames; --init noise does not apply (see 'deepdream zoom')")
     _check_range(start, duration)
-    follow = coherence(flow, blend, evolve)  # checks flow and blend before any work
+    follow = coherence(flow, flow_blend, evolve, warm=warm_start)  # checks flow and blend before any work
     source = Path(source)
     info = probe(source)
     if info.duration is not None and start >= info.duration:
@@ -314,7 +451,7 @@ def dream_video(
     for picture in (settings.guide, settings.mask):  # unreadable files fail before any work
         if picture:
             imagefiles.open_image(picture)
-    size = even_size(info.width, info.height, max_size)
+    size = even_size(info.width, info.height, max_side)
     options = JobOptions(output, Path(work_dir) if work_dir is not None else None, resume, force, keep_frames,
                          progress, on_frame)  # fmt: skip
     settings = _seeded(settings, options)
@@ -326,22 +463,20 @@ def dream_video(
         "size": size,
         "flow": flow,
         "blend": follow.blend if flow != "none" else 0.0,
-        "look": "evolve" if evolve else "steady",
+        "look": "evolve" if evolve else "steady-warm" if warm_start else "steady",
         "settings": settings.to_dict(),
     }
 
-    def make(dreamer: FrameDreamer, index: int, item, prev_dream: np.ndarray | None) -> np.ndarray:
-        frame, prev_frame = item
-        return dreamer.keep(frame, follow.dream_frame(dreamer.dream, frame, prev_frame, prev_dream))
+    make = video_frame(follow)
 
     def empty() -> Exception:
         end = f" to {format_seconds(start + duration)}" if duration is not None else ""
         return VideoError(f"{source} has no video frames from {format_seconds(start)}{end}")
 
     spans = [x for x in (duration, info.duration - start if info.duration is not None else None) if x is not None]
-    frames = _with_previous(read_frames(source, start=start, duration=duration, size=size))
-    run = dream_frames(job, settings, backbone, frames, make, options,
-                       total=round(min(spans) * float(info.fps)) if spans else None, desc="dreaming", empty=empty)  # fmt: skip
+    frames = with_previous(read_frames(source, start=start, duration=duration, size=size))
+    total = round(min(spans) * float(info.fps)) if spans else None
+    run = dream_frames(job, settings, backbone, frames, make, options, total=total, desc="dreaming", empty=empty)
 
     def write(frames: Iterable[np.ndarray]) -> str:
         return write_video(output, frames, fps=info.fps, audio_from=source, start=start, duration=duration,
@@ -441,7 +576,9 @@ def _check_transforms(zooms: list, shifts: list, size: tuple[int, int]) -> None:
         raise SettingsError(f"zoom must be between {1 / ZOOM_LIMIT:g} and {ZOOM_LIMIT:g} per frame, got {bad}")
     bad = next((s for s in shifts if abs(s[0]) > w or abs(s[1]) > h), None)
     if bad is not None:
-        raise SettingsError(f"translate {bad[0]:g},{bad[1]:g} moves the {w}x{h} frame out of itself; shift at most its size")
+        raise SettingsError(
+            f"translate {bad[0]:g},{bad[1]:g} moves the {w}x{h} frame out of itself; shift at most its size"
+        )
 
 
 def _zoom_start(source, settings: Settings, noise: bool) -> np.ndarray:
@@ -487,8 +624,10 @@ def dream_zoom(
     """
     settings = settings or Settings()
     if settings.mask is not None:
-        raise SettingsError("zoom does not take --mask: every frame grows out of the last, so there is no input "
-                            "for black to keep (masks apply to dream, video and batch)")
+        raise SettingsError(
+            "zoom does not take --mask: every frame grows out of the last, so there is no input "
+            "for black to keep (masks apply to dream, video and batch)"
+        )
     zooms, rotations, shifts, strengths = _schedules(frames, zoom, rotate, translate, strength)
     fps = Fraction(fps).limit_denominator(1001)
     if not 0 < fps <= 240:
@@ -524,11 +663,18 @@ def dream_zoom(
         if index == 0:
             return dreamer.dream(first, strengths[0])
         if prev is None:
-            raise OutputError(f"cannot read {FrameCache(options.folder, {}).path(index - 1)}; use --force to start again")
+            raise OutputError(
+                f"cannot read {FrameCache(options.folder, {}).path(index - 1)}; use --force to start again"
+            )
         matrix = zoom_transform(size, zooms[index], rotations[index], tuple(shifts[index]))
         return dreamer.dream(zoom_step(prev, matrix), strengths[index])
 
     run = dream_frames(job, settings, backbone, range(frames), make, options, total=frames, desc="zooming")
     audio = dict(audio_from=Path(soundtrack), duration=frames / fps) if soundtrack is not None else {}
-    return _finish(run, options, fps, size,
-                   lambda frames: write_video(output, frames, fps=fps, comment=settings.to_json(), **audio))
+    return _finish(
+        run,
+        options,
+        fps,
+        size,
+        lambda frames: write_video(output, frames, fps=fps, comment=settings.to_json(), **audio),
+    )

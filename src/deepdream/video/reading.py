@@ -12,13 +12,9 @@ import av
 import numpy as np
 
 from .. import imagefiles
-from ..errors import ImageError
+from ..errors import VideoError
 
 DEFAULT_FPS = Fraction(25)
-
-
-class VideoError(ImageError):
-    """An input video cannot be used: not a video, no video stream, no frames, or no decoder for its codec."""
 
 
 def parse_time(text: str) -> float:
@@ -41,8 +37,6 @@ def format_seconds(seconds: float) -> str:
     m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 
 
 @dataclass(frozen=True)
@@ -73,8 +67,7 @@ def _open(path: Path) -> av.container.InputContainer:
     if name.startswith("image2") or name.endswith("_pipe"):
         container.close()
         raise VideoError(
-            f"{path} is a still image, not a video "
-            f"(use 'deepdream dream', or 'deepdream zoom' to animate it)"
+            f"{path} is a still image, not a video (use 'deepdream dream', or 'deepdream zoom' to animate it)"
         )
     return container
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -211,3 +214,63 @@ class _AudioTrack:
 
     def close(self) -> None:
         self.container.close()
+
+
+class Recording:
+    """Frames encoded as they come, with their own times (variable frame rate), into a hidden temporary
+    file beside `path`; `finish()` renames it into place, `discard()` removes it. A recording is never seen
+    half-written: until it is finished it has another name. For MP4/MOV/MKV (H.264) outputs."""
+
+    def __init__(self, path: Path, comment: str | None = None):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv"):
+            raise OutputError(f"a live recording is written as .mp4, .mov or .mkv, not '{self.path.suffix}'")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        try:
+            self.out = av.open(str(self.tmp), "w")
+        except (av.error.FFmpegError, OSError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
+        if comment:
+            self.out.metadata["comment"] = comment
+        self.stream = None
+        self.frames = 0
+        self.last_ms = -1
+
+    def add(self, array: np.ndarray, seconds: float) -> None:
+        """Encode an H x W x 3 uint8 frame shown `seconds` after the recording began."""
+        if self.stream is None:
+            codec = VIDEO_CODECS[self.path.suffix.lower()]
+            self.stream = self.out.add_stream(codec, rate=30, options=dict(VIDEO_OPTIONS[codec]))
+            self.stream.height, self.stream.width = array.shape[:2]
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.codec_context.time_base = self.stream.time_base = Fraction(1, 1000)
+        ms = max(self.last_ms + 1, round(seconds * 1000))  # timestamps must grow
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+        frame.pts, frame.time_base = ms, Fraction(1, 1000)
+        self.out.mux(self.stream.encode(frame))
+        self.frames, self.last_ms = self.frames + 1, ms
+
+    def finish(self) -> int:
+        """Close the file and move it into place; returns the frames written (0: nothing was recorded, no file)."""
+        if self.frames == 0:
+            self.discard()
+            return 0
+        try:
+            self.out.mux(self.stream.encode(None))
+            self.out.close()
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        return self.frames
+
+    def discard(self) -> None:
+        with contextlib.suppress(av.error.FFmpegError, OSError):
+            self.out.close()
+        self.tmp.unlink(missing_ok=True)
