@@ -9,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+import wave
 from contextlib import redirect_stderr
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,12 +20,12 @@ import pytest
 import torch
 
 import deepdream
-from deepdream import audio
+from deepdream import audio, locks
 from deepdream.audio import dreaming
 from deepdream.audio import io as audio_io
 from deepdream.audio.spectro import PHASES, Scale, Spectrogram, decibels, griffin_lim, original_phase
 from deepdream.cli import main as cli_main
-from deepdream.errors import DeepDreamError, ImageError, OutputError, SettingsError
+from deepdream.errors import DeepDreamError, OutputError, SettingsError
 
 RATE = 8000
 FAST = dict(octaves=1, iterations=8, step_size=0.03, seed=3)
@@ -98,7 +99,8 @@ def test_settings_round_trip_and_config_reproduces(dreamed, tmp_path):
     assert audio.AudioOptions(**meta["audio"]) == result.options
     err = stdio.StringIO()
     with redirect_stderr(err):
-        assert cli_main(["audio", str(src), "-o", str(tmp_path / "again.flac"), "--config", str(result.path), "-q"]) == 0
+        code = cli_main(["audio", str(src), "-o", str(tmp_path / "again.flac"), "--config", str(result.path), "-q"])
+    assert code == 0
     again, first = audio_io.read_all(audio.probe(tmp_path / "again.flac")), audio_io.read_all(audio.probe(result.path))
     np.testing.assert_array_equal(again, first)
 
@@ -320,6 +322,53 @@ def test_cli_end_to_end_in_a_subprocess(tmp_path):
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no audio stream" in bad.stderr
 
 
+def test_eight_channels_are_read_and_written_without_a_crash(tmp_path):
+    """A plain 8-channel PCM WAV crashed PyAV's planar `to_ndarray` (rc 139); the CLI now dreams it, in small windows
+    at the shortest chunk and overlap allowed, and every channel reads back exactly."""
+    src = tmp_path / "eight.wav"
+    pcm = (signal(seconds=0.3, channels=1).repeat(8, 0) * np.linspace(1, 0.3, 8)[:, None] * 32767).astype("<i2")
+    with wave.open(str(src), "wb") as w:
+        w.setnchannels(8), w.setsampwidth(2), w.setframerate(RATE), w.writeframes(pcm.T.tobytes())
+    done = subprocess.run([sys.executable, "-m", "deepdream", "audio", str(src), "-o", str(tmp_path / "out.flac"),
+                           "--octaves", "1", "--iterations", "1", "--survival-steps", "1", "--chunk-seconds", "0.1",
+                           "--overlap-seconds", "0.01", "-q"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = audio.probe(tmp_path / "out.flac")
+    assert (out.channels, out.sample_rate) == (8, RATE) and audio_io.read_all(out).shape == (8, pcm.shape[1])
+    np.testing.assert_array_equal(audio_io.read_all(audio.probe(src)), pcm / np.float32(32768))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--survival-steps", "1000000000"], "survival steps must be 0-1000"),
+    (["--griffin-lim-iterations", "1000000000"], "Griffin-Lim iterations must be 1-1000"),
+    (["--chunk-seconds", "0.00002", "--overlap-seconds", "0.00001"], "chunk must be 0.1-600 seconds"),
+    (["--chunk-seconds", "3600"], "chunk must be 0.1-600 seconds"),
+    (["--overlap-seconds", "0.001"], "overlap must be 0.01 s to half the chunk"),
+])
+def test_options_that_would_never_finish_are_one_line(tmp_path, args, expected):
+    src = write(tmp_path / "in.wav", signal(seconds=0.3))
+    before = set(tmp_path.iterdir())
+    assert_one_line_and_no_file(*cli_error(src, "-o", tmp_path / "out.wav", *args), expected, tmp_path, before)
+
+
+def test_two_runs_on_one_output(tmp_path, monkeypatch):
+    src = write(tmp_path / "in.wav", signal(seconds=0.3))
+    out = tmp_path / "out.wav"
+    with locks.acquire(out):  # a live run (this process) holds the output
+        before = set(tmp_path.iterdir())
+        assert_one_line_and_no_file(*cli_error(src, "-o", out), "in use by another deepdream run", tmp_path, before)
+    real_hold = dreaming.locks.hold
+
+    def finished_meanwhile(*paths):  # another run wrote the output between our check and our lock
+        out.write_bytes(b"the other run's sound")
+        return real_hold(*paths)
+
+    monkeypatch.setattr(dreaming.locks, "hold", finished_meanwhile)
+    with pytest.raises(OutputError, match="exists"):
+        deepdream.dream_audio(src, out, **FAST)
+    assert out.read_bytes() == b"the other run's sound" and not (tmp_path / ".out.wav.lock").exists()
+
+
 # --- music-reactive zoom ------------------------------------------------------------------------------------------
 
 
@@ -362,6 +411,13 @@ def test_music_zoom_lasts_as_long_as_the_song_and_carries_it(tmp_path):
     assert 1.5 <= heard <= 1.5 + 2 * 1024 / RATE  # AAC adds its 1024-sample priming and pads the last frame
     code, err = cli_error_zoom(tmp_path, "--audio", str(src), "--frames", "5")
     assert code == 1 and "leave out --frames" in err
+
+
+def test_zoom_refuses_a_truncated_song_as_audio_does(tmp_path):
+    src = truncated(tmp_path / "cut.wav")
+    before = set(tmp_path.iterdir())
+    code, err = cli_error_zoom(tmp_path, "--audio", str(src), "--fps", "6", "-q")
+    assert_one_line_and_no_file(code, err, "is truncated", tmp_path, before)
 
 
 def cli_error_zoom(tmp_path: Path, *args: str) -> tuple[int, str]:

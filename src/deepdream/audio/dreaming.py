@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import imagefiles
+from .. import imagefiles, locks
 from ..engine.ascent import ascend
-from ..engine.objectives import build_objective
 from ..engine.octaves import Dreamer, resize
 from ..engine.tiling import available_memory
 from ..errors import ImageError, OutputError, SettingsError
@@ -35,8 +34,10 @@ from .spectro import EPS, PHASES, Scale, Spectrogram, decibels
 
 # a file whose loudest sample is below -80 dBFS is silence: nothing for the network to see
 SILENCE = 1e-4
-# a file that decodes to less than this share of the length its header announces is truncated
-TRUNCATED = 0.9
+# bounds of the options that set how much work there is: beyond them a run would not end in useful time
+MAX_STEPS = 1000  # survival steps and Griffin-Lim iterations (defaults 10 and 32)
+MIN_CHUNK, MAX_CHUNK = 0.1, 600.0  # seconds per window (default 10)
+MIN_OVERLAP = 0.01  # seconds: a cross-fade of a few samples would click
 
 
 @dataclass(frozen=True)
@@ -55,20 +56,28 @@ class AudioOptions:
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise SettingsError(f"unknown phase '{self.phase}' (choose from {', '.join(PHASES)})")
-        if not (isinstance(self.griffin_lim_iterations, int) and self.griffin_lim_iterations >= 1):
-            raise SettingsError(f"Griffin-Lim iterations must be >= 1, got {self.griffin_lim_iterations}")
-        if not (isinstance(self.survival_steps, int) and self.survival_steps >= 0):
-            raise SettingsError(f"survival steps must be >= 0, got {self.survival_steps}")
-        if not (math.isfinite(self.overlap_seconds) and self.overlap_seconds > 0):
-            raise SettingsError(f"overlap must be a positive number of seconds, got {self.overlap_seconds}")
-        if not (math.isfinite(self.chunk_seconds) and self.chunk_seconds >= 2 * self.overlap_seconds):
-            raise SettingsError(f"chunk must be at least twice the overlap ({2 * self.overlap_seconds:g} s), "
-                                f"got {self.chunk_seconds}")
-        if not (math.isfinite(self.dynamic_range) and 10 <= self.dynamic_range <= 200):
+        if not _whole(self.griffin_lim_iterations, 1, MAX_STEPS):
+            raise SettingsError(f"Griffin-Lim iterations must be 1-{MAX_STEPS}, got {self.griffin_lim_iterations}")
+        if not _whole(self.survival_steps, 0, MAX_STEPS):
+            raise SettingsError(f"survival steps must be 0-{MAX_STEPS}, got {self.survival_steps}")
+        if not (_number(self.chunk_seconds) and MIN_CHUNK <= self.chunk_seconds <= MAX_CHUNK):
+            raise SettingsError(f"chunk must be {MIN_CHUNK:g}-{MAX_CHUNK:g} seconds, got {self.chunk_seconds}")
+        if not (_number(self.overlap_seconds) and MIN_OVERLAP <= self.overlap_seconds <= self.chunk_seconds / 2):
+            raise SettingsError(f"overlap must be {MIN_OVERLAP:g} s to half the chunk ({self.chunk_seconds / 2:g} s), "
+                                f"got {self.overlap_seconds}")  # fmt: skip
+        if not (_number(self.dynamic_range) and 10 <= self.dynamic_range <= 200):
             raise SettingsError(f"dynamic range must be 10-200 dB, got {self.dynamic_range}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # finer gradient detail than ~2 STFT cells does not survive resynthesis (docs/audio.md: survival 0.61 -> 0.79)
@@ -137,12 +146,7 @@ def scan(info: io.AudioInfo, geometry: Spectrogram, options: AudioOptions) -> Sc
         samples = start + x.shape[1]
         peak = max(peak, float(np.abs(x).max()))
         top = max(top, decibels(geometry.stft(torch.from_numpy(x)).abs().mean(0)).max().item())
-    if samples == 0:
-        raise ImageError(f"{info.path} holds no audio samples")
-    declared = info.declared_samples
-    if declared and samples < TRUNCATED * declared:
-        raise ImageError(f"{info.path} is truncated: {samples / info.sample_rate:.2f} s decoded of the "
-                         f"{declared / info.sample_rate:.2f} s its header announces")
+    io.check_length(info, samples)
     if not math.isfinite(peak):
         raise ImageError(f"{info.path} holds samples that are not finite numbers")
     if peak < SILENCE:
@@ -210,26 +214,45 @@ def dream_audio(
     if settings.seed is None:
         settings = settings.replace(seed=draw_seed())
     info = io.probe(source)
-    output = io.check_output(output, info, force=force, inputs=(source,))
-    if plot is not None:
-        plot = imagefiles.check_output(plot, force=force, inputs=(source, output))
-        if plot.resolve() == output.resolve():
-            raise OutputError(f"the figure and the sound cannot both be {output}")
+    output, plot = _checked_outputs(source, output, plot, info, force)
     if settings.guide:
         imagefiles.open_image(settings.guide)
     geometry = Spectrogram.for_rate(info.sample_rate)
     found = scan(info, geometry, options)
     check_resources(info, found.samples, output, options, geometry)
+    # one run at a time writes an output; checked again once locked, since a run that finished meanwhile has
+    # written it and only `force` overwrites
+    with locks.hold(*(path for path in (output, plot) if path is not None)):
+        output, plot = _checked_outputs(source, output, plot, info, force)
+        scale = Scale(found.top_db, options.dynamic_range)
+        gain = _dream_file(output, info, found, grey(backbone_from_settings(settings, backbone)), settings, options,
+                           geometry, scale, progress)  # fmt: skip
+        if plot is not None:
+            before_after(info, io.probe(output), scale, found.samples, plot)
+    return AudioResult(output, info.sample_rate, info.channels, found.samples, gain, settings, options)
 
-    backbone = grey(backbone_from_settings(settings, backbone))
-    guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
-    scale = Scale(found.top_db, options.dynamic_range)
+
+def _checked_outputs(source: str | Path, output: str | Path, plot: str | Path | None, info: io.AudioInfo,
+                     force: bool) -> tuple[Path, Path | None]:  # fmt: skip
+    """The sound's and the figure's paths, checked: writable, never an input, not one and the same."""
+    output = io.check_output(output, info, force=force, inputs=(source,))
+    if plot is not None:
+        plot = imagefiles.check_output(plot, force=force, inputs=(source, output))
+        if plot.resolve() == output.resolve():
+            raise OutputError(f"the figure and the sound cannot both be {output}")
+    return output, plot
+
+
+def _dream_file(output: Path, info: io.AudioInfo, found: Scan, backbone: Backbone, settings: Settings,
+                options: AudioOptions, geometry: Spectrogram, scale: Scale, progress: bool | Progress) -> float:
+    """Dream the whole sound into a scratch file beside `output`, then write `output` from it (atomically);
+    returns the gain that kept it from clipping."""
     fd, scratch_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".f32", dir=output.parent or Path("."))
     os.close(fd)
     scratch = Path(scratch_name)
     try:
         mix = np.memmap(scratch, np.float32, "w+", shape=(info.channels, found.samples))
-        with Dreamer(backbone, build_objective(backbone, settings, guide), settings) as dreamer:
+        with Dreamer.from_settings(settings, backbone) as dreamer:
             _dream_into(mix, info, found, dreamer, geometry, scale, options, progress)
         peak = max((float(np.abs(mix[:, i:i + io.BLOCK]).max()) for i in range(0, found.samples, io.BLOCK)))
         gain = 1.0 if peak <= 0.999 else 0.999 / peak
@@ -240,9 +263,7 @@ def dream_audio(
         del mix
     finally:
         scratch.unlink(missing_ok=True)
-    if plot is not None:
-        before_after(info, io.probe(output), scale, found.samples, plot)
-    return AudioResult(output, info.sample_rate, info.channels, found.samples, gain, settings, options)
+    return gain
 
 
 def _dream_into(mix: np.ndarray, info: io.AudioInfo, found: Scan, dreamer: Dreamer, geometry: Spectrogram,

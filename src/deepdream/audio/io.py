@@ -4,8 +4,8 @@ the settings in the file's tags. The only audio module that touches files."""
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -20,6 +20,8 @@ MIN_RATE, MAX_RATE = 4000, 384_000
 MAX_CHANNELS = 8
 # a decoded block is at most this many samples per channel (about 1.5 s at 44.1 kHz)
 BLOCK = 1 << 16
+# a file that decodes to less than this share of the length its header announces is truncated
+TRUNCATED = 0.9
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,6 @@ class AudioInfo:
     codec: str
     declared_samples: int | None  # per channel, when the container announces a duration
 
-    @property
-    def declared_seconds(self) -> float | None:
-        return None if self.declared_samples is None else self.declared_samples / self.sample_rate
-
 
 def _open(path: Path) -> av.container.InputContainer:
     if not path.exists():
@@ -68,7 +66,8 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), "r")
     except av.error.FFmpegError as exc:
-        raise ImageError(f"{path} is not a sound or video file FFmpeg can read (corrupt or unsupported format)") from exc
+        raise ImageError(f"{path} is not a sound or video file FFmpeg can read (corrupt or unsupported format)") \
+            from exc
 
 
 def _stream(container: av.container.InputContainer, path: Path) -> av.audio.stream.AudioStream:
@@ -120,18 +119,43 @@ def _riff_data_bytes(path: Path) -> int | None:
 
 
 def read_blocks(info: AudioInfo) -> Iterator[np.ndarray]:
-    """The whole stream as float32 blocks (channels x samples), at its own rate and layout."""
+    """The whole stream as float32 blocks (channels x samples), at its own rate and layout.
+
+    Samples travel interleaved ('flt', one plane): PyAV miscounts the planes of planar audio with 8 channels
+    (9 planes, and `to_ndarray` reads past the end: a segfault)."""
     with _open(info.path) as container:
         stream = _stream(container, info.path)
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=info.sample_rate)
+        resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=info.sample_rate)
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    yield from _split(out.to_ndarray())
+                    yield from _split(_planar(out))
             for out in resampler.resample(None):
-                yield from _split(out.to_ndarray())
+                yield from _split(_planar(out))
         except av.error.FFmpegError as exc:
             raise ImageError(f"cannot decode {info.path}: the file is corrupt ({exc})") from exc
+
+
+def _planar(frame: av.AudioFrame) -> np.ndarray:
+    """An interleaved float frame as channels x samples."""
+    return frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T
+
+
+def _interleaved(block: np.ndarray, info: AudioInfo) -> av.AudioFrame:
+    """channels x samples float32 as one interleaved frame (see read_blocks: never planar)."""
+    data = np.ascontiguousarray(np.asarray(block, np.float32).T).reshape(1, -1)
+    return av.AudioFrame.from_ndarray(data, format="flt", layout=info.layout)
+
+
+def check_length(info: AudioInfo, samples: int) -> None:
+    """Refuse a stream that decoded to nothing, or to much less than its header announces (a truncated file):
+    every reader of whole files (the dream's scan, the zoom's envelope) calls this after its pass."""
+    if samples == 0:
+        raise ImageError(f"{info.path} holds no audio samples")
+    declared = info.declared_samples
+    if declared and samples < TRUNCATED * declared:
+        raise ImageError(f"{info.path} is truncated: {samples / info.sample_rate:.2f} s decoded of the "
+                         f"{declared / info.sample_rate:.2f} s its header announces")
 
 
 def read_all(info: AudioInfo) -> np.ndarray:
@@ -187,8 +211,7 @@ def write_audio(path: Path, blocks: Iterable[np.ndarray], info: AudioInfo, fmt: 
             resampler = av.AudioResampler(format=fmt.sample_format, layout=info.layout, rate=info.sample_rate)
             written = 0
             for block in blocks:
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32), format="fltp",
-                                                   layout=info.layout)
+                frame = _interleaved(block, info)
                 # timestamps in samples: the Ogg muxer refuses packets without them
                 frame.sample_rate, frame.pts, frame.time_base = info.sample_rate, written, Fraction(1, info.sample_rate)
                 written += frame.samples

@@ -64,10 +64,11 @@ def envelope(path: str | Path, fps: float) -> Envelope:
         else:
             tail = signal
         samples = start + mono.size
-    if samples == 0:
-        raise ImageError(f"{path} holds no audio samples")
+    io.check_length(info, samples)  # a truncated song is refused as `deepdream audio` refuses it
     frames = max(1, math.ceil(samples / per_frame - 1e-9))
     rms = np.sqrt(energy[:frames] / np.maximum(counts[:frames], 1))
+    if not np.isfinite(rms).all():
+        raise ImageError(f"{path} holds samples that are not finite numbers")
     if rms.max() < 1e-4:
         raise ImageError(f"{path} is silent: nothing for the zoom to follow")
     onsets = np.zeros(frames)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..audio import OUTPUT_FORMATS, PHASES, AudioOptions, dream_audio, read_metadata
-from ..audio.dreaming import AUDIO_DEFAULTS
+from ..audio.dreaming import AUDIO_DEFAULTS, MAX_CHUNK, MAX_STEPS, MIN_CHUNK, MIN_OVERLAP
 from ..errors import DeepDreamError, SettingsError
 from ..settings import PRESETS, Settings, from_mapping, load_config, preset
 from .args import add_dream_options, non_negative_int, positive_float, positive_int
@@ -28,11 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("sound")
     g.add_argument("--phase", choices=list(PHASES),
                    help="original (default): keep the input's phase; griffinlim: let it follow the new magnitudes")
-    g.add_argument("--griffin-lim-iterations", type=positive_int, help="iterations for --phase griffinlim (32)")
+    g.add_argument("--griffin-lim-iterations", type=positive_int,
+                   help=f"iterations for --phase griffinlim (32, at most {MAX_STEPS})")
     g.add_argument("--survival-steps", type=non_negative_int,
-                   help="last steps scored on the sound as it will be written, so the dream survives resynthesis (10)")
-    g.add_argument("--chunk-seconds", type=positive_float, help="window length (10 s): memory does not grow with duration")
-    g.add_argument("--overlap-seconds", type=positive_float, help="cross-fade between windows (1 s)")
+                   help="last steps scored on the sound as it will be written, so the dream survives resynthesis "
+                   f"(10, at most {MAX_STEPS})")
+    g.add_argument("--chunk-seconds", type=positive_float,
+                   help=f"window length (10 s, {MIN_CHUNK:g}-{MAX_CHUNK:g}): memory does not grow with duration")
+    g.add_argument("--overlap-seconds", type=positive_float,
+                   help=f"cross-fade between windows (1 s, {MIN_OVERLAP:g} s to half the chunk)")
     g.add_argument("--dynamic-range", type=positive_float, help="decibels below the loudest bin the picture shows (80)")
     g.add_argument("--plot", metavar="PNG", help="also write a before/after spectrogram figure")
     add_dream_options(p)
