@@ -29,6 +29,7 @@ LAYERS = {
     "video": 5,
     "audio": 5,
     "training": 5,
+    "text": 5,
     "batch": 6,
     "studio": 7,
     "cli": 7,

@@ -14,6 +14,7 @@ from .models.registry import list_backbones
 from .runtime import resolve_device
 from .settings import PRESETS, Settings, preset
 from .still import dream
+from .text import dream_text
 
 __all__ = [
     "Backbone",
@@ -34,6 +35,7 @@ __all__ = [
     "build_objective",
     "dream",
     "dream_audio",
+    "dream_text",
     "list_backbones",
     "list_layers",
     "load_backbone",

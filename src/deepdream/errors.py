@@ -27,3 +27,7 @@ class SettingsError(DeepDreamError):
 
 class NonFiniteError(DeepDreamError):
     """A loss, objective, gradient or picture became NaN or infinite: the result would be garbage."""
+
+
+class TextError(DeepDreamError):
+    """An input text, start sentence or corpus file cannot be read or is unusable."""

@@ -11,7 +11,7 @@ import sys
 from ..errors import DeepDreamError
 
 # each module defines register(subparsers); its parsers set `run` to a function(args) -> exit code
-COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch")
+COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch", "text")
 
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}

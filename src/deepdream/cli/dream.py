@@ -25,11 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dream_options(p)
     p.set_defaults(run=run_dream)
 
-    p = sub.add_parser("layers", help="list a network's layers", description="List dotted layer names.")
+    p = sub.add_parser("layers", help="list a network's layers", description="List dotted layer names.",
+                       conflict_handler="resolve")
     add_model_options(p)
+    # also language models (`deepdream text`): registered, a Hugging Face id, or config:FOLDER
+    p.add_argument("--model", help=f"backbone ({', '.join(list_backbones())}) or language model "
+                   "(smollm2-135m, a Hugging Face id, config:FOLDER)")
     p.set_defaults(run=run_layers)
 
-    p = sub.add_parser("models", help="list registered backbones")
+    p = sub.add_parser("models", help="list registered backbones and language models")
     p.set_defaults(run=run_models)
 
 
@@ -59,6 +63,8 @@ def _backbone(args: argparse.Namespace) -> Backbone:
 
 
 def run_layers(args: argparse.Namespace) -> int:
+    if args.model is not None and args.model not in list_backbones():
+        return run_text_layers(args)
     backbone = _backbone(args)
     names = backbone.layer_names()
     modules = dict(backbone.model.named_modules())
@@ -72,7 +78,24 @@ def run_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_text_layers(args: argparse.Namespace) -> int:
+    """A language model's taps: MLP neurons (what --neuron indexes) and block outputs, with their widths."""
+    from ..text.registry import load_language_model
+    from ..text.taps import find_taps, tap_widths
+
+    lm = load_language_model(args.model, resolve_device(args.device or "cpu"))
+    widths = tap_widths(lm.model, lm.device)
+    print(f"# {lm.name}: taps for 'deepdream text --layer' (mlp: neurons; block: output, for energy/--direction)")
+    for i, (name, tap) in enumerate(find_taps(lm.model).items()):
+        print(f"{i:4d}   {name:<32} {tap.kind:<6} {widths[name]:>6}")
+    return 0
+
+
 def run_models(args: argparse.Namespace) -> int:
     for name in list_backbones():
         print(f"{name:<20} {describe_backbone(name)}")
+    from ..text.registry import describe_language_model, list_language_models
+
+    for name in list_language_models():
+        print(f"{name:<20} language model: {describe_language_model(name)}")
     return 0

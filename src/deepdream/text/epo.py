@@ -1,0 +1,204 @@
+"""EPO, evolutionary prompt optimisation (Thompson, Straznickas and Sklar, 2024): discrete ascent on tokens.
+
+A population of texts; slot i has its own fluency weight lambda_i (log-spaced) and fitness
+activation - lambda_i * cross-entropy. Each iteration one backward pass gives every member's gradient with
+respect to its one-hot tokens; the top-k tokens per position (GCG) propose one-token swaps; the children are
+scored in batches without autograd, and each slot keeps the best of parents and children for its own fitness.
+Every scored text feeds a Pareto frontier (activation up, cross-entropy down), so the best found never gets
+worse, restarts included.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+
+from ..errors import SettingsError
+from .scoring import Scorer, Scores
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    iterations: int = 40
+    population: int = 8
+    children: int = 8  # per member and iteration: population x children texts are scored at once
+    topk: int = 32  # candidate tokens per position, from the gradient
+    lambda_min: float = 0.1
+    lambda_max: float = 10.0
+    restart_every: int = 10  # 0: never
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "population", "children", "topk"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.restart_every, int) or self.restart_every < 0:
+            raise SettingsError(f"restart_every must be 0 (never) or a positive integer, got {self.restart_every!r}")
+        for name in ("lambda_min", "lambda_max"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise SettingsError(f"{name.replace('_', '-')} must be a positive finite number, got {value!r}")
+        if self.lambda_min > self.lambda_max:
+            raise SettingsError(f"lambda-min {self.lambda_min:g} is above lambda-max {self.lambda_max:g}")
+
+    def lambdas(self) -> torch.Tensor:
+        """Fluency weights, log-spaced from lambda_min to lambda_max (their geometric mean for one slot)."""
+        lo, hi = math.log10(self.lambda_min), math.log10(self.lambda_max)
+        if self.population == 1:
+            return torch.tensor([10 ** ((lo + hi) / 2)])
+        return torch.logspace(lo, hi, self.population)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One scored text: token ids (without the model's prefix), activation, cross-entropy, when it was found."""
+
+    tokens: tuple[int, ...]
+    activation: float
+    xent: float
+    iteration: int
+
+    def fitness(self, lam: float) -> float:
+        return self.activation - lam * self.xent
+
+
+class Frontier:
+    """Pareto frontier: no point has both a higher-or-equal activation and a lower-or-equal cross-entropy
+    than another; sorted by cross-entropy (so also by activation)."""
+
+    def __init__(self, points: Iterable[Point] = ()):
+        self.points: list[Point] = []
+        self.add(points)
+
+    def add(self, points: Iterable[Point]) -> None:
+        merged = {p.tokens: p for p in self.points}
+        for p in points:
+            merged.setdefault(p.tokens, p)
+        front: list[Point] = []
+        for p in sorted(merged.values(), key=lambda p: (p.xent, -p.activation)):
+            if not front or p.activation > front[-1].activation:
+                front.append(p)
+        self.points = front
+
+    def best(self, lam: float) -> Point:
+        """The point of highest activation - lam * cross-entropy."""
+        return max(self.points, key=lambda p: p.fitness(lam))
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+@dataclass
+class Record:
+    """After one iteration (0: the start): the best activation on the frontier, each slot's best fitness so far,
+    the frontier size, seconds since the search began."""
+
+    iteration: int
+    best_activation: float
+    best_fitness: list[float]
+    frontier_size: int
+    seconds: float
+
+
+@dataclass
+class Search:
+    frontier: Frontier
+    lambdas: list[float]
+    history: list[Record] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds spent per part of the loop
+
+
+def _points(tokens: torch.Tensor, scores: Scores, iteration: int) -> list[Point]:
+    return [Point(tuple(t), a, x, iteration)
+            for t, a, x in zip(tokens.tolist(), scores.activation.tolist(), scores.xent.tolist())
+            if math.isfinite(a) and math.isfinite(x)]
+
+
+def random_tokens(count: int, length: int, allowed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """count x length ids drawn uniformly from the allowed ids."""
+    return allowed[torch.randint(len(allowed), (count, length), generator=generator)]
+
+
+def epo(
+    scorer: Scorer,
+    start: torch.Tensor,
+    editable: torch.Tensor,
+    options: SearchOptions,
+    generator: torch.Generator,
+    allowed: torch.Tensor,
+    on_iteration: Callable[[Search], None] | None = None,
+) -> Search:
+    """Run EPO from `start` (population x T ids); only positions where `editable` (T bools) is set change."""
+    lambdas = options.lambdas()
+    pop = start.clone()
+    scores = scorer.score(pop)
+    search = Search(Frontier(_points(pop, scores, 0)), lambdas.tolist(),
+                    timings=dict.fromkeys(("gradient", "children", "scoring", "selection"), 0.0))
+    positions = editable.nonzero().flatten()
+    banned = torch.ones(scorer.lm.vocab_size, dtype=torch.bool)
+    banned[allowed] = False
+    n, k = options.population * options.children, min(options.topk, len(allowed))
+    stuck_since = scores.activation - lambdas * scores.xent  # slot fitness at the last restart
+    started = time.perf_counter()
+    search.history.append(Record(0, search.frontier.points[-1].activation,
+                                 [search.frontier.best(lam).fitness(lam) for lam in lambdas.tolist()],
+                                 len(search.frontier), 0.0))
+    for it in range(1, options.iterations + 1):
+        t0 = time.perf_counter()
+        grad, _ = scorer.gradients(pop, lambdas)  # P x T x V
+        grad[..., banned.to(grad.device)] = -math.inf
+        top = grad.topk(k, dim=-1).indices.cpu()  # P x T x k
+        t1 = time.perf_counter()
+        parent = torch.arange(options.population).repeat_interleave(options.children)
+        where = positions[torch.randint(len(positions), (n,), generator=generator)]
+        choice = torch.randint(k, (n,), generator=generator)
+        kids = pop[parent].clone()
+        kids[torch.arange(n), where] = top[parent, where, choice]
+        t2 = time.perf_counter()
+        kid_scores = scorer.score(kids)
+        t3 = time.perf_counter()
+        pool = torch.cat([pop, kids])
+        act = torch.cat([scores.activation, kid_scores.activation])
+        xent = torch.cat([scores.xent, kid_scores.xent])
+        fitness = act[None, :] - lambdas[:, None] * xent[None, :]  # P x (P + n)
+        pick = torch.nan_to_num(fitness, nan=-math.inf).argmax(dim=1)
+        pop, scores = pool[pick].clone(), Scores(act[pick], xent[pick])
+        search.frontier.add(_points(kids, kid_scores, it))
+        if options.restart_every and it % options.restart_every == 0 and it < options.iterations:
+            pop, scores, stuck_since = _restart(scorer, pop, scores, search.frontier, lambdas, stuck_since,
+                                                positions, allowed, generator, it)
+        t4 = time.perf_counter()
+        for key, seconds in zip(search.timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            search.timings[key] += seconds
+        best = [search.frontier.best(lam).fitness(lam) for lam in lambdas.tolist()]
+        search.history.append(Record(it, search.frontier.points[-1].activation, best, len(search.frontier),
+                                     time.perf_counter() - started))
+        if on_iteration is not None:
+            on_iteration(search)
+    return search
+
+
+def _restart(scorer, pop, scores, frontier, lambdas, stuck_since, positions, allowed, generator, iteration):
+    """Slots whose fitness has not risen since the last restart jump to a random frontier point with a
+    quarter of their editable tokens redrawn: an escape from a local optimum (the frontier keeps the best)."""
+    fitness = scores.activation - lambdas * scores.xent
+    stuck = (fitness <= stuck_since + 1e-6).nonzero().flatten()
+    if len(stuck):
+        pop = pop.clone()
+        redraw = max(1, len(positions) // 4)
+        for slot in stuck.tolist():
+            point = frontier.points[int(torch.randint(len(frontier), (1,), generator=generator))]
+            pop[slot] = torch.tensor(point.tokens)
+            where = positions[torch.randperm(len(positions), generator=generator)[:redraw]]
+            pop[slot, where] = allowed[torch.randint(len(allowed), (len(where),), generator=generator)]
+        fresh = scorer.score(pop[stuck])
+        activation, xent = scores.activation.clone(), scores.xent.clone()
+        activation[stuck], xent[stuck] = fresh.activation, fresh.xent
+        scores = Scores(activation, xent)
+        frontier.add(_points(pop[stuck], fresh, iteration))
+        fitness = activation - lambdas * xent
+    return pop, scores, fitness

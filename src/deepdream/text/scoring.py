@@ -1,0 +1,86 @@
+"""Scoring token sequences: the objective at a position, the cross-entropy (fluency), and token gradients.
+
+One `Scorer` serves the search, the corpus and the plots, so dreams and dataset windows are measured alike:
+the model's prefix (BOS when it has one) precedes every text, and cross-entropy is the mean over the text's
+tokens of -log p(token | the tokens before it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import SettingsError
+from .objectives import TextObjective
+from .registry import LanguageModel
+from .taps import TextTaps, resolve_tap, tap_widths
+
+
+@dataclass
+class Scores:
+    """Per sequence: `activation` (B) at the chosen position, `xent` (B); `per_token` (B x T) when asked."""
+
+    activation: torch.Tensor
+    xent: torch.Tensor
+    per_token: torch.Tensor | None = None
+
+
+def cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, prefix: int) -> torch.Tensor:
+    """Mean -log p(token | earlier tokens) over the text (B), from B x (prefix + T) x V logits."""
+    # logit i predicts token i+1: the text is predicted from prefix-1 on (from its 2nd token without a prefix)
+    start = max(prefix - 1, 0)
+    predicted = tokens[:, 1:] if prefix == 0 else tokens
+    lp = torch.log_softmax(logits[:, start: start + predicted.shape[1]].float(), dim=-1)
+    nll = -lp.gather(-1, predicted.unsqueeze(-1)).squeeze(-1)
+    return nll.mean(-1) if nll.shape[1] else nll.sum(-1)  # one token without a prefix: nothing to predict
+
+
+class Scorer:
+    def __init__(self, lm: LanguageModel, objective: TextObjective, position: int = -1, batch: int = 64):
+        self.lm, self.objective, self.position, self.batch = lm, objective, position, batch
+        self.taps = [resolve_tap(lm.model, name) for name in objective.taps]
+        objective.check(tap_widths(lm.model, lm.device))
+        self.prefix = torch.tensor(lm.prefix, dtype=torch.long, device=lm.device)
+
+    def check_length(self, length: int) -> None:
+        """SettingsError when `position` does not fall inside a text of `length` tokens."""
+        if not -length <= self.position < length:
+            raise SettingsError(f"--position {self.position} is outside a text of {length} tokens")
+
+    def _forward(self, embeds: torch.Tensor, tokens: torch.Tensor, per_token: bool) -> Scores:
+        """embeds: B x (P+T) x D for prefix + text; tokens: B x T."""
+        p = len(self.lm.prefix)
+        with TextTaps(self.lm.model, self.taps) as recorder:
+            logits = self.lm.model(inputs_embeds=embeds).logits  # B x (P+T) x V
+            acts = {name: value[:, p:] for name, value in recorder.acts.items()}
+        values = self.objective.values(acts, logits[:, p:])  # B x T
+        return Scores(values[:, self.position], cross_entropy(logits, tokens, p), values if per_token else None)
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        full = torch.cat([self.prefix.expand(tokens.shape[0], -1), tokens], dim=1)
+        return self.lm.model.get_input_embeddings()(full)
+
+    def score(self, tokens: torch.Tensor, per_token: bool = False) -> Scores:
+        """Scores of B x T token ids, in batches, without autograd."""
+        parts = []
+        with torch.inference_mode():
+            for chunk in tokens.to(self.lm.device).split(self.batch):
+                parts.append(self._forward(self._embed(chunk), chunk, per_token))
+        return Scores(torch.cat([s.activation for s in parts]).cpu(), torch.cat([s.xent for s in parts]).cpu(),
+                      torch.cat([s.per_token for s in parts]).cpu() if per_token else None)
+
+    def gradients(self, tokens: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, Scores]:
+        """d(activation - lambda * xent) / d one-hot tokens for the whole population in one backward: B x T x V."""
+        tokens = tokens.to(self.lm.device)
+        weights = self.lm.embeddings
+        onehot = torch.zeros(*tokens.shape, weights.shape[0], device=weights.device, dtype=weights.dtype)
+        onehot.scatter_(-1, tokens.unsqueeze(-1), 1.0)
+        onehot.requires_grad_(True)
+        text = onehot @ weights  # B x T x D
+        prefix = self.lm.model.get_input_embeddings()(self.prefix).expand(tokens.shape[0], -1, -1)
+        with torch.enable_grad():
+            scores = self._forward(torch.cat([prefix, text], dim=1), tokens, False)
+            fitness = scores.activation - lambdas.to(weights.device) * scores.xent
+            (grad,) = torch.autograd.grad(fitness.sum(), onehot)
+        return grad.detach(), Scores(scores.activation.detach().cpu(), scores.xent.detach().cpu())

@@ -1,0 +1,337 @@
+"""Text dreaming on tiny random language models (2 layers, a word-level tokenizer built here; never a download)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from deepdream.cli import main  # noqa: E402
+from deepdream.errors import ModelError, SettingsError, TextError, WeightsUnavailable  # noqa: E402
+from deepdream.text import Direction, LayerEnergy, Neuron, NextToken, TextSettings, dream_text  # noqa: E402
+from deepdream.text.corpus import read_corpus, score_windows, windows  # noqa: E402
+from deepdream.text.epo import Frontier, Point  # noqa: E402
+from deepdream.text.registry import load_language_model  # noqa: E402
+from deepdream.text.scoring import Scorer  # noqa: E402
+from deepdream.text.taps import TextTaps, find_taps, resolve_tap, tap_widths  # noqa: E402
+
+WORDS = ("the cat dog sat on a mat and ran to red blue big small house tree sun moon day night is was very "
+         "happy sad old new car road city green bird sky water fish boat sea").split()
+MLP = "model.layers.1.mlp"
+
+
+def tiny_model_folder(folder: Path, kind: str = "llama") -> Path:
+    """config.json (2 layers, random weights) and a word-level tokenizer.json with a <s> token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<s>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.add_special_tokens(["<s>", "<unk>"])
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    if kind == "llama":
+        config = dict(model_type="llama", vocab_size=len(vocab), hidden_size=32, intermediate_size=48,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                      bos_token_id=0, eos_token_id=0, tie_word_embeddings=False, initializer_range=0.3)
+    else:
+        config = dict(model_type="gpt2", vocab_size=len(vocab), n_embd=32, n_inner=40, n_layer=2, n_head=2,
+                      n_positions=64, bos_token_id=0, eos_token_id=0, initializer_range=0.3)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tiny_model_folder(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+@pytest.fixture(scope="module")
+def lm(folder):
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster on a shared machine
+    return load_language_model(f"config:{folder}")
+
+
+def run(lm, **kw):
+    values = dict(model=lm.name, layer=MLP, neuron=3, length=6, iterations=6, population=4, children=6, topk=8,
+                  seed=1, restart_every=2)
+    values.update(kw)
+    return dream_text(lm=lm, **values)
+
+
+# ---------------------------------------------------------------- taps and objectives
+
+
+def test_taps_read_the_mlp_hidden_units_and_block_outputs(lm, tmp_path):
+    taps = find_taps(lm.model)
+    assert [n for n in taps] == ["model.layers.0.mlp", "model.layers.0", MLP, "model.layers.1"]
+    assert tap_widths(lm.model) == {"model.layers.0.mlp": 48, "model.layers.0": 32, MLP: 48, "model.layers.1": 32}
+    mlp = lm.model.model.layers[1].mlp
+    seen = {}
+    handle = mlp.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    ids = torch.tensor([[0, 5, 6, 7]])
+    with TextTaps(lm.model, [taps[MLP]]) as rec, torch.inference_mode():
+        lm.model(input_ids=ids)
+        hidden = rec.acts[MLP]
+    handle.remove()
+    x = seen["x"]
+    expected = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)  # Llama: act(gate(x)) * up(x)
+    assert torch.allclose(hidden, expected, atol=1e-6)
+    assert not mlp._forward_pre_hooks  # the hooks are gone after the block
+
+    gpt2 = load_language_model(f"config:{tiny_model_folder(tmp_path / 'gpt2', 'gpt2')}")
+    assert tap_widths(gpt2.model)["transformer.h.1.mlp"] == 40  # GPT-2: the activation's output (n_inner)
+
+
+def test_unknown_layer_suggests_names(lm):
+    with pytest.raises(ModelError, match="did you mean model.layers.1.mlp"):
+        resolve_tap(lm.model, "model.layers.1.mpl")
+
+
+def test_objectives_add_and_weight(lm):
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    a, e = Scorer(lm, Neuron(MLP, 3)).score(ids), Scorer(lm, LayerEnergy("model.layers.1")).score(ids)
+    both = Scorer(lm, Neuron(MLP, 3) + 0.5 * LayerEnergy("model.layers.1")).score(ids)
+    assert torch.allclose(both.activation, a.activation + 0.5 * e.activation, atol=1e-5)
+    assert torch.allclose(both.xent, a.xent)
+    assert (e.activation > 0).all()
+
+
+# ---------------------------------------------------------------- the search
+
+
+def test_the_objective_really_rises(lm):
+    result = run(lm, iterations=8)
+    start = result.history[0]["best_activation"]
+    assert result.frontier[-1].activation > start
+    # the reported figures are the model's own: rescoring the best text gives them back
+    best = result.frontier[-1]
+    again = Scorer(lm, Neuron(MLP, 3)).score(torch.tensor([best.tokens]))
+    assert math.isclose(float(again.activation), best.activation, rel_tol=1e-4, abs_tol=1e-5)
+    assert math.isclose(float(again.xent), best.xent, rel_tol=1e-4)
+
+
+def test_best_never_gets_worse_and_the_frontier_is_pareto(lm):
+    seen: list[list[float]] = []
+    result = run(lm, iterations=8, restart_every=2, on_iteration=lambda s: seen.append(
+        [s.frontier.best(lam).fitness(lam) for lam in s.lambdas]))
+    for before, after in zip(seen, seen[1:]):  # restarts at 2, 4, 6 included
+        assert all(b <= a + 1e-9 for b, a in zip(before, after))
+    acts = [h["best_activation"] for h in result.history]
+    assert acts == sorted(acts)
+    pts = result.frontier
+    assert len(pts) >= 2
+    for p in pts:
+        assert not any(q is not p and q.activation >= p.activation and q.xent <= p.xent for q in pts)
+
+
+def test_frontier_drops_dominated_points():
+    f = Frontier([Point((1,), 1.0, 2.0, 0), Point((2,), 2.0, 1.0, 0), Point((3,), 0.5, 3.0, 0),
+                  Point((4,), 3.0, 4.0, 0), Point((5,), 3.0, 5.0, 0)])
+    assert [p.tokens for p in f.points] == [(2,), (4,)]
+
+
+def test_seed_reproduces_the_run(lm):
+    a, b, c = run(lm, seed=7), run(lm, seed=7), run(lm, seed=8)
+    assert [(p.tokens, p.activation) for p in a.frontier] == [(p.tokens, p.activation) for p in b.frontier]
+    assert [p.tokens for p in a.frontier] != [p.tokens for p in c.frontier]
+
+
+def test_from_a_sentence_keeps_the_masked_tokens(lm):
+    sentence = "the cat sat on a mat"
+    ids = lm.encode(sentence)
+    result = run(lm, text=sentence, keep=(0, 2, 5), iterations=6)
+    assert result.start.tokens == ids
+    changed = set()
+    for p in result.frontier:
+        assert [p.tokens[i] for i in (0, 2, 5)] == [ids[i] for i in (0, 2, 5)]
+        changed |= {i for i, (a, b) in enumerate(zip(p.tokens, ids)) if a != b}
+    assert changed  # it did edit the others
+    assert result.chosen.activation >= result.start.activation
+    assert result.chosen.xent <= 1.5 * result.start.xent
+
+
+def test_next_token_rises_and_direction_is_checked(lm, tmp_path):
+    result = run(lm, layer=None, neuron=None, target_token="dog", iterations=6)
+    dog = lm.encode("dog")[0]
+    probs = Scorer(lm, NextToken(dog)).score(torch.tensor([p.tokens for p in result.frontier])).activation
+    assert float(probs.max()) > result.history[0]["best_activation"] - 1e-6
+    assert float(probs.max()) > math.log(1 / lm.vocab_size)  # better than a uniform guess
+
+    np.save(tmp_path / "probe.npy", np.ones(32, np.float32))
+    ok = run(lm, layer="model.layers.1", neuron=None, direction=str(tmp_path / "probe.npy"), iterations=2)
+    assert ok.objective == "probe.npy(model.layers.1)"
+    with pytest.raises(SettingsError, match="has 32 values but model.layers.1.mlp is 48 wide"):
+        run(lm, neuron=None, direction=str(tmp_path / "probe.npy"))
+    t = Direction("model.layers.1", torch.ones(32))
+    assert Scorer(lm, t).score(torch.tensor([[5, 6]])).activation.shape == (1,)
+
+
+@pytest.mark.parametrize("changes, error, message", [
+    (dict(neuron=48), ModelError, "neuron 48 is past the width of model.layers.1.mlp"),
+    (dict(layer="model.layers.7.mlp"), ModelError, "unknown layer"),
+    (dict(text="   "), SettingsError, "start text is empty"),
+    (dict(text="the cat sat on a mat and ran"), TextError, "longer than --length"),
+    (dict(length=0), SettingsError, "length"),
+    (dict(population=0), SettingsError, "population"),
+    (dict(lambda_min=float("nan")), SettingsError, "lambda-min"),
+    (dict(lambda_max=-1.0), SettingsError, "lambda-max"),
+    (dict(lambda_min=5.0, lambda_max=1.0), SettingsError, "above"),
+    (dict(target_token="cat dog", layer=None, neuron=None), SettingsError, "is 2 tokens"),
+    (dict(text="the cat", keep=(0, 1)), SettingsError, "nothing is left"),
+    (dict(position=9), SettingsError, "outside a text of 6 tokens"),
+])
+def test_bad_settings_are_one_clear_error(lm, changes, error, message):
+    with pytest.raises(error, match=message):
+        run(lm, **changes)
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def test_corpus_windows_are_scored_like_dreams(lm, tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("the cat sat on a mat and the dog ran to the red house in the city by the sea\n" * 3)
+    found = windows(lm, read_corpus(path), 6)
+    assert found.shape == (len(lm.encode(path.read_text())) - 5, 6)
+    scores = score_windows(lm, [Neuron(MLP, 3), Neuron(MLP, 4)], found, batch=7)
+    best = scores.top(1)[0]
+    alone = Scorer(lm, Neuron(MLP, 3)).score(found[best:best + 1])
+    assert math.isclose(float(scores.activation[best, 0]), float(alone.activation), rel_tol=1e-4, abs_tol=1e-5)
+    assert math.isclose(float(scores.xent[best]), float(alone.xent), rel_tol=1e-4)
+    assert float(scores.activation[best, 0]) == float(scores.activation[:, 0].max())
+
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(TextError, match="not UTF-8"):
+        read_corpus(tmp_path / "latin1.txt")
+    (tmp_path / "empty.txt").write_text(" \n")
+    with pytest.raises(TextError, match="is empty"):
+        read_corpus(tmp_path / "empty.txt")
+
+
+# ---------------------------------------------------------------- models
+
+
+def test_corrupt_gguf_and_offline_hub_names_are_one_line(tmp_path, monkeypatch):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(200))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ModelError, match="truncated, corrupt"):
+        load_language_model(str(bad))
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: the env is too late
+    with pytest.raises(WeightsUnavailable, match="huggingface-cli download nobody/no-such-model"):
+        load_language_model("nobody/no-such-model")
+    with pytest.raises(WeightsUnavailable, match="did you mean smollm2-135m"):
+        load_language_model("smollm2-135")
+
+
+# ---------------------------------------------------------------- the command
+
+
+def cli(folder: Path, *extra: str) -> list[str]:
+    return ["text", "--model", f"config:{folder}", "--layer", MLP, "--neuron", "3", "--length", "5",
+            "--iterations", "3", "--population", "3", "--children", "4", "--topk", "8", "-q", *extra]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--neuron", "99"], "neuron 99 is past the width"),
+    (["--layer", "model.layers.1.mpl"], "did you mean model.layers.1.mlp"),
+    (["", "--seed", "1"], "start text is empty"),
+    (["the cat sat on a mat and ran", "--seed", "1"], "longer than --length (5)"),
+    (["--corpus", "CORPUS_LATIN1"], "not UTF-8"),
+    (["--corpus", "CORPUS_EMPTY"], "is empty"),
+    (["--direction", "PROBE"], "has 7 values"),
+    (["--config", "PROBE"], "not a dreams.json"),
+    (["-o", "out.txt"], "written as .json"),
+])
+def test_cli_bad_input_is_one_line(folder, tmp_path, capsys, extra, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    (tmp_path / "empty.txt").write_text("")
+    np.save(tmp_path / "probe.npy", np.ones(7, np.float32))
+    swap = {"CORPUS_LATIN1": "latin1.txt", "CORPUS_EMPTY": "empty.txt", "PROBE": "probe.npy"}
+    extra = [swap.get(e, e) for e in extra]
+    args = cli(folder, *extra)
+    if extra and not extra[0].startswith("-"):  # a start sentence goes first
+        args = ["text", extra[0], *cli(folder, *extra[1:])[1:]]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))
+
+
+@pytest.mark.parametrize("option", ["--length=0", "--population=0", "--lambda-min=nan", "--lambda-max=-1"])
+def test_cli_bad_numbers_are_usage_errors(folder, capsys, option):
+    with pytest.raises(SystemExit) as exit_:
+        main(cli(folder, option))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_cli_end_to_end_in_a_subprocess(folder, tmp_path):
+    out, plot = tmp_path / "dreams.json", tmp_path / "frontier.png"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "deepdream", *cli(folder, "--seed", "3", "-o", str(out), "--plot",
+                                                                  str(plot), "the cat sat on a")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "activation" in done.stdout and "x-entropy" in done.stdout and "# start beside dream" in done.stdout
+    data = json.loads(out.read_text())
+    assert data["settings"]["seed"] == 3 and data["settings"]["text"] == "the cat sat on a"
+    assert data["frontier"] and all(len(p["tokens"]) == 5 == len(p["per_token"]) for p in data["frontier"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --config reads the settings back and reproduces the run
+    again = tmp_path / "again.json"
+    assert main(["text", "--config", str(out), "-q", "-o", str(again)]) == 0
+    assert [p["tokens"] for p in json.loads(again.read_text())["frontier"]] == [p["tokens"] for p in data["frontier"]]
+    # the corpus mode prints its top windows
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the big dog sat on the old mat and the small cat ran to the sea " * 2)
+    assert main(["text", "--model", f"config:{folder}", "--layer", MLP, "--neuron", "3", "--length", "5",
+                 "--corpus", str(corpus), "--top", "3", "-q"]) == 0
+
+
+def test_ctrl_c_leaves_no_file(folder, tmp_path):
+    out = tmp_path / "dreams.json"
+    args = [sys.executable, "-m", "deepdream", *cli(folder, "--iterations", "100000", "-o", str(out))]
+    args.remove("-q")
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (tmp_path / ".dreams.json.lock").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(3)  # well inside the search
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_layers_and_models_list_language_models(folder, capsys):
+    assert main(["layers", "--model", f"config:{folder}"]) == 0
+    out = capsys.readouterr().out
+    assert "model.layers.1.mlp" in out and "48" in out and "block" in out
+    assert main(["models"]) == 0
+    assert "smollm2-135m" in capsys.readouterr().out
+
+
+def test_settings_round_trip():
+    s = TextSettings(layer=MLP, neuron=2, text="a b", keep=(1,), seed=4)
+    assert TextSettings.from_mapping(json.loads(json.dumps(s.to_dict()))) == s
+    with pytest.raises(SettingsError, match="unknown text setting"):
+        TextSettings.from_mapping({**s.to_dict(), "colour": 1})
