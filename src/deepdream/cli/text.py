@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--length", type=positive_int, help="tokens to dream from nothing; most a start text holds (12)")
     g.add_argument("--iterations", type=positive_int, help="EPO iterations (40)")
     g.add_argument("--population", type=positive_int, help="texts kept, one per fluency weight (8)")
-    g.add_argument("--children", type=positive_int, help="one-token swaps tried per text and iteration (8)")
+    g.add_argument("--children", type=positive_int, help="one-token swaps tried per text and iteration (6)")
     g.add_argument("--topk", type=positive_int, help="candidate tokens per position from the gradient (32)")
     g.add_argument("--lambda-min", type=positive_float, help="smallest fluency weight (0.1)")
     g.add_argument("--lambda-max", type=positive_float, help="largest fluency weight (10)")

@@ -14,7 +14,7 @@ def build_app(studio: Studio):
     """The Gradio Blocks of the studio (not launched)."""
     import gradio as gr
 
-    from . import api, dreamtab, exploretab, soundtab, videotab
+    from . import api, dreamtab, exploretab, soundtab, texttab, videotab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"## {TITLE}  \nlibrary: `{studio.library.folder}`")
@@ -26,6 +26,8 @@ def build_app(studio: Studio):
             exploretab.build(studio, dream)
         with gr.Tab("Sound", id="sound", elem_id="tab-sound"):
             soundtab.build(studio, dream)
+        with gr.Tab("Text", id="text", elem_id="tab-text"):
+            texttab.build(studio)
         api.build(studio)
         app.load(lambda: dreamtab.gallery_items(studio), None, dream.gallery, api_visibility="private")
         videotab.on_load(app, video)

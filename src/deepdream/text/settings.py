@@ -26,7 +26,7 @@ class TextSettings:
     length: int = 12  # tokens dreamed from nothing; the most a start sentence may hold
     iterations: int = 40
     population: int = 8
-    children: int = 8
+    children: int = 6
     topk: int = 32
     lambda_min: float = 0.1
     lambda_max: float = 10.0
