@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import deepdream
-from deepdream.runtime import autocast
+from deepdream.runtime import autocast, resolve_device
 from deepdream.runtime import resolve_precision
 from deepdream.engine.folding import fold_batchnorm
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--mode", default="default", help="torch.compile mode")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    device = deepdream.resolve_device(args.device)
+    device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     w, h = map(int, args.size.split("x"))
     backbone = deepdream.load_backbone(device=device)

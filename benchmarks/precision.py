@@ -16,7 +16,7 @@ import time
 import torch
 
 import deepdream
-from deepdream.runtime import autocast, native_bf16
+from deepdream.runtime import autocast, native_bf16, resolve_device
 from deepdream.models.registry import BACKBONES
 from deepdream.engine.folding import fold_batchnorm
 from deepdream.engine.taps import Taps
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_flush_denormal(True)
-    device = deepdream.resolve_device(args.device)
+    device = resolve_device(args.device)
     w, h = map(int, args.size.split("x"))
     image = torch.rand(1, 3, h, w, device=device)
     print(f"# {w}x{h}, {device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -19,7 +19,7 @@ import time
 import torch
 
 import deepdream
-from deepdream.runtime import autocast
+from deepdream.runtime import autocast, resolve_device
 from deepdream.engine.objectives import build_objective
 from deepdream.engine.octaves import Dreamer, octave_sizes, resize
 from deepdream.engine.tiling import fits_one_tile
@@ -93,7 +93,7 @@ def main() -> None:
                         help="time a torchvision network without its download (speed does not depend on the values)")
     args = parser.parse_args()
 
-    device = deepdream.resolve_device(args.device)
+    device = resolve_device(args.device)
     w, h = map(int, args.size.split("x"))
     image = load_photo(args.photo, w, h).to(device)
     pretrained = not args.random_weights

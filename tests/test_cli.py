@@ -131,3 +131,56 @@ def test_error_paths_give_one_clear_line_and_no_output(tmp_path, photo_path, nam
     assert words in lines[0], lines[0]
     after = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert after == before  # nothing written, nothing overwritten
+
+
+# ---------------------------------------------------------------- issue 23: names with one meaning, logging
+
+
+def _tiny_photo(tmp_path):
+    from conftest import synthetic_photo
+
+    synthetic_photo(48, 40).save(tmp_path / "in.png")
+    return tmp_path / "in.png"
+
+
+def test_octave_blend_and_its_old_spelling_for_one_release(tmp_path, capsys, monkeypatch):
+    """`--octave-blend` sets Settings.octave_blend; `--blend` still does, with one warning line; a config saved
+    with the old key `blend` still loads."""
+    from deepdream.cli import main
+
+    _tiny_photo(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    blend = ["--octave-mode", "blend", "--octaves", "2", "--iterations", "2", "--seed", "1", "-q"]
+    assert main(["dream", "in.png", "-o", "new.png", "--octave-blend", "0.3", *blend]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["dream", "in.png", "-o", "old.png", "--blend", "0.3", *blend]) == 0
+    assert capsys.readouterr().err.strip() == (
+        "deepdream: warning: --blend is deprecated, use --octave-blend (the old spelling goes in the next release)"
+    )
+    assert Image.open("new.png").tobytes() == Image.open("old.png").tobytes()
+    saved = json.loads(Image.open("new.png").info["deepdream"])["deepdream"]
+    assert saved["octave_blend"] == 0.3 and "blend" not in saved
+    (tmp_path / "old.toml").write_text('[deepdream]\noctave_mode = "blend"\nblend = 0.3\noctaves = 2\niterations = 2\nseed = 1\n')
+    assert main(["dream", "in.png", "-o", "toml.png", "--config", "old.toml", "-q"]) == 0
+    assert Image.open("toml.png").tobytes() == Image.open("new.png").tobytes()
+
+
+def test_verbose_shows_the_library_debug_lines(tmp_path, capsys, monkeypatch):
+    """Training logs through logging.getLogger(__name__); the CLI shows INFO lines, and DEBUG with --verbose
+    (before or after the command)."""
+    from deepdream.cli import main
+
+    for split, n in (("train", 2), ("test", 1)):
+        for cls in ("a", "b"):
+            (tmp_path / "data" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                _tiny_photo(tmp_path).rename(tmp_path / "data" / split / cls / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    tiny = ["data", "--size", "32", "--width", "4", "--epochs", "1", "--batch-size", "2", "--threads", "1", "-q"]
+    assert main(["train", *tiny, "--out", "quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/1: train loss" in err and "DEBUG" not in err
+    for argv in (["--verbose", "train", *tiny, "--out", "v1"], ["train", *tiny, "--out", "v2", "--verbose"]):
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert "DEBUG deepdream.training.run: epoch 1: training 4 images" in err, err

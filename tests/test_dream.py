@@ -6,8 +6,9 @@ import torch
 import deepdream
 from deepdream.engine.objectives import build_objective
 from deepdream.engine.octaves import Dreamer, octave_plan, octave_sizes
-from deepdream.errors import ModelError, SettingsError
 from deepdream.engine.taps import OUTPUT, Taps
+from deepdream.errors import ModelError, SettingsError
+from deepdream.settings import from_mapping
 
 FAST = dict(octaves=2, iterations=6, seed=3, precision="fp32")
 
@@ -113,7 +114,7 @@ def test_presets_resolve_for_their_networks():
     assert settings.optimizer == "adam" and settings.steps == 20 and settings.step_size == 0.01
     assert build_objective(inception, settings).layers == {"Mixed_6a"}
     vgg = deepdream.preset("vgg19-blend")
-    assert (vgg.octave_mode, vgg.blend, vgg.octave_scale, vgg.steps) == ("blend", 0.6, 2.0, 6)
+    assert (vgg.octave_mode, vgg.octave_blend, vgg.octave_scale, vgg.steps) == ("blend", 0.6, 2.0, 6)
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,43 @@ def test_auto_precision_keeps_depthwise_networks_in_fp32_on_the_cpu(lite0):
     dense = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
     assert resolve_precision("auto", cpu, dense) == ("bf16" if native_bf16(cpu) else "fp32")
     assert resolve_precision("bf16", cpu, lite0.model) == "bf16"  # an explicit choice is kept
+
+
+def test_working_size_lifts_the_short_side_to_the_network_minimum():
+    from deepdream.engine.octaves import working_size
+
+    assert working_size(300, 400, 32) == (300, 400)  # large enough: itself
+    assert working_size(20, 1024, 32) == (32, 1638)  # a panorama strip keeps its aspect ratio
+    assert working_size(1, 1, 32) == (32, 32)
+    assert working_size(1, 1024, 32) == (32, 3200)  # a 1 px line: stretched across, its length capped
+    assert working_size(2000, 3, 75) == (2000, 75)  # ... never shrunk along
+
+
+def test_a_strip_below_the_minimum_is_dreamed_and_its_mask_kept(lite0):
+    """Issue 23: a 20 px strip was refused ('needs at least 32 px a side'); now it is dreamed through a copy
+    32 px high, its objective rises there, and mask-0 pixels come back exactly."""
+    from deepdream.engine.octaves import resize, working_size
+
+    from conftest import synthetic_photo
+    from deepdream.imagefiles import pil_to_tensor
+
+    strip = pil_to_tensor(synthetic_photo(160, 20, seed=2))[0]
+    settings = deepdream.Settings(seed=0, precision="fp32", octaves=1, iterations=30)
+    mask = torch.ones(20, 160)
+    mask[:, :40] = 0
+    with Dreamer.from_settings(settings, lite0) as dreamer:
+        out = dreamer.dream(strip)
+        kept = dreamer.dream(strip, mask=mask)
+        size = working_size(20, 160, lite0.min_size)
+        gain = dreamer.score(resize(out, size)).item() / dreamer.score(resize(strip, size)).item()
+    assert out.shape == strip.shape and 0 <= out.min() and out.max() <= 1
+    assert gain > 1.5
+    assert torch.equal(kept[..., :40], strip[..., :40]) and (kept[..., 60:] - strip[..., 60:]).abs().mean() > 0.01
+
+
+def test_the_octave_blend_field_and_its_old_key():
+    s = deepdream.Settings(octave_blend=0.3)
+    assert from_mapping({"blend": 0.3}) == s  # configs and images saved before the rename still load
+    assert from_mapping({**deepdream.Settings().to_dict(), "blend": 0.3}) == s  # an old-key override wins
+    with pytest.raises(SettingsError, match="octave blend must be in"):
+        deepdream.Settings(octave_blend=2)

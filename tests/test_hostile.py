@@ -32,7 +32,7 @@ from deepdream.models.checkpoint import CheckpointInfo, save_checkpoint
 from deepdream.models.preprocessing import Preprocessing
 from deepdream.settings import Settings
 from deepdream.training.config import TrainConfig
-from deepdream.training.engine import train_one_epoch
+from deepdream.training.loop import train_one_epoch
 
 HUGE = "1180591620717411303424"  # 2**70
 FAST = ["--octaves", "1", "--iterations", "2", "-q"]
@@ -93,9 +93,15 @@ def world(tmp_path_factory) -> Path:
         "epochs": [{"epoch": 1, "train_loss": 0.7, "val_loss": 0.7, "train_accuracy": 0.5, "val_accuracy": 0.5}],
         "best": {"epoch": 1, "split": "validation", "images": 2, "accuracy": 0.5, "confusion_matrix": [[1, 0], [1, 0]]},
     }  # fmt: skip
-    for name, m in (("run", metrics), ("badrun", {**metrics, "epochs": [{"epoch": 1, "val_accuracy": "high"}]})):
+    odd = {
+        "badrun": {**metrics, "epochs": [{"epoch": 1, "val_accuracy": "high"}]},
+        "nanrun": {**metrics, "train_seconds": float("nan")},
+        "hugerun": {**metrics, "best": {**metrics["best"], "confusion_matrix": [[1e308, 0], [1, 0]]}},
+        "infrun": {**metrics, "epochs": [{**metrics["epochs"][0], "val_loss": float("inf")}]},
+    }
+    for name, m in (("run", metrics), *odd.items()):
         (root / name).mkdir()
-        (root / name / "metrics.json").write_text(json.dumps(m))
+        (root / name / "metrics.json").write_text(json.dumps(m))  # NaN and Infinity as Python's json writes them
     Image.new("RGB", (8, 8)).save(root / "run" / "curves.png")
     (root / "resumable").mkdir()
     (root / "resumable" / "config.json").write_text(json.dumps(TrainConfig(options={"width": 4}, size=32).to_dict()))
@@ -145,10 +151,28 @@ CASES = {
     "noise too large, config": (["dream", "--config", "big.toml", "-o", "o.png"], "lower --size"),
     "zoom too large": (["zoom", "--init", "noise", "--size", "100000x100000", "-o", "o.mp4"], "lower --size"),
     "atlas tile too large": (["atlas", "-o", "o.png", "--tile", "100000", "--channels", "0"], "needs about"),
-    "train size too large": (["train", "data", "--out", "r", "--size", "100000"], "lower --size"),
+    "train size too large": (["train", "data", "--out", "r", "--size", "4096", "--batch-size", "65536"], "lower --size"),
+    "train size beyond any": (["train", "data", "--out", "r", "--size", "100000"], "from 16 to 4096"),
     "float overflow": (["atlas", "-o", "o.png", "--lr", "1e300"], "at most 3.4e+38"),
     "absurd preprocessing": (["evaluate", "absurd.pt", "data"], "invalid"),
     "metrics of wrong types": (["report", "badrun"], "val_accuracy should be a number"),
+    "NaN seconds in metrics": (["report", "nanrun"], "train_seconds should be a number of seconds"),
+    "1e308 count in metrics": (["report", "hugerun", "-o", "cmp.png"], "confusion_matrix should be a square table"),
+    "inf loss in metrics": (["report", "infrun"], "val_loss should be a finite number"),
+    # ---- numbers that overflow inside torch: refused where they are parsed (issue 23)
+    "lr 1e38": (["train", "data", "--out", "r", "--lr", "1e38"], "must be in (0, 10]"),
+    "lr 1e30": (["train", "data", "--out", "r", "--lr", "1e30"], "must be in (0, 10]"),
+    "head lr scale": (["train", "data", "--out", "r", "--head-lr-scale", "3e38"], "must be in (0, 1000]"),
+    "weight decay": (["train", "data", "--out", "r", "--weight-decay", "1e38"], "must be in [0, 10]"),
+    "dropout above 1": (["train", "data", "--out", "r", "--dropout", "5"], "must be in [0, 1)"),
+    "label smoothing 1": (["train", "data", "--out", "r", "--label-smoothing", "1"], "must be in [0, 1)"),
+    "crop scale above 1": (["train", "data", "--out", "r", "--crop-scale", "2"], "must be in (0, 1]"),
+    "epochs of many digits": (["train", "data", "--out", "r", "--epochs", HUGE], "from 1 to 100000"),
+    "width of many digits": (["train", "data", "--out", "r", "--width", "100000000"], "from 1 to 1024"),
+    "class weight 1e38": (["train", "data", "--out", "r", "--class-weights", "1e38,1"], "class weights must be"),
+    "threads, train": (["train", "data", "--out", "r", "--threads", "100000"], "--threads: must be an integer from 1"),
+    "threads, evaluate": (["evaluate", "ck.pt", "data", "--threads", "100000"], "--threads: must be an integer from 1"),
+    "eval batch of many digits": (["evaluate", "ck.pt", "data", "--batch-size", HUGE], "from 1 to 65536"),
     # ---- hangs and runaway memory: refused up front
     "zoom translate far away": (["zoom", "photo.png", "-o", "o.mp4", "--translate", "1e12,-1e12"], "out of itself"),
     "zoom shrinks to nothing": (["zoom", "photo.png", "-o", "o.mp4", "--zoom", "1e-9"], "zoom must be between"),
@@ -156,7 +180,7 @@ CASES = {
     # ---- silent nonsense: an error, never a black picture or NaN metrics
     "nan layer weight": (["dream", "photo.png", "-o", "o.png", "--layers", "blocks.4:nan"], "finite number"),
     "inf layer weight, sweep": (["sweep", "photo.png", "-o", "o.png", "--layers", "blocks.4:inf"], "finite number"),
-    "negative warm-up": (["train", "data", "--out", "r", "--warmup", "-1"], "a number >= 0"),
+    "negative warm-up": (["train", "data", "--out", "r", "--warmup", "-1"], "must be in [0, 100000]"),
     "NaN weights": (["evaluate", "nan.pt", "data"], "NaN or infinite weights"),
     "two sources of weights": (["layers", "--weights", "empty.pt", "--checkpoint", "ck.pt"], "not both"),
     # ---- clobbering: inputs, files being read, datasets and run folders are never written
@@ -194,19 +218,62 @@ def test_a_nan_gradient_stops_the_dream(world, capsys):
     assert "NaN or infinite" in line
 
 
-def test_a_nan_loss_stops_training_before_it_reaches_the_weights(world, capsys, monkeypatch):
-    """`train --lr 1e30`: the loss guard stops the run; no checkpoint, figure or metrics of NaN are written."""
+def test_a_nan_loss_stops_training_and_leaves_nothing_behind(world, capsys, monkeypatch):
+    """A loss that turns NaN in epoch 1 (an lr within bounds can still diverge): the loss guard stops the run
+    before the weights change, and the run folder it had made is gone again (no config.json, no figure)."""
+    from deepdream.training import optim
+
+    real = optim.ClassifierLoss.__call__
+
+    def diverged(self, output, targets):
+        loss, logits = real(self, output, targets)
+        return loss * float("nan"), logits
+
+    monkeypatch.setattr(optim.ClassifierLoss, "__call__", diverged)
     before = snapshot(world)
     monkeypatch.chdir(world)
-    code = main(["train", "data", "--out", "nanrun", "--lr", "1e30", "--size", "32", "--width", "4", "--epochs", "2",
+    code = main(["train", "data", "--out", "divergent", "--size", "32", "--width", "4", "--epochs", "2",
                  "--batch-size", "2", "-q"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     last = err.strip().splitlines()[-1]  # after the run's own log lines
     assert last.startswith("deepdream: error: training stopped in epoch 1") and "lower --lr" in last, err
     assert "last good checkpoint: none" in last
-    assert not [p for p in (world / "nanrun").iterdir() if p.name != "config.json"]
-    assert {k: v for k, v in snapshot(world).items() if not k.startswith("nanrun")} == before
+    assert not (world / "divergent").exists()
+    assert snapshot(world) == before
+
+
+# ---------------------------------------------------------------- odd but valid input gets a correct output
+
+
+@pytest.mark.parametrize("width, height, change", [(2000, 40, 2), (40, 2000, 2), (1, 1, None), (300, 2, 0.2)])
+def test_a_picture_below_the_network_minimum_is_dreamed(tmp_path, capsys, monkeypatch, width, height, change):
+    """A panorama strip, a 1x1 and a 2 px line are dreamed at their own size (refused before issue 23). Two
+    steps on a 16x taller copy of a 2 px line leave less in it than in a strip: a smaller least change."""
+    photo = synthetic_photo(max(width, 32), max(height, 32)).resize((width, height))
+    photo.save(tmp_path / "in.png")
+    monkeypatch.chdir(tmp_path)
+    code = main(["dream", "in.png", "-o", "out.png", "--max-size", "2000", *FAST])
+    assert code == 0, capsys.readouterr().err
+    out = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"), dtype=np.float32)
+    assert out.shape == (height, width, 3)
+    if change is not None:  # a 1x1 can only change its colour; the strips are dreamed in earnest
+        assert np.abs(out - np.asarray(photo.convert("RGB"), dtype=np.float32)).mean() > change
+
+
+def test_a_16_bit_mask_blends_by_its_grey_level(tmp_path, monkeypatch, capsys):
+    """25% grey in a 16-bit PNG mask dreams a quarter as strongly as white (it was clipped to white)."""
+    synthetic_photo(48, 48).save(tmp_path / "in.png")
+    Image.fromarray(np.full((48, 48), 65535 // 4, np.uint16)).save(tmp_path / "grey16.png")
+    Image.fromarray(np.full((48, 48), 255, np.uint8)).save(tmp_path / "white.png")
+    monkeypatch.chdir(tmp_path)
+    change = {}
+    for mask in ("grey16", "white"):
+        assert main(["dream", "in.png", "-o", f"{mask}-out.png", "--mask", f"{mask}.png", "--seed", "1", *FAST]) == 0
+        out = np.asarray(Image.open(f"{mask}-out.png"), dtype=np.float32)
+        change[mask] = np.abs(out - np.asarray(Image.open("in.png"), dtype=np.float32)).mean()
+    assert Image.open("grey16.png").mode.startswith("I")  # really a 16-bit picture
+    assert 0.2 < change["grey16"] / change["white"] < 0.3, change
 
 
 def test_loss_guard_in_the_epoch_loop():
@@ -319,6 +386,19 @@ def test_two_videos_at_once_sharing_a_frame_folder(world, tmp_path):
 
 
 # ---------------------------------------------------------------- standard output
+
+
+def test_a_closed_standard_output(tmp_path):
+    """`deepdream models >&-`: Python sets sys.stdout to None; the listing cannot be written, so one line and
+    exit 1, as with a full disk. A command that writes nothing to stdout still works without one."""
+    for command in ("models", "layers"):
+        done = subprocess.run(f"exec '{sys.executable}' -m deepdream {command} >&-", shell=True, cwd=tmp_path, env=ENV,
+                              text=True, stderr=subprocess.PIPE, timeout=120)  # fmt: skip
+        assert done.returncode == 1 and done.stderr == "deepdream: error: cannot write: standard output is closed\n", done
+    synthetic_photo(32, 32).save(tmp_path / "photo.png")
+    done = subprocess.run(f"exec '{sys.executable}' -m deepdream dream photo.png -o o.png {' '.join(FAST)} >&-",
+                          shell=True, cwd=tmp_path, env=ENV, text=True, stderr=subprocess.PIPE, timeout=300)  # fmt: skip
+    assert done.returncode == 0 and (tmp_path / "o.png").is_file(), done
 
 
 def test_a_closed_pipe_and_a_full_disk(tmp_path):

@@ -108,3 +108,17 @@ def test_bad_inputs_are_image_errors(tmp_path, kind):
         path.write_bytes((tmp_path / "ok.jpg").read_bytes()[:300])
     with pytest.raises(ImageError):
         imagefiles.load_image(path)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F"])
+def test_deep_masks_are_scaled_by_their_range_not_clipped(tmp_path, mode):
+    """Issue 23: a 16-bit mask went through convert('L'), which clips: 25% grey dreamed as white."""
+    if mode == "I;16":
+        Image.fromarray(np.full((6, 8), 65535 // 4, np.uint16)).save(tmp_path / "m.png")
+        path = tmp_path / "m.png"
+    else:
+        Image.fromarray(np.full((6, 8), 0.25, np.float32)).save(tmp_path / "m.tif")
+        path = tmp_path / "m.tif"
+    for size in ((6, 8), (3, 5)):
+        mask = imagefiles.load_mask(path, size)
+        assert mask.shape == (1, 1, *size) and torch.allclose(mask, torch.tensor(0.25), atol=1e-3)

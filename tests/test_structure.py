@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,72 @@ def test_public_api_exports_the_engine_values():
     for name in ("Dreamer", "Energy", "Channels", "ClassLogProb", "Guide", "dream", "Settings", "load_backbone"):
         assert hasattr(deepdream, name), name
     assert callable(deepdream.dream)
+
+
+# each job's entry point, exported from the package (issue 23)
+ENTRY_POINTS = ("dream", "dream_audio", "dream_video", "dream_zoom", "layer_sweep", "channel_atlas", "fit")
+
+
+def test_public_surface_is_the_jobs_entry_points_and_all_of_it_is_in_all():
+    public = {name for name in vars(deepdream) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(deepdream, name)) is type(ast)}  # subpackages
+    assert set(deepdream.__all__) == public - modules, "deepdream.__all__ differs from what the package defines"
+    for name in ENTRY_POINTS:
+        assert name in deepdream.__all__ and callable(getattr(deepdream, name)), name
+    assert "resolve_device" not in deepdream.__all__  # plumbing stays in deepdream.runtime
+
+
+def test_importing_deepdream_stays_cheap():
+    """No web, cluster or language-model library is loaded by `import deepdream`: only where it is used."""
+    heavy = ("gradio", "ray", "transformers")
+    code = f"import sys, deepdream; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
+def exception_classes() -> dict[str, str]:
+    """Every class in the package that derives from an exception (by its bases' names), with its module."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in getattr(node, "bases", [])}
+            if isinstance(node, ast.ClassDef) and any(b.endswith(("Error", "Exception", "Unavailable")) for b in bases):
+                found[node.name] = module_name(path)
+    return found
+
+
+def test_every_exception_type_lives_in_errors():
+    """Every error a caller can meet; a private one (`_Done`, control flow inside one module) stays there."""
+    found = exception_classes().items()
+    elsewhere = {name: module for name, module in found if module != "deepdream.errors" and not name.startswith("_")}
+    assert not elsewhere, f"exception types outside deepdream/errors.py: {elsewhere}"
+
+
+def registries(path: Path) -> list[str]:
+    """The module-level registries a file defines: UPPER_CASE names bound to a dict."""
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        target, value = None, None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            target, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            target, value = node.target.id, node.value
+        if target and target.isupper() and isinstance(value, (ast.Dict, ast.DictComp)):
+            names.append(target)
+    return names
+
+
+def test_one_meaning_per_name():
+    """A registry name is defined in one module only (two OPTIMIZERS, step rules and torch optimisers, cost
+    every reader a detour), and no module is named after a top-level package (training/engine.py)."""
+    where: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for name in registries(path):
+            where.setdefault(name, set()).add(module_name(path))
+    twice = {name: sorted(modules) for name, modules in where.items() if len(modules) > 1}
+    assert not twice, f"registries of one name in several modules: {twice}"
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    # cli/ is the exception by design: one module per command group, named after the job it fronts
+    inner = [p for p in PACKAGE.rglob("*.py") if p.parent not in (PACKAGE, PACKAGE / "cli")]
+    shadows = [str(p.relative_to(PACKAGE)) for p in inner if p.stem in packages]
+    assert not shadows, f"modules named after a top-level package: {shadows}"

@@ -35,7 +35,7 @@ from deepdream.training.data import (
 from deepdream.models.preprocessing import Preprocessing
 from deepdream.runtime import native_bf16
 from deepdream.training.config import TrainConfig
-from deepdream.training.engine import predict
+from deepdream.training.loop import predict
 from deepdream.training.optim import ClassifierLoss, class_weights, cosine_lr
 from deepdream.training.precision import PrecisionPlan, plan_precision, precision_switch
 from deepdream.training.run import fit

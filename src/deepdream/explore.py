@@ -17,13 +17,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import imagefiles
 from .engine.objectives import Channels, build_objective
-from .engine.octaves import Dreamer
+from .engine.octaves import Dreamer, guide_of
 from .errors import SettingsError
 from .featurevis import render
 from .models.backbone import Backbone
 from .models.load import backbone_from_settings
-from .runtime import Progress, draw_seed, progress_bar, resolve_precision
-from .settings import FOURIER_STEPS, Settings
+from .runtime import Progress, progress_bar, resolve_precision
+from .settings import FOURIER_STEPS, Settings, seeded
 
 BACKGROUND = (18, 18, 18)
 LABEL_COLOUR = (235, 235, 235)
@@ -155,10 +155,6 @@ class _Bar:
 # ---------------------------------------------------------------- sheets
 
 
-def _seeded(settings: Settings) -> Settings:
-    return settings if settings.seed is not None else settings.replace(seed=draw_seed())
-
-
 def _metadata(settings: Settings, sheet: dict) -> str:
     """Settings under 'deepdream' (what --config reads back) and the sheet's own description beside them."""
     return json.dumps({"deepdream": settings.to_dict(), "sheet": sheet}, sort_keys=True)
@@ -191,7 +187,8 @@ def layer_sweep(
     """A labelled sheet with the photo dreamed at each layer (same seed and settings for every tile).
 
     `image` is a PIL image (capped at settings.max_size) or an RGB tensor 1 x 3 x H x W in [0, 1];
-    `layers` are names or indices; `backbone` None loads the settings' network (once for the sheet).
+    `layers` are names or indices; `backbone` None loads the settings' network (once for the sheet);
+    `guide` None loads the settings' guide picture, if any.
     settings.mask applies to every tile.
     """
     if not layers:
@@ -202,19 +199,21 @@ def layer_sweep(
         rgb = imagefiles.pil_to_tensor(img)[0]
     else:
         rgb = image
-    settings = _seeded(settings)
+    settings = seeded(settings)
     mask = imagefiles.load_mask(settings.mask, tuple(rgb.shape[-2:])) if settings.mask else None
     backbone = backbone_from_settings(settings, backbone)
     names = [backbone.resolve_layer(spec) for spec in layers]  # every layer checked before any work
     plans = [settings.replace(layers=name) for name in names]
-    objectives = [build_objective(backbone, s, guide) for s in plans]
+    guide = guide_of(settings, guide)
+    for s in plans:
+        build_objective(backbone, s, guide)  # channels and classes too
     tiles = [imagefiles.tensor_to_pil(rgb)] if with_input else []
     labels = ["input"] if with_input else []
 
     bar = None
     try:
-        for i, (name, s, objective) in enumerate(zip(names, plans, objectives)):
-            with Dreamer(backbone, objective, s) as dreamer:
+        for i, (name, s) in enumerate(zip(names, plans)):
+            with Dreamer.from_settings(s, backbone, guide) as dreamer:
                 if bar is None:
                     bar = _Bar(progress, dreamer.steps_per_image(*rgb.shape[-2:]) * len(names))
                 out = dreamer.dream(rgb, torch.Generator().manual_seed(s.seed), bar.tile(i, len(names), name),
@@ -251,7 +250,7 @@ def channel_atlas(
     """
     if not channels:
         raise SettingsError("no channels for the atlas")
-    settings = _seeded(settings)
+    settings = seeded(settings)
     backbone = backbone_from_settings(settings, backbone)
     layer = backbone.resolve_layer(layer)
     steps = settings.iterations or FOURIER_STEPS

@@ -51,15 +51,25 @@ def open_image(path: str | Path) -> Image.Image:
         raise ImageError(f"cannot read {path}: the file is truncated or corrupt ({exc})") from exc
 
 
+DEEP_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _deep_grey(img: Image.Image) -> np.ndarray | None:
+    """A 16-bit or float greyscale image as H x W float32 in [0, 1], scaled by its mode's range (never clipped
+    at 255, which would turn 25% grey white); None for any other mode."""
+    if img.mode not in DEEP_GREY_MODES:
+        return None
+    a = np.asarray(img, dtype=np.float32)
+    scale = 65535.0 if img.mode != "F" or a.max() > 1 else 1.0
+    return np.clip(a / scale, 0, 1)
+
+
 def pil_to_tensor(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
     """RGB float tensor 1 x 3 x H x W in [0, 1] and alpha 1 x 1 x H x W (or None), for any mode."""
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16-bit and float greyscale: scale by the type's range instead of clipping at 255
-        a = np.asarray(img, dtype=np.float32)
-        scale = 65535.0 if mode != "F" or a.max() > 1 else 1.0
-        a = np.clip(a / scale, 0, 1)
-        rgb = torch.from_numpy(a)[None, None].expand(1, 3, *a.shape).clone()
+    grey = _deep_grey(img)
+    if grey is not None:
+        rgb = torch.from_numpy(grey)[None, None].expand(1, 3, *grey.shape).clone()
         return rgb, None
     has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
     a = from_uint8(np.asarray(img.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8))
@@ -209,7 +219,11 @@ def read_metadata(path: str | Path) -> dict | None:
 
 def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     """A mask file as 1 x 1 x H x W in [0, 1] at `size` (H, W): its grey level, white = 1 = dream."""
-    img = open_image(path).convert("L")
+    img = open_image(path)
+    grey = _deep_grey(img)
+    # a deep mask is resized as floats ("F"), so its levels between two 8-bit steps survive
+    img = Image.fromarray(grey) if grey is not None else img.convert("L")
     if img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255)[None, None]
+    scale = 1.0 if grey is not None else 255.0
+    return torch.from_numpy(np.clip(np.asarray(img, dtype=np.float32) / scale, 0, 1))[None, None]

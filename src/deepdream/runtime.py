@@ -19,7 +19,7 @@ from torch import nn
 
 from .errors import NonFiniteError, SettingsError
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SEED_LIMIT = 2**31  # seeds drawn here, and the largest a user may give: torch and numpy both accept it
 
 
@@ -72,7 +72,7 @@ def resolve_precision(name: str, device: torch.device, model: nn.Module | None =
 
 def autocast(device: torch.device, precision: str):
     """Mixed-precision context for a device, or a no-op for fp32."""
-    dtype = PRECISIONS[precision]
+    dtype = AUTOCAST_DTYPES[precision]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import SettingsError
-from .runtime import check_seed
+from .runtime import check_seed, draw_seed
 
 OCTAVE_MODES = ("detail", "blend")
-INITS = ("image", "noise", "fourier")  # fourier: feature visualisation from a decorrelated spectrum
+INITS = ("image", "noise", "fourier", "maco")  # fourier: feature visualisation from a decorrelated spectrum
+FROM_NOTHING = ("fourier", "maco")  # inits that grow a picture from a spectrum (maco: only its phase moves)
 FOURIER_STEPS = 256
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -40,7 +41,7 @@ class Settings:
     octaves: int = 4
     octave_scale: float = 1.4
     octave_mode: str = "detail"
-    blend: float = 0.6
+    octave_blend: float = 0.6  # octave_mode "blend": weight of the dreamed smaller octave
     blend_blur: float = 2.0
     step_size: float = 0.012
     optimizer: str = "ascent"
@@ -69,7 +70,10 @@ class Settings:
         need(isinstance(self.octaves, int) and self.octaves >= 1, f"octaves must be >= 1, got {self.octaves}")
         need(finite(self.octave_scale) and self.octave_scale > 1, f"octave scale must be > 1, got {self.octave_scale}")
         need(finite(self.step_size) and self.step_size > 0, f"step size must be a positive number, got {self.step_size}")
-        need(finite(self.blend) and 0 <= self.blend <= 1, f"blend must be in [0, 1], got {self.blend}")
+        need(
+            finite(self.octave_blend) and 0 <= self.octave_blend <= 1,
+            f"octave blend must be in [0, 1], got {self.octave_blend}",
+        )
         need(finite(self.blend_blur) and self.blend_blur >= 0, f"blend blur must be >= 0, got {self.blend_blur}")
         need(finite(self.smoothing) and self.smoothing >= 0, f"smoothing must be >= 0, got {self.smoothing}")
         need(isinstance(self.jitter, int) and self.jitter >= 0, f"jitter must be >= 0, got {self.jitter}")
@@ -89,7 +93,7 @@ class Settings:
         need(self.device in DEVICE_CHOICES, f"unknown device '{self.device}'")
         need(self.layers is None or isinstance(self.layers, str), "layers must be a string like 'blocks.3:0.5,blocks.4'")
         need(all(isinstance(n, str) and n for n in self.ensemble), "ensemble must list network names")
-        need(not self.ensemble or self.init == "fourier", "an ensemble applies to --init fourier pictures only")
+        need(not self.ensemble or self.init in FROM_NOTHING, "an ensemble applies to --init fourier/maco pictures only")
         need(self.mask is None or isinstance(self.mask, str), "mask must be the path of an image file")
         if self.seed is not None:
             check_seed(self.seed)
@@ -116,13 +120,25 @@ class Settings:
         return json.dumps({"deepdream": self.to_dict()}, sort_keys=True)
 
 
+def seeded(settings: Settings) -> Settings:
+    """The settings with their seed, or with a freshly drawn one (recorded with the output) when unseeded."""
+    return settings if settings.seed is not None else settings.replace(seed=draw_seed())
+
+
+# keys that older versions saved (configs, images' metadata) -> today's field
+OLD_KEYS = {"blend": "octave_blend"}
+
+
 def from_mapping(values: Mapping[str, Any]) -> Settings:
-    """Build Settings from plain values (TOML, JSON metadata, CLI), with clear errors."""
+    """Build Settings from plain values (TOML, JSON metadata, CLI), with clear errors; old keys still load."""
+    values = dict(values)
+    for old, new in OLD_KEYS.items():
+        if old in values:  # with both keys the old one wins: it is an override laid over a full table
+            values[new] = values.pop(old)
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
-    values = dict(values)
     for key in ("channels", "size", "ensemble"):
         if key in values and values[key] is not None:
             values[key] = tuple(values[key])
@@ -158,7 +174,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "step_size": 0.02,
         "octave_scale": 2.0,
         "octave_mode": "blend",
-        "blend": 0.6,
+        "octave_blend": 0.6,
         "blend_blur": 2.0,
         "jitter": 0,
         "smoothing": 0.0,

@@ -9,13 +9,13 @@ from PIL import Image
 
 from . import imagefiles
 from .engine.objectives import build_objective
-from .engine.octaves import Dreamer, Watch, noise_image, octave_plan
+from .engine.octaves import Dreamer, Watch, guide_of, noise_image
 from .errors import SettingsError
-from .featurevis import render
+from .featurevis import Rendering, grow
 from .models.backbone import Backbone
 from .models.load import backbone_from_settings, load_backbone
-from .runtime import Progress, draw_seed, reporting, resolve_precision
-from .settings import FOURIER_STEPS, Settings, from_mapping
+from .runtime import Progress, reporting, resolve_precision
+from .settings import FOURIER_STEPS, FROM_NOTHING, Settings, from_mapping, seeded
 
 
 def dream(
@@ -30,13 +30,12 @@ def dream(
     """Dream an image (path, PIL image, or None for noise) and return a PIL image.
 
     Settings come from `settings` with keyword overrides, e.g. `dream("cat.jpg", layers="blocks.4")`.
-    The returned image's `info["deepdream"]` holds the full settings (seed included) as JSON.
+    The returned image's `info["deepdream"]` holds the full settings (seed included) as JSON; with
+    init="maco", `info["importance"]` is a grey picture of where it matters (summed gradient sizes).
     `progress` is True for a bar or any object with `update`/`set_description`; `watch` sees the
     current image after every step (see `Dreamer.dream`).
     """
-    settings = from_mapping({**(settings or Settings()).to_dict(), **overrides})
-    if settings.seed is None:
-        settings = settings.replace(seed=draw_seed())
+    settings = seeded(from_mapping({**(settings or Settings()).to_dict(), **overrides}))
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
 
@@ -54,32 +53,35 @@ def dream(
 
     mask = None
     if settings.mask is not None:
-        if settings.init == "fourier":
-            raise SettingsError("a mask needs a picture to keep: it does not apply to --init fourier")
+        if settings.init in FROM_NOTHING:
+            raise SettingsError(f"a mask needs a picture to keep: it does not apply to --init {settings.init}")
         mask = imagefiles.load_mask(settings.mask, tuple(rgb.shape[-2:]))
-    backbone = backbone_from_settings(settings, backbone)
-    guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
-    objective = build_objective(backbone, settings, guide)
-    fourier = settings.init == "fourier"
-    if fourier:
-        steps = settings.iterations or FOURIER_STEPS
-        ensemble = [load_backbone(name, device=backbone.device) for name in settings.ensemble]
+    importance = None
+    if settings.init in FROM_NOTHING:
+        rendering = _fourier(settings, backbone_from_settings(settings, backbone), generator, progress)
+        out, importance = rendering.image, rendering.importance
     else:
-        steps = octave_plan(settings, *rgb.shape[-2:], backbone.min_size).total
-
-    def run(bar: Progress) -> torch.Tensor:
-        if fourier:
-            width, height = settings.size
-            precision = resolve_precision(settings.precision, backbone.device, backbone.model)
-            # a class is drawn with the recipe another network recognises (docs/explore.md)
-            recipe = "class" if settings.target_class is not None else "feature"
-            return render(backbone, objective, width=width, height=height, steps=steps, generator=generator,
-                          precision=precision, progress=bar, recipe=recipe, ensemble=ensemble)
-        with Dreamer(backbone, objective, settings) as dreamer:
-            return dreamer.dream(rgb, generator, bar, mask=mask, watch=watch)
-
-    with reporting(progress, steps) as bar:
-        out = run(bar)
+        with Dreamer.from_settings(settings, backbone) as dreamer:
+            with reporting(progress, dreamer.steps_per_image(*rgb.shape[-2:])) as bar:
+                out = dreamer.dream(rgb, generator, bar, mask=mask, watch=watch)
     result = imagefiles.tensor_to_pil(out, alpha)
     result.info["deepdream"] = settings.to_json()
+    if importance is not None and settings.init == "maco":  # where the picture matters (cli: --plot)
+        result.info["importance"] = imagefiles.tensor_to_pil(importance.expand(-1, 3, -1, -1)).convert("L")
     return result
+
+
+def _fourier(
+    settings: Settings, backbone: Backbone, generator: torch.Generator, progress: bool | Progress
+) -> Rendering:
+    """A picture from nothing (featurevis.grow) for --init fourier/maco, with its importance map."""
+    objective = build_objective(backbone, settings, guide_of(settings))
+    steps = settings.iterations or FOURIER_STEPS
+    ensemble = [load_backbone(name, device=backbone.device) for name in settings.ensemble]
+    width, height = settings.size
+    precision = resolve_precision(settings.precision, backbone.device, backbone.model)
+    # a class is drawn with the look another network recognises (docs/explore.md); --init maco has its own
+    look = "maco" if settings.init == "maco" else "class" if settings.target_class is not None else "feature"
+    with reporting(progress, steps) as bar:
+        return grow(backbone, objective, width=width, height=height, steps=steps, generator=generator,
+                    precision=precision, progress=bar, look=look, ensemble=ensemble)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
+import logging
 import os
 import sys
 
@@ -14,7 +16,8 @@ from ..errors import DeepDreamError
 COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch", "text")
 
 
-WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF}
+VERBOSE_HELP = "show debug lines of the library's logs"
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,10 +29,53 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="deepdream", description="DeepDream images, videos and studies from convolutional networks.")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for command in set(sub.choices.values()):  # also after the command: `deepdream train DATA --verbose`
+        if "--verbose" not in command._option_string_actions:
+            command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as lines on whatever sys.stderr is when they are emitted (a test's capture too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if sys.stderr is not None:
+                print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:  # a log line must never end a run
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool):
+    """The package's log lines on stderr for this command (INFO, DEBUG with --verbose); the front end decides,
+    the library only logs."""
+    package = logging.getLogger("deepdream")
+    handler = _StderrHandler(logging.DEBUG if verbose else logging.INFO)
+    handler.setFormatter(logging.Formatter("%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
+    before = package.level
+    package.addHandler(handler)
+    package.setLevel(handler.level)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(before)
+
+
+class _ClosedStdout:
+    """Stands in for a closed standard output (`deepdream models >&-`, where Python sets sys.stdout to None):
+    writing to it is the one-line write error, not a silent loss or an AttributeError."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
 
 
 def _quiet_stdout() -> None:
@@ -44,8 +90,12 @@ def _quiet_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    closed = sys.stdout is None
+    if closed:
+        sys.stdout = _ClosedStdout()
     try:
-        code = args.run(args) or 0
+        with _logging(args.verbose):
+            code = args.run(args) or 0
         sys.stdout.flush()  # a full disk shows here, inside the handlers, not in the interpreter's last flush
         return code
     except BrokenPipeError:
@@ -69,3 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"deepdream: error: cannot write{where}: {exc.strerror}", file=sys.stderr)
         return 1
+    finally:
+        if closed:
+            sys.stdout = None

@@ -6,6 +6,8 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -58,6 +60,49 @@ def positive_float(text: str) -> float:
     return _number(text, lambda v: v > 0, "a positive number")
 
 
+def int_in(low: int, high: int):
+    """An argparse type: an integer from low to high (a typo of many digits is refused, not allocated)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, got {text}")
+        return value
+
+    return parse
+
+
+def float_in(low: float, high: float, *, open_low: bool = False, open_high: bool = False):
+    """An argparse type: a number between low and high, each end included unless open_low / open_high."""
+    left, right = "(" if open_low else "[", ")" if open_high else "]"
+
+    def ok(v: float) -> bool:
+        return (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
+
+    def parse(text: str) -> float:
+        value = _number(text, lambda v: True, "a finite number")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be in {left}{low:g}, {high:g}{right}, got {text}")
+        return value
+
+    return parse
+
+
+def cpu_threads(text: str) -> int:
+    """A thread count from 1 to the CPU cores this process may use: more only oversubscribes them."""
+    return int_in(1, usable_cores())(text)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def non_negative_int(text: str) -> int:
     return 0 if text.strip() == "0" else positive_int(text)
 
@@ -106,13 +151,36 @@ def name_list(text: str) -> tuple[str, ...]:
     return names
 
 
+class Deprecated(argparse.Action):
+    """An old spelling kept for one release: stores like its new one, with a one-line warning on stderr."""
+
+    RENAMED = {"--blend": "--octave-blend"}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self.RENAMED.get(option_string, self.dest)
+        print(f"deepdream: warning: {option_string} is deprecated, use {new} (the old spelling goes in the next release)",
+              file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
+def model_name(text: str) -> str:
+    """A registered backbone, or timm:NAME / torchvision:NAME (the library checks NAME when it builds it)."""
+    from ..models.registry import is_backbone_name, unknown_model_hint
+
+    if is_backbone_name(text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown model '{text}'{unknown_model_hint(text)}")
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     from ..models.registry import list_backbones
 
     g = parser.add_argument_group("network")
-    g.add_argument("--model", choices=list_backbones(), help="backbone (default efficientnet_lite0, embedded)")
+    g.add_argument("--model", type=model_name, metavar="NAME",
+                   help=f"backbone: {', '.join(list_backbones())} (default efficientnet_lite0, embedded), "
+                   "or any timm:NAME / torchvision:NAME image model")
     g.add_argument("--ensemble", type=name_list, metavar="NAME,...",
-                   help=f"--init fourier: also make the picture for these networks ({', '.join(list_backbones())})")
+                   help="--init fourier/maco: also make the picture for these networks (names as for --model)")
     g.add_argument("--weights", metavar="FILE", help="local state dict (.pth/.safetensors) instead of downloading")
     g.add_argument("--checkpoint", metavar="FILE", help="a model trained with 'deepdream train'")
     g.add_argument("--device", choices=DEVICE_CHOICES)
@@ -133,7 +201,8 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--octaves", type=positive_int)
     g.add_argument("--octave-scale", type=positive_float)
     g.add_argument("--octave-mode", choices=("detail", "blend"), help="detail re-injection, or the VGG19 blur+blend")
-    g.add_argument("--blend", type=unit_float, help="blend weight of the dreamed smaller octave (blend mode)")
+    g.add_argument("--octave-blend", type=unit_float, help="weight of the dreamed smaller octave (--octave-mode blend)")
+    g.add_argument("--blend", dest="octave_blend", type=unit_float, action=Deprecated, help=argparse.SUPPRESS)
     g.add_argument("--step-size", type=positive_float)
     g.add_argument("--optimizer", choices=("ascent", "sgd", "adam"))
     g.add_argument("--jitter", type=non_negative_int, help="max random shift (roll) in pixels per step")
@@ -145,8 +214,9 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
                    help="compute gradients in tiles of this size (default: from free memory and the image size)")
     g = parser.add_argument_group("image")
     g.add_argument("--max-size", type=positive_int, help="cap on the long side (default 1024)")
-    g.add_argument("--init", choices=INITS, help="start from the image, grey noise, or a Fourier-space feature visualisation")
-    g.add_argument("--size", type=size, help="WIDTHxHEIGHT for --init noise/fourier")
+    g.add_argument("--init", choices=INITS, help="start from the image, grey noise, or a feature visualisation: "
+                   "fourier (lucid's spectrum) or maco (only the phase moves, amplitude of real photos)")
+    g.add_argument("--size", type=size, help="WIDTHxHEIGHT for --init noise/fourier/maco")
     g = parser.add_argument_group("settings")
     g.add_argument("--preset", choices=list(PRESETS))
     g.add_argument("--config", metavar="FILE", help="TOML file, or an image this tool wrote, to reproduce")

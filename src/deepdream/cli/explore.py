@@ -62,17 +62,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.max_size is None and args.config is None:
         settings = settings.replace(max_size=SWEEP_MAX_SIZE)
     photo = imagefiles.open_image(args.input)  # fail on a bad input before loading any network
-    guide = None
     if settings.guide:
         imagefiles.open_image(settings.guide)
     with claimed_output(args.output, force=args.force, inputs=read_files(args, settings)) as output:
         specs = [name for name, _ in parse_layer_spec(settings.layers)] if settings.layers else None
         backbone = backbone_from_settings(settings)  # the one network load for the whole sheet
         layers = sweep_layers(backbone, specs, args.every)
-        if settings.guide:
-            guide = imagefiles.load_image(settings.guide, settings.max_size)[0]
         sheet = layer_sweep(
-            photo, backbone, settings, layers, guide=guide, columns=args.columns, with_input=args.with_input,
+            photo, backbone, settings, layers, columns=args.columns, with_input=args.with_input,
             progress=not args.quiet,
         )
         imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])

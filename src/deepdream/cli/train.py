@@ -9,24 +9,28 @@ from pathlib import Path
 
 from .. import imagefiles
 from ..errors import SettingsError
-from .args import non_negative_float, positive_float, positive_int, seed
+from ..training.config import (
+    AUX_WEIGHT_LIMIT, BATCH_LIMIT, CLASS_WEIGHT_LIMIT, EPOCHS_LIMIT, HEAD_LR_SCALE_LIMIT, LR_LIMIT, SIZE_LIMIT,
+    WEIGHT_DECAY_LIMIT, WIDTH_LIMIT,
+)
+from .args import cpu_threads, float_in, int_in, seed
 
 
 def class_weights_arg(text: str) -> tuple[float, ...] | str:
     """'auto' or '0.42,0.58'."""
     if text.strip().lower() == "auto":
         return "auto"
+    weight = float_in(0, CLASS_WEIGHT_LIMIT, open_low=True)
     try:
-        return tuple(positive_float(part) for part in text.split(","))
+        return tuple(weight(part) for part in text.split(","))
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"class weights must be 'auto' or positive numbers like 0.42,0.58, got '{text}'") from None
+        raise argparse.ArgumentTypeError(
+            f"class weights must be 'auto' or numbers in (0, {CLASS_WEIGHT_LIMIT:g}] like 0.42,0.58, got '{text}'"
+        ) from None
 
 
-def fraction(text: str) -> float:
-    value = positive_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+fraction = float_in(0, 1, open_low=True, open_high=True)
+pixels = int_in(16, SIZE_LIMIT)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     from ..models.architectures import ARCHITECTURES
-    from ..training.optim import OPTIMIZERS
-    from ..training.precision import PRECISIONS
+    from ..training.optim import TORCH_OPTIMIZERS
+    from ..training.precision import TRAIN_PRECISIONS
 
     p = sub.add_parser(
         "train",
@@ -64,33 +68,33 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, help="keep batch-norm statistics fixed (default: when --pretrained)")
     g.add_argument("--aux-logits", action=argparse.BooleanOptionalAction, help="inception_v3: auxiliary classifier, its loss weighted in")
-    g.add_argument("--aux-weight", type=non_negative_float, help="weight of the auxiliary loss (default 0.4)")
+    g.add_argument("--aux-weight", type=float_in(0, AUX_WEIGHT_LIMIT), help="weight of the auxiliary loss (default 0.4)")
     g.add_argument("--transform-input", action=argparse.BooleanOptionalAction, help="inception_v3: re-normalise input (default: with --pretrained)")
-    g.add_argument("--width", type=positive_int, help="simple_cnn: channels of the first layer (default 32)")
-    g.add_argument("--dropout", type=non_negative_float, help="simple_cnn: dropout before the classifier (default 0.2)")
+    g.add_argument("--width", type=int_in(1, WIDTH_LIMIT), help="simple_cnn: channels of the first layer (default 32)")
+    g.add_argument("--dropout", type=float_in(0, 1, open_high=True), help="simple_cnn: dropout before the classifier (default 0.2)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=positive_int, help="default: the recipe's (simple_cnn 26, efficientnet_lite0 --pretrained 2, else 10)")
-    g.add_argument("--batch-size", type=positive_int, help="global batch, split over torchrun's processes (default 32)")
-    g.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default adamw")
-    g.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning, 1e-3 head only)")
-    g.add_argument("--head-lr-scale", type=positive_float, help="the new head's lr is --lr times this (default 10 with --pretrained)")
-    g.add_argument("--weight-decay", type=non_negative_float, help="default 0.01 (simple_cnn 0.05)")
-    g.add_argument("--warmup", type=non_negative_float, help="epochs of linear warm-up before the cosine decay (default 0.5; lite0 --pretrained 0.3)")
-    g.add_argument("--label-smoothing", type=non_negative_float, help="default 0.1")
+    g.add_argument("--epochs", type=int_in(1, EPOCHS_LIMIT), help="default: the recipe's (simple_cnn 26, efficientnet_lite0 --pretrained 2, else 10)")
+    g.add_argument("--batch-size", type=int_in(1, BATCH_LIMIT), help="global batch, split over torchrun's processes (default 32)")
+    g.add_argument("--optimizer", choices=list(TORCH_OPTIMIZERS), help="default adamw")
+    g.add_argument("--lr", type=float_in(0, LR_LIMIT, open_low=True), help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning, 1e-3 head only)")
+    g.add_argument("--head-lr-scale", type=float_in(0, HEAD_LR_SCALE_LIMIT, open_low=True), help="the new head's lr is --lr times this (default 10 with --pretrained)")
+    g.add_argument("--weight-decay", type=float_in(0, WEIGHT_DECAY_LIMIT), help="default 0.01 (simple_cnn 0.05)")
+    g.add_argument("--warmup", type=float_in(0, EPOCHS_LIMIT), help="epochs of linear warm-up before the cosine decay (default 0.5; lite0 --pretrained 0.3)")
+    g.add_argument("--label-smoothing", type=float_in(0, 1, open_high=True), help="default 0.1")
     g.add_argument("--class-weights", type=class_weights_arg, help="'auto' (inverse class frequency) or e.g. 0.42,0.58")
     g.add_argument("--seed", type=seed)
-    g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 where the CPU/GPU has it natively")
+    g.add_argument("--precision", choices=TRAIN_PRECISIONS, help="auto: bf16 where the CPU/GPU has it natively")
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default cpu")
-    g.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
+    g.add_argument("--threads", type=cpu_threads, help="CPU threads (default: one per core)")
     g = p.add_argument_group("data")
-    g.add_argument("--size", type=positive_int, help="training crop in pixels (default per architecture; simple_cnn 96)")
+    g.add_argument("--size", type=pixels, help="training crop in pixels (default per architecture; simple_cnn 96)")
     g.add_argument(
-        "--eval-size", type=positive_int,
+        "--eval-size", type=pixels,
         help="centre crop for evaluation (default --size; lite0 --pretrained 256: a bit larger often scores better)",
     )  # fmt: skip
-    g.add_argument("--resize", type=positive_int, help="decoded square the crops come from (default size/0.875)")
+    g.add_argument("--resize", type=pixels, help="decoded square the crops come from (default size/0.875)")
     g.add_argument(
-        "--crop-scale", type=positive_float,
+        "--crop-scale", type=float_in(0, 1, open_low=True),
         help="smallest area fraction of the random crop (default 0.25; simple_cnn 0.35, lite0 --pretrained 0.5)",
     )  # fmt: skip
     g.add_argument("--val-split", type=fraction, help="carve this fraction of train/ (or the single tree) out for validation")
@@ -110,9 +114,9 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="write the confusion matrix figure (.png, .pdf, .svg)")
     p.add_argument("--json", metavar="FILE", help="write the evaluation as JSON")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=int_in(1, BATCH_LIMIT), default=64)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="average in the mirrored image (default: as trained)")
-    p.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
+    p.add_argument("--threads", type=cpu_threads, help="CPU threads (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_evaluate)
 

@@ -9,14 +9,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import imagefiles
 from ..errors import SettingsError
 from ..models.backbone import Backbone
+from ..models.load import backbone_from_settings
 from ..runtime import Progress, check_memory, resolve_precision
 from ..settings import Settings
 from .ascent import ascend, gradient, scorer
 from .filters import GaussianBlur
 from .folding import fold_batchnorm
-from .objectives import Objective
+from .objectives import Objective, build_objective
 from .taps import Taps
 from .tiling import auto_tile_size, bytes_per_pixel, layer_strides, margin_for, memory_budget, tiled_gradient
 
@@ -53,22 +55,30 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: 
     return sizes[::-1]
 
 
-# below this short side a picture gets proportionally more steps and a shorter jitter roll (see octave_plan;
-# tuned on train/ photos, checked on test/ ones with benchmarks/sizes.py)
+# Small pictures: how these were tuned (benchmarks/sizes.py) is told in docs/tuning.md.
+# below this short side a picture gets proportionally more steps and a shorter jitter roll (see octave_plan)
 SMALL_SIDE = 320
 # the largest jitter roll as a share of an octave's short side: a longer roll wraps the seam across the subject
 MAX_ROLL = 0.25
-# a small picture's roll share: its octaves are few and small, so a quarter of a side carried the seam through
-# most of its feature positions (8 train/ photos at 64-300 px, steps x the short-side ratio: worst gain
-# 1.85x -> 2.02x)
+# a small picture's roll share: its few small octaves would carry a longer roll's seam through most positions
 SMALL_ROLL = 0.125
-# steps grow as (SMALL_SIDE / short side) ** SMALL_POWER. With the 1/8 roll and the cap below, worst gain on 16
-# other train/ photos at 96 / 128 / 150 / 200 / 256 / 300 px: power 2 2.14 2.21 2.21 2.39 2.32 2.22x, power 3
-# 2.22 2.38 2.54 2.48 2.61 2.38x
+# steps grow as (SMALL_SIDE / short side) ** SMALL_POWER ...
 SMALL_POWER = 3.0
-# ... up to this factor: below ~80 px a side more steps cost seconds and gain little (a 195x33 photo took 3762
-# steps, 25 s, uncapped; 64 px photos gained >= 2.5x at about this factor)
+# ... up to this factor: below ~80 px a side more steps cost seconds and gain little
 MAX_BOOST = 16.0
+
+
+def working_size(height: int, width: int, min_size: int) -> tuple[int, int]:
+    """The (h, w) a picture is dreamed at: its own, or, with a side below the network's `min_size` (a 1x1, a
+    panorama strip), a copy scaled up until the short side is `min_size`. The copy keeps the aspect ratio
+    while its long side stays within what a SMALL_SIDE square holds; a thinner strip is stretched across
+    instead, never shrunk along (the dream is brought back to the picture's own size afterwards)."""
+    short = min(height, width)
+    if short >= min_size:
+        return height, width
+    factor = min_size / short
+    longest = max(height, width, SMALL_SIDE**2 // min_size)
+    return tuple(max(min_size, min(round(side * factor), longest)) for side in (height, width))
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class OctavePlan:
 def octave_plan(settings: Settings, height: int, width: int, min_size: int) -> OctavePlan:
     """The octave sizes for an image, the ascent steps per octave and the jitter roll.
 
+    Sizes are those of the working copy (`working_size`) for a picture below the network's minimum.
     A small picture loses octaves (they would fall below the network's minimum), and the few it keeps
     hold few feature positions: with 10 steps on 1-2 octaves a 64 px photo gained 1.1-1.3x where a
     500 px one gains 3x. So with the default iteration count (settings.iterations None) the steps of the
@@ -95,6 +106,7 @@ def octave_plan(settings: Settings, height: int, width: int, min_size: int) -> O
     (at most MAX_BOOST); an explicit --iterations is taken as given. Below SMALL_SIDE the roll is capped
     at SMALL_ROLL of a side; from SMALL_SIDE up, nothing changes.
     """
+    height, width = working_size(height, width, min_size)
     sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, min_size)
     short = min(height, width)
     steps = settings.steps
@@ -111,6 +123,15 @@ class Dreamer:
     backbone: Backbone
     objective: Objective
     settings: Settings
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, backbone: Backbone | None = None, guide: torch.Tensor | None = None
+    ) -> "Dreamer":
+        """The one pipeline of every job: the settings' backbone (unless one is given, e.g. a video's, loaded
+        once), their guide picture (unless `guide` gives it, 1 x 3 x H x W), their objective, a Dreamer."""
+        backbone = backbone_from_settings(settings, backbone)
+        return cls(backbone, build_objective(backbone, settings, guide_of(settings, guide)), settings)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -151,7 +172,7 @@ class Dreamer:
         self.close()
 
     def plan(self, height: int, width: int) -> OctavePlan:
-        """How an image of this size is dreamed (see `octave_plan`)."""
+        """How an image of this size is dreamed (see `octave_plan`; sizes are the working copy's)."""
         return octave_plan(self.settings, height, width, self.backbone.min_size)
 
     def steps_per_image(self, height: int, width: int) -> int:
@@ -183,7 +204,7 @@ class Dreamer:
             jitter=min(s.jitter, int(min(start.shape[-2:]) * plan.roll)),
             blur=self.smooth,
             generator=generator,
-            on_step=on_step if keep is not None or watch is not None else (progress.update if progress is not None else None),
+            on_step=on_step if keep is not None or watch is not None or progress is not None else None,
             inplace=True,  # the hooks see the very tensor the step rule updates
         )
 
@@ -199,7 +220,9 @@ class Dreamer:
         """Dream an RGB image in [0, 1] (1 x 3 x H x W); returns a tensor of the same shape.
 
         `mask` (H x W or 1 x 1 x H x W in [0, 1]): 1 dreams, 0 keeps the input exactly, values between
-        blend the dream with the input. `watch` sees the current image after every step.
+        blend the dream with the input. `watch` sees the current image after every step. A picture with a
+        side below the network's minimum is dreamed as a larger working copy (`working_size`, which `watch`
+        sees); what the dream added there is brought back to the picture's size.
         """
         s = self.settings
         if s.mask is not None and mask is None:
@@ -208,13 +231,22 @@ class Dreamer:
         if generator is None:
             generator = torch.Generator().manual_seed(seed)
         h, w = image.shape[-2:]
-        check_dream_fits(w, h, self.device, "--max-size")
+        size = working_size(h, w, self.backbone.min_size)
+        check_dream_fits(size[1], size[0], self.device, "--max-size")
         image = image.to(self.device, torch.float32)
-        plan = self.plan(h, w)
-        if min(h, w) < self.backbone.min_size:
-            raise SettingsError(f"image is {w}x{h}; {self.backbone.name} needs at least {self.backbone.min_size} px a side")
-        grad_fn = self.gradient_fn(h, w, seed + 1)
         mask = fit_mask(mask, (h, w)).to(self.device) if mask is not None else None
+        work = resize(image, size).clamp_(0, 1) if size != (h, w) else image
+        dreamed = self._dream_pyramid(work, seed, generator, progress, mask, watch)
+        if size != (h, w):  # B x 3 x h x w again: the input plus what the dream added to its copy
+            dreamed = (image + resize(dreamed - work, (h, w))).clamp_(0, 1)
+        return dreamed if mask is None else torch.lerp(image, dreamed, mask)  # mask 0: the input, exactly
+
+    def _dream_pyramid(self, image, seed, generator, progress, mask, watch) -> torch.Tensor:
+        """The octave pyramid over an image of at least the network's minimum size; `mask` at any size."""
+        s = self.settings
+        h, w = image.shape[-2:]
+        plan = self.plan(h, w)
+        grad_fn = self.gradient_fn(h, w, seed + 1)
 
         def keep(size):  # the input and its frozen (mask 0) pixels at one octave's size
             if mask is None:
@@ -222,10 +254,8 @@ class Dreamer:
             return resize(image, size), (fit_mask(mask, size) == 0).expand(1, 3, *size)
 
         if s.octave_mode == "blend":
-            dreamed = self._dream_blend(image, plan, grad_fn, generator, progress, keep, watch)
-        else:
-            dreamed = self._dream_detail(image, plan, grad_fn, generator, progress, keep, watch)
-        return dreamed if mask is None else torch.lerp(image, dreamed, mask)  # mask 0: the input, exactly
+            return self._dream_blend(image, plan, grad_fn, generator, progress, keep, watch)
+        return self._dream_detail(image, plan, grad_fn, generator, progress, keep, watch)
 
     def _dream_detail(self, image, plan, grad_fn, generator, progress, keep, watch) -> torch.Tensor:
         """Octave pyramid with detail re-injection: what a small octave added is carried to the next."""
@@ -254,7 +284,7 @@ class Dreamer:
             if progress is not None:
                 progress.set_description(f"octave {i + 1}/{len(levels)}")
             if dreamed is not None:
-                level = torch.lerp(level, resize(dreamed, level.shape[-2:]), s.blend)
+                level = torch.lerp(level, resize(dreamed, level.shape[-2:]), s.octave_blend)
             start = level.clone() if level is image else level  # never dream the caller's tensor in place
             dreamed = self._ascend(start, plan, grad_fn, generator, progress, keep(tuple(level.shape[-2:])), watch)
         return dreamed
@@ -268,6 +298,13 @@ FULL_SIZE_COPIES = 6
 def check_dream_fits(width: int, height: int, device: torch.device, lower: str) -> None:
     """SettingsError, before any allocation, for a picture too large to dream in the memory there is."""
     check_memory(FULL_SIZE_COPIES * 3 * 4 * width * height, f"a {width}x{height} dream", lower, device)
+
+
+def guide_of(settings: Settings, guide: torch.Tensor | None = None) -> torch.Tensor | None:
+    """The guide picture (1 x 3 x H x W in [0, 1]): `guide` when given, else the settings' guide file, if any."""
+    if guide is not None or not settings.guide:
+        return guide
+    return imagefiles.load_image(settings.guide, settings.max_size)[0]
 
 
 def noise_image(width: int, height: int, generator: torch.Generator) -> torch.Tensor:

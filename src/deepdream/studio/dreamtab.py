@@ -67,8 +67,9 @@ def _controls(studio: Studio, default: Settings) -> dict[str, Any]:
         c["octaves"] = gr.Slider(1, 8, step=1, value=default.octaves, label="Octaves", elem_id="octaves")
         c["octave_scale"] = gr.Slider(1.1, 2.0, step=0.05, value=default.octave_scale, label="Octave scale")
         c["octave_mode"] = gr.Radio(list(OCTAVE_MODES), value=default.octave_mode, label="Octave mode")
-        c["blend"] = gr.Slider(0, 1, step=0.05, value=default.blend, label="Blend (blend mode)")
-        c["iterations"] = gr.Slider(0, 100, step=1, value=default.iterations or 0, label="Iterations per octave (0: 10, or 30 with a class)",
+        c["octave_blend"] = gr.Slider(0, 1, step=0.05, value=default.octave_blend, label="Octave blend (blend mode)")
+        c["iterations"] = gr.Slider(0, 100, step=1, value=default.iterations or 0,
+                                    label="Iterations per octave (0: 10, or 30 with a class)",
                                     elem_id="iterations")
         c["step_size"] = gr.Number(value=default.step_size, label="Step size")
         c["optimizer"] = gr.Dropdown(list(OPTIMIZER_CHOICES), value=default.optimizer, label="Optimizer")

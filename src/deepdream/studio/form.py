@@ -16,7 +16,7 @@ from ..settings import Settings, from_mapping
 CHECKPOINT = "checkpoint:"  # model-list values that name a trained checkpoint file
 
 # controls that are Settings fields as they are
-PLAIN = ("octaves", "octave_scale", "octave_mode", "blend", "step_size", "optimizer", "jitter", "smoothing",
+PLAIN = ("octaves", "octave_scale", "octave_mode", "octave_blend", "step_size", "optimizer", "jitter", "smoothing",
          "precision", "device", "max_size", "init")
 CONTROLS = (*PLAIN, "model", "layers", "channels", "target_class", "iterations", "tile_size", "seed", "width",
             "height", "guide", "guide_layer")

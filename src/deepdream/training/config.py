@@ -12,13 +12,37 @@ from typing import Any
 from ..errors import OutputError, SettingsError
 from ..models.architectures import get_architecture
 from ..runtime import check_seed
-from .optim import OPTIMIZERS
-from .precision import PRECISIONS
+from .optim import TORCH_OPTIMIZERS
+from .precision import TRAIN_PRECISIONS
+
+
+# bounds of the numeric options, shared by TrainConfig and the CLI's parser: beyond them a run either overflows
+# float32 inside the optimiser (lr x head scale x weight decay) or cannot be meant
+LR_LIMIT = 10.0
+HEAD_LR_SCALE_LIMIT = 1000.0
+WEIGHT_DECAY_LIMIT = 10.0
+AUX_WEIGHT_LIMIT = 100.0
+CLASS_WEIGHT_LIMIT = 1e6
+EPOCHS_LIMIT = 100_000
+BATCH_LIMIT = 65536
+SIZE_LIMIT = 4096  # pixels of a crop or of the decoded square
+WIDTH_LIMIT = 1024  # simple_cnn's first-layer channels
 
 
 def _need(ok: bool, message: str) -> None:
     if not ok:
         raise SettingsError(message)
+
+
+def _in(value: Any, low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> bool:
+    """A finite real number in the range (a bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 @dataclass(frozen=True)
@@ -58,25 +82,40 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         get_architecture(self.arch)
-        _need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
-        _need(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
-        _need(self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}")
-        _need(self.head_lr_scale is None or self.head_lr_scale > 0, f"head lr scale must be positive, got {self.head_lr_scale}")
-        _need(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
-        _need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
-        _need(0 < self.crop_scale <= 1, f"crop scale must be in (0, 1], got {self.crop_scale}")
-        _need(self.size is None or self.size >= 16, f"size must be >= 16, got {self.size}")
-        _need(self.eval_size is None or self.eval_size >= 16, f"eval size must be >= 16, got {self.eval_size}")
+        _need(_int_in(self.epochs, 1, EPOCHS_LIMIT), f"epochs must be from 1 to {EPOCHS_LIMIT}, got {self.epochs}")
+        _need(_int_in(self.batch_size, 1, BATCH_LIMIT), f"batch size must be from 1 to {BATCH_LIMIT}, got {self.batch_size}")
+        _need(
+            self.optimizer in TORCH_OPTIMIZERS,
+            f"unknown optimizer '{self.optimizer}' (choose from {', '.join(TORCH_OPTIMIZERS)})",
+        )
+        _need(self.lr is None or _in(self.lr, 0, LR_LIMIT, open_low=True), f"learning rate must be in (0, {LR_LIMIT:g}], got {self.lr}")
+        _need(
+            self.head_lr_scale is None or _in(self.head_lr_scale, 0, HEAD_LR_SCALE_LIMIT, open_low=True),
+            f"head lr scale must be in (0, {HEAD_LR_SCALE_LIMIT:g}], got {self.head_lr_scale}",
+        )
+        _need(_in(self.weight_decay, 0, WEIGHT_DECAY_LIMIT), f"weight decay must be in [0, {WEIGHT_DECAY_LIMIT:g}], got {self.weight_decay}")
+        _need(_in(self.label_smoothing, 0, 1, open_high=True), f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        _need(_in(self.crop_scale, 0, 1, open_low=True), f"crop scale must be in (0, 1], got {self.crop_scale}")
+        for name in ("size", "eval_size", "resize"):
+            value = getattr(self, name)
+            _need(value is None or _int_in(value, 16, SIZE_LIMIT), f"{name.replace('_', ' ')} must be from 16 to {SIZE_LIMIT} px, got {value}")
         largest = max(self.size or 0, self.eval_size or 0)
         _need(self.resize is None or self.resize >= largest, f"resize must be >= size and eval size ({largest})")
-        _need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
-        _need(self.aux_weight >= 0, f"aux weight must be >= 0, got {self.aux_weight}")
-        _need(math.isfinite(self.warmup) and self.warmup >= 0, f"warm-up must be >= 0 epochs, got {self.warmup}")
-        _need(self.lr is None or math.isfinite(self.lr), f"learning rate must be finite, got {self.lr}")
+        _need(self.val_split is None or _in(self.val_split, 0, 1, open_low=True, open_high=True),
+              f"val split must be between 0 and 1, got {self.val_split}")  # fmt: skip
+        _need(self.precision in TRAIN_PRECISIONS, f"precision must be one of {', '.join(TRAIN_PRECISIONS)}")
+        _need(_in(self.aux_weight, 0, AUX_WEIGHT_LIMIT), f"aux weight must be in [0, {AUX_WEIGHT_LIMIT:g}], got {self.aux_weight}")
+        _need(_in(self.warmup, 0, EPOCHS_LIMIT), f"warm-up must be from 0 to {EPOCHS_LIMIT} epochs, got {self.warmup}")
         check_seed(self.seed)
         if isinstance(self.class_weights, str):
             _need(self.class_weights == "auto", f"class weights must be 'auto' or numbers, got '{self.class_weights}'")
+        elif self.class_weights is not None:
+            _need(
+                all(_in(w, 0, CLASS_WEIGHT_LIMIT, open_low=True) for w in self.class_weights),
+                f"class weights must be in (0, {CLASS_WEIGHT_LIMIT:g}]",
+            )
+        width = self.options.get("width") if isinstance(self.options, dict) else None
+        _need(width is None or _int_in(width, 1, WIDTH_LIMIT), f"width must be from 1 to {WIDTH_LIMIT}, got {width}")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -20,14 +20,10 @@ import torch
 from PIL import Image
 
 from .. import imagefiles
-from ..errors import DeepDreamError, ImageError
+from ..errors import DatasetError, ImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
 TEST_FOLDERS = ("test", "val", "valid", "validation")
-
-
-class DatasetError(DeepDreamError):
-    """A data folder that does not have the expected layout, or has no usable images."""
 
 
 class SkippedImageWarning(UserWarning):

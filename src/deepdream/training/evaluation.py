@@ -11,7 +11,7 @@ import torch
 
 from ..models.checkpoint import CheckpointInfo, load_checkpoint
 from .data import decode, evaluation_split
-from .engine import Evaluation, evaluate
+from .loop import Evaluation, evaluate
 from .precision import training_precision
 from .run import progress_bar
 

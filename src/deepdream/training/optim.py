@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import SettingsError
 from ..models.architectures import Net
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+TORCH_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
     "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True),
@@ -69,7 +69,7 @@ def make_optimizer(
         {"params": [p for p in params if id(p) not in head], "lr_scale": 1.0},
         {"params": [p for p in params if id(p) in head], "lr_scale": head_lr_scale},
     ]
-    return OPTIMIZERS[name]([g for g in groups if g["params"]], lr, weight_decay)
+    return TORCH_OPTIMIZERS[name]([g for g in groups if g["params"]], lr, weight_decay)
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:

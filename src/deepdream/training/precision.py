@@ -10,7 +10,7 @@ from torch import nn
 
 from ..runtime import is_depthwise, native_bf16
 
-PRECISIONS = ("auto", "fp32", "bf16")
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def training_precision(name: str, device: torch.device) -> str:

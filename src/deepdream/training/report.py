@@ -7,6 +7,7 @@ state or needs a display.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,7 +54,7 @@ def format_confusion(cm: torch.Tensor, classes: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True)
-class Run:
+class RunRecord:
     """One training run as recorded in its folder's metrics.json."""
 
     path: Path
@@ -73,7 +74,7 @@ class Run:
         return self.metrics.get("test") or self.metrics.get("best") or {}
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path) -> RunRecord:
     """Read a run folder written by `deepdream train` (its metrics.json)."""
     path = Path(path)
     file = path / "metrics.json" if path.is_dir() else path
@@ -88,42 +89,57 @@ def load_run(path: str | Path) -> Run:
     wrong = _wrong_field(metrics)
     if wrong:
         raise DeepDreamError(f"{file} is not a valid metrics file: {wrong}")
-    return Run(file.parent, metrics)
+    return RunRecord(file.parent, metrics)
+
+
+COUNT_LIMIT = 2**53  # a count above this is no longer exact in a float (and no data set holds it)
+SECONDS_LIMIT = 1e9  # about 32 years
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite real number: NaN, inf and bools are not."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# what each number the report reads must be: (test, what the message says it should be)
+_COUNT = (lambda v: _is_number(v) and v == int(v) and 0 <= v < COUNT_LIMIT, "a count (a whole number >= 0)")
+_SHARE = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
+_LOSS = (lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
+_SECONDS = (lambda v: _is_number(v) and 0 <= v <= SECONDS_LIMIT, f"a number of seconds in [0, {SECONDS_LIMIT:g}]")
+_EPOCH_FIELDS = {"epoch": _COUNT, "val_accuracy": _SHARE, "val_loss": _LOSS, "train_accuracy": _SHARE, "train_loss": _LOSS}
+_FINAL_FIELDS = {"accuracy": _SHARE, "epoch": _COUNT, "images": _COUNT}
 
 
 def _wrong_field(m: dict[str, Any]) -> str | None:
-    """The first field the report reads that has the wrong type (a hand-edited or foreign file), or None."""
+    """The first field the report reads that has the wrong type or an impossible value (a hand-edited or
+    foreign file: NaN, 1e308, a negative count), or None."""
     epochs, classes = m["epochs"], m.get("classes", [])
     if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
         return "epochs should be a list of records"
     for i, e in enumerate(epochs):
-        for key in ("epoch", "val_accuracy", "val_loss", "train_accuracy", "train_loss"):
-            if (key in e or key in ("epoch", "val_accuracy")) and not _is_number(e.get(key)):
-                return f"epochs[{i}].{key} should be a number"
+        for key, (ok, wanted) in _EPOCH_FIELDS.items():
+            if (key in e or key in ("epoch", "val_accuracy")) and not ok(e.get(key)):
+                return f"epochs[{i}].{key} should be {wanted}"
     if not isinstance(m.get("config", {}), dict):
         return "config should be a table"
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         return "classes should be a list of names"
     for key in ("train_seconds", "train_cpu_seconds"):
-        if key in m and not _is_number(m[key]):
-            return f"{key} should be a number"
+        if key in m and not _SECONDS[0](m[key]):
+            return f"{key} should be {_SECONDS[1]}"
     for key in ("best", "test"):
         part = m.get(key, {})
         if not isinstance(part, dict):
             return f"{key} should be a table"
-        for field in ("accuracy", "epoch", "images"):
-            if field in part and not _is_number(part[field]):
-                return f"{key}.{field} should be a number"
+        for field, (ok, wanted) in _FINAL_FIELDS.items():
+            if field in part and not ok(part[field]):
+                return f"{key}.{field} should be {wanted}"
         if "split" in part and not isinstance(part["split"], str):
             return f"{key}.split should be a name"
         cm = part.get("confusion_matrix")
         if cm is not None and not (
             isinstance(cm, list) and len(cm) == len(classes)
-            and all(isinstance(r, list) and len(r) == len(cm) and all(_is_number(v) for v in r) for r in cm)
+            and all(isinstance(r, list) and len(r) == len(cm) and all(_COUNT[0](v) for v in r) for r in cm)
         ):  # fmt: skip
             return f"{key}.confusion_matrix should be a square table of counts, one row per class"
         if cm is not None and not ("accuracy" in part and "split" in part):
@@ -131,7 +147,7 @@ def _wrong_field(m: dict[str, Any]) -> str | None:
     return None
 
 
-def comparison_table(runs: Sequence[Run]) -> str:
+def comparison_table(runs: Sequence[RunRecord]) -> str:
     """A markdown table: one row per run with its architecture, accuracy and wall time."""
     header = "| run | arch | pretrained | epochs | best epoch | accuracy | evaluated on | train time | train CPU time |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -149,6 +165,8 @@ def comparison_table(runs: Sequence[Run]) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if not _is_number(seconds):
+        return "-"
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
@@ -209,7 +227,7 @@ def curves_figure(epochs: Sequence[dict[str, Any]], title: str = ""):
     return fig
 
 
-def comparison_figure(runs: Sequence[Run]):
+def comparison_figure(runs: Sequence[RunRecord]):
     """Top: validation accuracy per epoch of every run. Bottom: each run's final confusion matrix."""
     n = len(runs)
     fig = _figure(max(6.0, 3.6 * n), 7.5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import sys
 import time
@@ -30,16 +31,13 @@ from . import report
 from .config import TrainConfig, check_resumable
 from .data import DataSplits, Decoded, PhotoAugment, batches, decode, discover, prefetch
 from .distributed import Processes, process_group
-from .engine import EpochStats, Evaluation, evaluate, predict, train_one_epoch
+from .loop import EpochStats, Evaluation, evaluate, predict, train_one_epoch
 from .optim import ClassifierLoss, class_weights, cosine_lr, make_optimizer
 from .precision import PrecisionPlan, plan_precision, training_precision
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.json", "config.json")
 Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+logger = logging.getLogger(__name__)
 
 
 def _silent(message: str) -> None:
@@ -99,7 +97,7 @@ class Optimisation:
 
 
 @dataclass
-class Progress:
+class RunProgress:
     """What a run has done so far; all of it goes into last.pt, so --resume continues exactly."""
 
     generator: torch.Generator
@@ -121,7 +119,7 @@ class Run:
     data: Data
     network: Network
     optimisation: Optimisation
-    progress: Progress
+    progress: RunProgress
     log: Log
     bars: bool
 
@@ -330,6 +328,8 @@ def checkpoint(run: Run, ev: Evaluation) -> bool:
         "train_cpu_seconds": p.train_cpu_seconds,
     }
     save_checkpoint(run.out / "last.pt", model, info, training_state=state)
+    # written with the first checkpoint, not before: a run refused before it leaves no folder behind
+    _write_json(run.out / "config.json", config.to_dict())
     _write_json(run.out / "metrics.json", metrics(run, {}))
     report.save_figure(report.curves_figure(p.history, f"{run.out.name}: {config.arch}"), run.out / "curves.png")
     return improved
@@ -392,6 +392,23 @@ def _folder_lock(out: Path, procs: Processes):
     return locks.hold(out)
 
 
+@contextlib.contextmanager
+def _made_here(out: Path | None):
+    """Create the run folder `out` (None: not this process's to write) for the block; when the block fails
+    before anything was written into it, remove it again, so a refused run leaves no empty folder."""
+    if out is None:
+        yield
+        return
+    created = not out.exists()
+    out.mkdir(exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
 def _guarded(train, run: Run, epoch: int):
     """train(run, epoch), stopping the run on a NaN or inf loss: no checkpoint of this epoch is written,
     so last.pt stays the last good one, and the message says which that is."""
@@ -410,6 +427,7 @@ def start(
     if config.batch_size % procs.world:
         raise SettingsError(f"the batch size {config.batch_size} does not split evenly over {procs.world} processes")
     device = procs.device(resolve_device(config.device))
+    logger.debug("process %d of %d on %s; config %s", procs.rank, procs.world, device, config.to_dict())
     torch.manual_seed(config.seed)  # the same initial weights in every process
     splits = discover(data_dir, config.val_split, config.seed)
     network = build_network(config, splits.train.classes, payload is None, device, procs)
@@ -418,7 +436,7 @@ def start(
     check_fits(config, network, splits, device, procs)
     data = load_data(splits, network.pre.resize, bars, on_skip, log)
     optimisation = build_optimisation(config, network, data, device)
-    progress = Progress(torch.Generator().manual_seed(config.seed))
+    progress = RunProgress(torch.Generator().manual_seed(config.seed))
     run = Run(config, out, data_dir, procs, device, data, network, optimisation, progress, log, bars)
     log(describe(run))
     if payload is not None:
@@ -434,13 +452,14 @@ def fit(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
-    log: Log = _stderr,
+    log: Log = logger.info,
     on_skip: Callable[[Path, str], None] | None = None,
 ) -> dict[str, Any]:
     """Train `config` on `data_dir`, writing the run to `out_dir`; return the final metrics.
 
     resume: continue from `out_dir/last.pt` up to `config.epochs` (the config must match the run's).
-    Launched by torchrun, the processes train together and rank 0 alone writes and logs.
+    Launched by torchrun, the processes train together and rank 0 alone writes and logs (`log`, by
+    default this module's logger at INFO). A run stopped before its first checkpoint leaves nothing behind.
     """
     wall_start = time.perf_counter()
     out, data_dir = Path(out_dir), Path(data_dir)
@@ -450,15 +469,14 @@ def fit(
         if not procs.main:
             log, progress = _silent, False
         run = start(data_dir, out, config, payload, procs, progress, log, on_skip)
-        if procs.main:
-            out.mkdir(exist_ok=True)  # only now: a bad data folder leaves nothing behind
-            _write_json(out / "config.json", config.to_dict())
-        for epoch in range(run.progress.epoch + 1, config.epochs + 1):
-            stats, ev, record = _guarded(train_epoch, run, epoch)
-            improved = checkpoint(run, ev)
-            log(
-                f"epoch {epoch}/{config.epochs}: train loss {stats.loss:.3f} acc {stats.accuracy:.3f} | "
-                f"{run.data.splits.val_name} loss {ev.loss:.3f} acc {ev.accuracy:.4f} | "
-                f"{record['seconds']:.0f}s ({record['cpu_seconds']:.0f} cpu-s)" + ("  *best" if improved else "")
-            )
+        with _made_here(out if procs.main else None):
+            for epoch in range(run.progress.epoch + 1, config.epochs + 1):
+                logger.debug("epoch %d: training %d images", epoch, len(run.data.train))
+                stats, ev, record = _guarded(train_epoch, run, epoch)
+                improved = checkpoint(run, ev)
+                log(
+                    f"epoch {epoch}/{config.epochs}: train loss {stats.loss:.3f} acc {stats.accuracy:.3f} | "
+                    f"{run.data.splits.val_name} loss {ev.loss:.3f} acc {ev.accuracy:.4f} | "
+                    f"{record['seconds']:.0f}s ({record['cpu_seconds']:.0f} cpu-s)" + ("  *best" if improved else "")
+                )
         return final_report(run, wall_start) if procs.main else metrics(run, {})
