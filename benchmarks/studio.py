@@ -1,6 +1,8 @@
-"""What the studio adds to a dream: one default dream through the studio's API vs the library, one process.
+"""What the studio adds to a dream: one default dream through the studio's API vs the library, one process;
+and (--soak) whether a long-running studio server's memory stays bounded.
 
     python benchmarks/studio.py [--photo FILE] [--size 512x384] [--repeats 5]
+    python benchmarks/studio.py --soak [--rounds 10] [--dreams 10] [--size 512x512]
 
 *library*: `deepdream.dream(photo, settings, backbone)` and saving the PNG with its settings.
 *studio*: the same dream through the running studio: `gradio_client` uploads the photo to `/dream`
@@ -10,6 +12,13 @@ saved in the library and sent back. Same network object, same settings and seed,
 medians; overhead = studio / library - 1 (target <= 10%). Wall time and the CPU time of the whole
 process (every thread: dream, server, client) are both reported: on a shared machine the CPU time
 is the steadier of the two, and it counts the client's work against the studio.
+
+*--soak*: `deepdream studio` in a process of its own (one intra-op thread), two gradio_client clients
+dreaming at once through `/dream` (one octave of one step, so the dreams are cheap and the bookkeeping
+shows), `--rounds` rounds of `--dreams` dreams per client after a warm-up round; after each round the
+server idles a second and its resident memory (VmRSS) is read. Prints the series, the growth after
+warm-up and its least-squares slope per 100 dreams. Set PYTHONPATH to another checkout's src/ to
+measure that version's server.
 """
 
 from __future__ import annotations
@@ -46,8 +55,13 @@ def main() -> None:
     parser.add_argument("--photo", help="a photo (default: a synthetic one)")
     parser.add_argument("--size", default="512x384")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--soak", action="store_true", help="measure the server's memory over many dreams")
+    parser.add_argument("--rounds", type=int, default=10, help="--soak: rounds after the warm-up")
+    parser.add_argument("--dreams", type=int, default=10, help="--soak: dreams per client per round")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
+    if args.soak:
+        return soak_main(args, size)
 
     import deepdream
     from deepdream import imagefiles
@@ -99,6 +113,42 @@ def main() -> None:
           f"| {med['studio'][1]:.2f} (**{c * 100:+.1f}%**) |")
     print("wall:", {k: [round(v, 2) for v in vs] for k, vs in wall.items()})
     print("cpu:", {k: [round(v, 2) for v in vs] for k, vs in cpu.items()})
+
+
+def soak_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
+    from test_soak import SOAK_SETTINGS, rss_mb, soak, start_studio, stop_studio
+
+    folder = Path(tempfile.mkdtemp(prefix="studio-soak-"))
+    photo = photo_file(args.photo, size, folder)
+    proc, url = start_studio(folder / "library", folder / "runs")
+    series: list[float] = []
+    wall = 0.0
+    try:
+        soak(url, photo, args.dreams, folder, SOAK_SETTINGS)  # warm-up: network loaded, pools and caches filled
+        for round_ in range(args.rounds + 1):
+            if round_:
+                wall += soak(url, photo, args.dreams, folder, SOAK_SETTINGS)
+            time.sleep(1.0)  # idle: the figure is what the server keeps, not a dream's working memory
+            series.append(rss_mb(proc.pid))
+            print(f"after {2 * args.dreams * round_:4d} dreams (+ warm-up): server RSS {series[-1]:.0f} MB", flush=True)
+        cpu = cpu_seconds(proc.pid)
+    finally:
+        stop_studio(proc)
+    dreams = [2 * args.dreams * r for r in range(len(series))]
+    mean_x, mean_y = statistics.fmean(dreams), statistics.fmean(series)
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(dreams, series))
+             / sum((x - mean_x) ** 2 for x in dreams))
+    print(f"{size[0]}x{size[1]} photo, {SOAK_SETTINGS}, 2 clients x {args.dreams} dreams x {args.rounds} rounds "
+          f"after a warm-up round; {dreams[-1]} dreams in {wall:.0f} s wall, server CPU {cpu:.0f} s")
+    print(f"server RSS after warm-up {series[0]:.0f} MB, at the end {series[-1]:.0f} MB "
+          f"(growth {series[-1] - series[0]:+.0f} MB, max {max(series):.0f} MB); "
+          f"slope {slope * 100:+.1f} MB per 100 dreams")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def torch_threads() -> int:

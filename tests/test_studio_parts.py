@@ -5,24 +5,27 @@ restart, and Gradio kept out of `import deepdream` and the other commands."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+import torch
+from conftest import synthetic_photo
 from PIL import Image
 
-from conftest import synthetic_photo
 from deepdream.errors import ImageError, OutputError, SettingsError
+from deepdream.explore import sweep_layers
 from deepdream.settings import Settings, preset
 from deepdream.studio import form
-from deepdream.studio.jobs import Jobs
+from deepdream.studio.jobs import Job, Jobs, follow
 from deepdream.studio.library import Library
-from deepdream.studio.safety import check_host, check_image, parse_auth
+from deepdream.studio.safety import check_host, check_image, check_port, parse_auth
 from deepdream.studio.service import Studio, mask_from_layers
-
 
 # ---------------------------------------------------------------- uploads and hosts
 
@@ -110,15 +113,101 @@ def test_a_failing_job_reports_one_line():
     assert job.status() == "error: octaves must be >= 1, got 0"
 
 
-def test_dream_job_previews_each_octave_and_saves_with_settings(tmp_path, lite0):
+def test_finished_jobs_are_a_bounded_history_without_tensors():
+    def work(job):
+        job.watch(torch.zeros(1, 3, 64, 64))
+        return job.id
+
+    jobs = Jobs(history=3)
+    done = [jobs.submit("dream", "cpu", work) for _ in range(6)]
+    assert all(job.finished.wait(10) for job in done)
+    assert jobs.counts() == (0, 3)
+    assert [jobs.get(job.id) for job in done[:3]] == [None] * 3  # the oldest left the history
+    for job in done[3:]:
+        kept = jobs.get(job.id)
+        assert kept is job and kept.result == job.id and kept.previews == 1 and kept.preview is None
+        assert kept.status() == "done"
+
+
+def test_a_failing_job_logs_its_traceback_and_shows_one_line(caplog):
+    def crash(job):
+        return {}["missing"]
+
+    with caplog.at_level(logging.INFO, logger="deepdream.studio.jobs"):
+        job = Jobs().submit("dream", "cpu", crash)
+        assert job.finished.wait(5)
+        cancelled = Jobs()
+        stopped = cancelled.submit("dream", "cpu", spin(1000))
+        while not stopped.done:
+            time.sleep(0.01)
+        cancelled.cancel(stopped.id)
+        assert stopped.finished.wait(5)
+    assert job.status() == "error: KeyError: 'missing'"
+    failed = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failed) == 1 and job.id in failed[0].getMessage() and failed[0].exc_info[0] is KeyError
+    assert any(r.levelno == logging.INFO and "cancelled" in r.getMessage() for r in caplog.records)
+
+
+def test_follow_yields_each_change_once_and_ends_with_the_job():
+    def work(job):
+        job.total = 4
+        for _ in range(4):
+            time.sleep(0.15)
+            job.update()
+            job.watch(torch.full((1, 3, 4, 4), float(job.done)))
+        return "ok"
+
+    job = Jobs().submit("dream", "cpu", work, steps_per_octave=1)
+    seen = list(follow(job, poll=0.02))
+    previews = [float(p[0, 0, 0, 0]) for p in seen if p is not None]
+    assert job.result == "ok" and previews == sorted(set(previews)) and previews[-1] >= 3
+    assert len(seen) <= 2 * 4 + 2  # changes only, not every poll (about 30 polls)
+
+
+def test_file_logging_writes_tracebacks_into_the_library(tmp_path):
+    from deepdream.studio.logs import file_logging
+
+    lib = Library(tmp_path / "lib")
+    package = logging.getLogger("deepdream")
+    level, handlers = package.level, list(package.handlers)
+    with file_logging(lib) as path:
+        job = Jobs().submit("dream", "cpu", lambda job: 1 / 0)
+        assert job.finished.wait(5)
+    assert path == lib.sub("logs") / "studio.log"
+    text = path.read_text()
+    assert f"job {job.id} (dream) failed: ZeroDivisionError" in text and "Traceback (most recent call last)" in text
+    assert package.level == level and package.handlers == handlers  # the front end's setup is undone
+
+
+def test_ports_that_cannot_be_served_get_one_line():
+    check_port("127.0.0.1", None)  # Gradio picks a free one
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SettingsError, match=f"port {port} is already in use on 127.0.0.1"):
+            check_port("127.0.0.1", port)
+    check_port("127.0.0.1", port)  # free again
+    for bad in (0, 70000):
+        with pytest.raises(SettingsError, match="between 1 and 65535"):
+            check_port("127.0.0.1", bad)
+    with pytest.raises(SettingsError, match="not an address of this machine"):
+        check_port("no-such-host.invalid", port)
+
+
+def test_dream_job_previews_each_octave_and_saves_with_settings(tmp_path, lite0, monkeypatch):
+    watch = Job.watch
     studio = Studio(Library(tmp_path / "lib"), runs=None)
     photo = tmp_path / "photo.png"
     synthetic_photo(64, 48).save(photo)
     studio.backbones.keep(Settings(device="cpu"), lite0)  # the session's network
+    shapes = []
+    monkeypatch.setattr(Job, "watch", lambda self, image: (shapes.append(tuple(image.shape)), watch(self, image)))
     job = studio.dream(Settings(octaves=2, iterations=2, seed=9, device="cpu"), photo)
     assert job.finished.wait(120) and job.error is None, job.error
     assert job.total == 4 and job.done == 4 and job.previews >= 2
-    assert tuple(job.preview.shape[-2:]) == (48, 64)
+    assert shapes[-1] == (1, 3, 48, 64)
+    assert job.preview is None  # a finished job keeps no tensor
     assert studio.library.gallery() == [job.result]
     assert studio.library.settings_of(job.result).seed == 9
 
@@ -152,6 +241,10 @@ def test_form_round_trips_every_setting():
     assert checkpoint.checkpoint == "/runs/x/best.pt" and checkpoint.seed is None
     with pytest.raises(SettingsError, match="channels"):
         form.to_settings(s, {**values, "channels": "a-b"}, None)
+    assert form.channel_list("0-3, 7") == (0, 1, 2, 3, 7) and form.channel_list(" ") == ()
+    for bad in ("3-1", "0-99999999", "-1"):
+        with pytest.raises(SettingsError, match="channels"):
+            form.channel_list(bad)
     with pytest.raises(SettingsError, match="octaves must be >= 1"):
         form.to_settings(s, {**values, "octaves": 0}, None)
 
@@ -182,8 +275,8 @@ def test_video_job_resumes_from_its_frames_after_a_restart(tmp_path, lite0):
               "output": str(lib.sub("videos") / "zoom-test.mp4")}
     (lib.sub("jobs") / "zoom-test.json").write_text(json.dumps(record))
     # what the stopped studio had done: the first two frames in the job's work folder
-    dream_zoom(None, tmp_path / "partial.mp4", settings, **{**params, "frames": 2}, work_dir=lib.sub("work") / "zoom-test",
-               backbone=lite0)
+    dream_zoom(None, tmp_path / "partial.mp4", settings, **{**params, "frames": 2},
+               work_dir=lib.sub("work") / "zoom-test", backbone=lite0)
     studio = Studio(lib, runs=None)
     studio.backbones.keep(Settings(device="cpu"), lite0)
     jobs = VideoJobs(studio)
@@ -204,12 +297,15 @@ def test_explore_jobs_make_sheets_in_the_library(tmp_path, lite0):
     tiny = Settings(octaves=1, iterations=2, jitter=0, seed=2, device="cpu")
     sweep = studio.sweep(tiny, photo, ["blocks.2", "blocks.4"])
     atlas = studio.atlas(tiny, "blocks.4", (0, 3), 32)
-    for job, tiles in ((sweep, ["input", "blocks.2", "blocks.4"]), (atlas, ["blocks.4:0", "blocks.4:3"])):
+    recommended = studio.sweep(tiny.replace(layers="blocks.1"), photo)  # no layers: the network's recommended
+    shown = ["input", *sweep_layers(lite0)]
+    for job, tiles in ((sweep, ["input", "blocks.2", "blocks.4"]), (atlas, ["blocks.4:0", "blocks.4:3"]),
+                       (recommended, shown)):
         assert job.finished.wait(120) and job.error is None, job.error
         assert job.done == job.total > 0
         meta = json.loads(Image.open(job.result).info["deepdream"])
         assert meta["sheet"]["tiles"] == tiles
-    assert set(studio.library.gallery()) == {sweep.result, atlas.result}
+    assert set(studio.library.gallery()) == {sweep.result, atlas.result, recommended.result}
 
 
 def test_cli_serves_on_loopback_and_prints_the_url(tmp_path):

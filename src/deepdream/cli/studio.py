@@ -8,7 +8,17 @@ import sys
 
 from ..errors import SettingsError
 from ..settings import PRESETS, Settings, from_mapping, load_config, preset
-from .args import positive_int
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, got {port}")
+    return port
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Serve the studio on this machine; its URL is printed.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs --auth or --insecure)")
-    p.add_argument("--port", type=positive_int, help="port (default: the first free one from 7860)")
+    p.add_argument("--port", type=port_number, help="port, 1-65535 (default: the first free one from 7860)")
     p.add_argument("--library", metavar="DIR", help="where results, masks and video jobs are kept "
                    "(default: $XDG_DATA_HOME/deepdream/studio, i.e. ~/.local/share/deepdream/studio)")
     p.add_argument("--runs", metavar="DIR", default="runs", help="trained checkpoints to offer (default runs/)")
@@ -29,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_studio(args: argparse.Namespace) -> int:
     from ..studio.library import Library, default_folder
+    from ..studio.logs import file_logging
     from ..studio.safety import check_host, parse_auth
 
     auth = parse_auth(args.auth)
@@ -45,11 +56,14 @@ def run_studio(args: argparse.Namespace) -> int:
         defaults = from_mapping({**defaults.to_dict(), **load_config(args.config)})
     library = Library(args.library or default_folder())
     studio = Studio(library, args.runs, defaults.replace(seed=None, mask=None))
-    app, url = launch(studio, host=args.host, port=args.port, auth=auth)
-    print(f"deepdream studio: {url}  (library {library.folder}; Ctrl+C stops)", flush=True)
-    try:
-        app.block_thread()
-    finally:
-        app.close()
+    with file_logging(library) as log_file:
+        try:
+            app, url = launch(studio, host=args.host, port=args.port, auth=auth)
+        except OSError as exc:  # the port was taken between the check and the start, or none was free
+            raise SettingsError(f"cannot serve the studio on {args.host}: {exc}") from None
+        print(f"deepdream studio: {url}  (library {library.folder}; log {log_file}; Ctrl+C stops)", flush=True)
+        try:
+            app.block_thread()
+        finally:
+            app.close()
     return 0
-

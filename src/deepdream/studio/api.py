@@ -15,7 +15,8 @@ from ..audio import AudioOptions
 from ..audio.dreaming import AUDIO_DEFAULTS
 from ..errors import DeepDreamError
 from ..settings import from_mapping
-from .dreamtab import POLL, watch
+from .dreamtab import watch
+from .jobs import follow
 from .safety import check_image
 from .service import Studio
 
@@ -66,11 +67,8 @@ def build(studio: Studio) -> None:
             job = studio.sound(settings, path, options, owner=request.session_hash if request else "")
         except (DeepDreamError, json.JSONDecodeError, TypeError) as exc:
             raise gr.Error(str(exc)) from None
-        shown = None
-        while not job.finished.wait(POLL):
-            if job.status() != shown:  # only changes go over the wire
-                shown = job.status()
-                yield None, None, shown
+        for _ in follow(job):  # only changes go over the wire
+            yield None, None, job.status()
         if job.result is None:
             raise gr.Error("cancelled" if job.cancelled else job.status())
         out, plot = job.result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .library import Library
+from .safety import check_port
 from .service import Studio
 
 TITLE = "deepdream studio"
@@ -46,15 +47,16 @@ def launch(studio: Studio, *, host: str = "127.0.0.1", port: int | None = None,
            auth: tuple[str, str] | None = None):
     """Start serving the studio in the background; returns (app, local URL). Block with app.block_thread().
 
-    Only the library folder is served from disk (its job records and frame caches not even that).
+    Only the library folder is served from disk (its job records, frame caches and log not even that).
     """
+    check_port(host, port)  # one line for a busy or impossible port, before any job is queued
     prepare_environment(studio.library)
     app = build_app(studio)
     app.queue(default_concurrency_limit=None)  # the studio's own job line orders the work per device
     folder = studio.library.folder
     _, url, _ = app.launch(
         server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, allowed_paths=[str(folder)],
-        blocked_paths=[str(folder / "jobs"), str(folder / "work")], max_file_size=2 * 1024**3, quiet=True,
-        show_error=False, footer_links=["api"], ssr_mode=False, mcp_server=False, pwa=False,
+        blocked_paths=[str(folder / name) for name in ("jobs", "work", "logs")], max_file_size=2 * 1024**3,
+        quiet=True, show_error=False, footer_links=["api"], ssr_mode=False, mcp_server=False, pwa=False,
     )
     return app, url

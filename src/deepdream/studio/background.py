@@ -1,13 +1,14 @@
 """Video and zoom jobs that outlive the page and the process.
 
-Each job is a JSON record in the library's jobs/ folder and a frame cache in work/<id>/; the library
-API (`deepdream.video.dream_video` / `dream_zoom` with `resume=True`) skips the frames already there,
-so a studio restarted after a crash or a reboot picks every unfinished job up where it stopped.
+Each job is a JSON record in the library's jobs/ folder and a frame cache in work/<id>/; the work is
+`Studio.video`, which resumes from the frames already there, so a studio restarted after a crash or a
+reboot picks every unfinished job up where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import imagefiles
-from ..runtime import draw_seed
-from ..settings import Settings, from_mapping
+from ..settings import Settings, from_mapping, seeded
 from .jobs import Job
 from .service import Studio
+
+log = logging.getLogger(__name__)
 
 UNFINISHED = ("queued", "running")
 
@@ -51,8 +53,7 @@ class VideoJobs:
         """Record and queue a job: kind 'video' (source a clip) or 'zoom' (a still, or None for noise)."""
         job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.studio.check_files(settings)
-        if settings.seed is None:  # one seed for every frame, also after a restart
-            settings = settings.replace(seed=draw_seed())
+        settings = seeded(settings)  # one seed for every frame, also after a restart
         kept = None
         if source is not None:  # a copy (a hard link where possible) the job can still read after a restart
             kept = self.studio.library.sub("uploads") / f"{job_id}{Path(source).suffix.lower()}"
@@ -74,44 +75,18 @@ class VideoJobs:
             if record.get("state") in UNFINISHED and self.studio.jobs.get(record["id"]) is None:
                 self._submit(record)
                 ids.append(record["id"])
+        if ids:
+            log.info("resumed unfinished video jobs: %s", ", ".join(ids))
         return ids
 
     def cancel(self, job_id: str) -> None:
         self.studio.jobs.cancel(job_id)
 
     def _submit(self, record: dict) -> Job:
-        settings = from_mapping(record["settings"])
-
-        def work(job: Job) -> Path:
-            record["state"] = "running"
+        def on_state(state: str, message: str) -> None:
+            record["state"], record["message"] = state, message
             self._write(record)
-            try:
-                result = self._run(job, record, settings)
-            except BaseException as exc:
-                record["state"] = "cancelled" if job.stop.is_set() else "failed"
-                record["message"] = str(exc)
-                self._write(record)
-                raise
-            record["state"], record["message"] = "done", f"{result.frames} frames, {result.dreamed} dreamed now"
-            self._write(record)
-            return result.path
+            log.info("video job %s %s%s", record["id"], state, f": {message}" if message else "")
 
-        return self.studio.jobs.submit("video", self.studio.device_of(settings), work, job_id=record["id"])
-
-    def _run(self, job: Job, record: dict, settings: Settings):
-        from ..video import dream_video, dream_zoom, probe
-
-        def on_frame(index: int) -> None:
-            job.update(0)  # raises Cancelled when asked to stop
-            job.done = index + 1
-
-        params = dict(record["params"])
-        common = dict(work_dir=self.studio.library.sub("work") / record["id"], resume=True, force=True,
-                      backbone=self.studio.backbones.get(settings), on_frame=on_frame)
-        job.desc = "dreaming frames"
-        if record["kind"] == "video":
-            info = probe(record["source"])
-            job.total = info.frames or round((info.duration or 0) * float(info.fps)) or 0
-            return dream_video(record["source"], record["output"], settings, **params, **common)
-        job.total = params["frames"]
-        return dream_zoom(record["source"], record["output"], settings, **params, **common)
+        return self.studio.video(record["kind"], record["source"], record["output"], from_mapping(record["settings"]),
+                                 dict(record["params"]), job_id=record["id"], on_state=on_state)

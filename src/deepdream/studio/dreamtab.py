@@ -17,14 +17,23 @@ import numpy as np
 from .. import imagefiles
 from ..errors import DeepDreamError
 from ..runtime import SEED_LIMIT
-from ..settings import DEVICE_CHOICES, INITS, OCTAVE_MODES, OPTIMIZER_CHOICES, PRECISION_CHOICES, PRESETS, Settings, preset
+from ..settings import (
+    DEVICE_CHOICES,
+    INITS,
+    OCTAVE_MODES,
+    OPTIMIZER_CHOICES,
+    PRECISION_CHOICES,
+    PRESETS,
+    Settings,
+    preset,
+)
 from . import form
-from .jobs import Job
-from .service import Studio, mask_from_layers
+from .jobs import POLL as POLL  # noqa: F401  (re-exported: tabs written against the old name)
+from .jobs import Job, follow
 from .safety import check_image
+from .service import Studio, mask_from_layers
 
 EDITOR_SIZE = 1024  # long side of the picture shown for painting; the mask is scaled to the dream
-POLL = 0.2  # seconds between looks at a running job
 
 
 def progress_html(job: Job | None, text: str = "") -> str:
@@ -57,11 +66,13 @@ def _controls(studio: Studio, default: Settings) -> dict[str, Any]:
         c["layers"] = gr.Dropdown([(x.label, x.name) for x in layers], value=form.from_settings(default)["layers"],
                                   multiselect=True, allow_custom_value=True,
                                   label="Layers (★ recommended; none: the first recommended)", elem_id="layers")
-        c["target_class"] = gr.Dropdown(list(categories), value=default.target_class, filterable=True, label="Target class",
+        c["target_class"] = gr.Dropdown(list(categories), value=default.target_class, filterable=True,
+                                        label="Target class",
                                         elem_id="target-class")
         c["channels"] = gr.Textbox(label="Channels of the layers", placeholder="e.g. 0-7,12")
         c["guide"] = gr.File(type="filepath", label="Guide image (optional)", height=80)
-        c["guide_layer"] = gr.Textbox(value=default.guide_layer or "", label="Guide layer (empty: the last of the layers)")
+        c["guide_layer"] = gr.Textbox(value=default.guide_layer or "",
+                                      label="Guide layer (empty: the last of the layers)")
     with gr.Accordion("Algorithm", open=False):
         c["preset"] = gr.Dropdown(list(PRESETS), value="default", label="Preset")
         c["octaves"] = gr.Slider(1, 8, step=1, value=default.octaves, label="Octaves", elem_id="octaves")
@@ -125,12 +136,11 @@ def gallery_items(studio: Studio) -> list[tuple[str, str]]:
 
 def watch(job: Job, result: gr.Image, status: gr.HTML) -> Iterator[dict]:
     """Page updates while a job runs: the status line when it changes, the preview when there is a new one."""
-    shown, text = 0, None
-    while not job.finished.wait(POLL):
+    text = None
+    for preview in follow(job):
         out: dict = {}
-        if job.previews != shown and job.preview is not None:
-            shown = job.previews
-            out[result] = imagefiles.tensor_to_pil(job.preview)
+        if preview is not None:
+            out[result] = imagefiles.tensor_to_pil(preview)
         line = progress_html(job)
         if line != text:
             out[status] = text = line
@@ -202,6 +212,7 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
     inputs = {*form_inputs(c, base), tab.photo, editor}
     go.click(run, inputs, [result, status, gallery, download, c["seed"]], show_progress="hidden",
              concurrency_limit=None, api_visibility="private")
+
     def stop(request: gr.Request) -> None:
         studio.jobs.cancel(owner=request.session_hash, kind="dream")
 
@@ -221,7 +232,8 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
         except DeepDreamError as exc:
             return {status: progress_html(None, f"error: {exc}")}
         return {c["layers"]: gr.Dropdown(choices=[(x.label, x.name) for x in layers]),
-                c["target_class"]: gr.Dropdown(choices=list(categories)), status: progress_html(None, f"{model} loaded")}
+                c["target_class"]: gr.Dropdown(choices=list(categories)),
+                status: progress_html(None, f"{model} loaded")}
 
     c["model"].input(on_model, [c["model"], base], [c["layers"], c["target_class"], status], api_visibility="private")
 
@@ -231,7 +243,10 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
             settings = studio.library.settings_of(path)
         except (DeepDreamError, KeyError, TypeError) as exc:
             return {status: progress_html(None, f"error: {exc}")}
-        return {**_restore(c, base, settings), result: str(path), download: gr.DownloadButton(value=str(path), visible=True),
-                c["seed_lock"]: True, status: progress_html(None, f"settings of {path.name} restored: Dream to dream again")}
+        restored = f"settings of {path.name} restored: Dream to dream again"
+        return {**_restore(c, base, settings), result: str(path),
+                download: gr.DownloadButton(value=str(path), visible=True), c["seed_lock"]: True,
+                status: progress_html(None, restored)}
 
-    gallery.select(on_select, None, [*controls, base, result, download, c["seed_lock"], status], api_visibility="private")
+    gallery.select(on_select, None, [*controls, base, result, download, c["seed_lock"], status],
+                   api_visibility="private")

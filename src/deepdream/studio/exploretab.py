@@ -6,7 +6,6 @@ from __future__ import annotations
 import gradio as gr
 
 from ..errors import DeepDreamError
-from ..explore import sweep_layers
 from . import form
 from .dreamtab import DreamTab, form_inputs, form_settings, gallery_items, progress_html, watch_to_end
 from .service import Studio
@@ -21,7 +20,8 @@ def build(studio: Studio, dream: DreamTab) -> None:
             kind = gr.Radio(["layer sweep", "channel atlas"], value="layer sweep", label="Sheet", elem_id="sheet-kind")
             names = [x.name for x in studio.backbones.layers(studio.defaults)]
             layer = gr.Dropdown(choices=names, allow_custom_value=True, label="Atlas layer (name or index)",
-                                value=studio.backbones.get(studio.defaults).recommended_layers[0], elem_id="atlas-layer")
+                                value=studio.backbones.get(studio.defaults).recommended_layers[0],
+                                elem_id="atlas-layer")
             channels = gr.Textbox(value="0-7", label="Atlas channels", elem_id="atlas-channels")
             tile = gr.Slider(32, 256, step=16, value=96, label="Atlas tile size (px)", elem_id="atlas-tile")
             with gr.Row():
@@ -39,9 +39,7 @@ def build(studio: Studio, dream: DreamTab) -> None:
             if data[kind] == "layer sweep":
                 if not data[dream.photo]:
                     raise DeepDreamError("upload a photo in the Dream tab first")
-                backbone = studio.backbones.get(settings)
-                layers = sweep_layers(backbone, data[c["layers"]] or None)
-                job = studio.sweep(settings.replace(layers=None), data[dream.photo], layers, owner=owner)
+                job = studio.sweep(settings, data[dream.photo], data[c["layers"]] or None, owner=owner)
             else:
                 job = studio.atlas(settings, str(data[layer]), form.channel_list(data[channels]), int(data[tile]),
                                    owner=owner)
@@ -57,6 +55,7 @@ def build(studio: Studio, dream: DreamTab) -> None:
     inputs = {*form_inputs(c, dream.base), dream.photo, kind, layer, channels, tile}
     go.click(run, inputs, [sheet, status, dream.gallery], show_progress="hidden", concurrency_limit=None,
              api_visibility="private")
+
     def stop(request: gr.Request) -> None:
         studio.jobs.cancel(owner=request.session_hash, kind="explore")
 

@@ -7,12 +7,12 @@ blur) ride along in the settings the form started from, so "dream again" restore
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from ..errors import SettingsError
 from ..settings import Settings, from_mapping
 
+MAX_CHANNELS = 65536
 CHECKPOINT = "checkpoint:"  # model-list values that name a trained checkpoint file
 
 # controls that are Settings fields as they are
@@ -33,15 +33,20 @@ def _int(value: Any, name: str) -> int:
 
 
 def channel_list(text: str | None) -> tuple[int, ...]:
-    """'0-7,12' -> (0, ..., 7, 12); empty text -> ()."""
-    from ..cli.args import int_list
-
-    if not text or not text.strip():
-        return ()
-    try:
-        return int_list(text)
-    except argparse.ArgumentTypeError as exc:
-        raise SettingsError(f"channels: {exc}") from None
+    """'0-7,12' -> (0, ..., 7, 12); empty text -> (). SettingsError for the page on anything else."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        lo, dash, hi = part.partition("-")
+        try:
+            items = range(int(lo), int(hi) + 1) if dash else range(int(lo), int(lo) + 1)
+        except ValueError:
+            raise SettingsError(f"channels: bad list '{text}' (expected e.g. 0-7 or 1,4,9)") from None
+        if not items:
+            raise SettingsError(f"channels: empty range '{part}'")
+        if len(out) + len(items) > MAX_CHANNELS:  # a typo like 0-99999999 would cost gigabytes before any check
+            raise SettingsError(f"channels: '{text}' holds more than {MAX_CHANNELS} channels")
+        out.extend(items)
+    return tuple(out)
 
 
 def to_settings(base: Settings, values: dict[str, Any], seed: int | None) -> Settings:

@@ -4,6 +4,7 @@ one place the studio writes to or serves from."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from .. import imagefiles
 from ..errors import OutputError, SettingsError
 from ..settings import Settings, from_mapping, load_config
 
+log = logging.getLogger(__name__)
+
 # sub-folder -> what it holds
 FOLDERS = {
     "results": "dreamed pictures and sheets, settings embedded (the gallery)",
@@ -25,6 +28,7 @@ FOLDERS = {
     "jobs": "one JSON record per background job",
     "work": "frame caches of background jobs (resume after a restart)",
     "cache": "Gradio's upload folder",
+    "logs": "studio.log: what the server did, with the traceback of every job that failed (not served)",
 }
 
 
@@ -69,7 +73,9 @@ class Library:
     def save(self, image: Image.Image, stem: str = "dream") -> Path:
         """Write a result PNG with its settings (from image.info) into results/, atomically."""
         path = self.new_path("results", stem, ".png")
-        return imagefiles.save_image(image, path, metadata=image.info.get("deepdream"))
+        saved = imagefiles.save_image(image, path, metadata=image.info.get("deepdream"))
+        log.debug("saved %s", saved)
+        return saved
 
     def gallery(self) -> list[Path]:
         """Result pictures, newest first."""
@@ -91,10 +97,3 @@ class Library:
         if not path.exists():
             imagefiles.save_image(Image.fromarray(mask, "L"), path)
         return path
-
-    def keep_upload(self, path: str | Path, stem: str) -> Path:
-        """Move an upload out of Gradio's cache into uploads/, so a job can read it after a restart."""
-        source = self.inside(path)
-        target = self.sub("uploads") / f"{stem}{source.suffix.lower()}"
-        os.replace(source, target)
-        return target

@@ -1,7 +1,10 @@
-"""What the studio accepts: uploads checked before any decoding work, and who may reach the server."""
+"""What the studio accepts: uploads checked before any decoding work, who may reach the server, and on which
+port it can listen."""
 
 from __future__ import annotations
 
+import errno
+import socket
 import warnings
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from ..errors import ImageError, SettingsError
 MAX_PIXELS = 100_000_000  # a 100 MP photo; larger ones are refused before they are decoded
 MAX_VIDEO_BYTES = 2 * 1024**3
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PORTS = range(1, 65536)
 
 
 def check_image(path: str | Path) -> Image.Image:
@@ -32,9 +36,8 @@ def check_image(path: str | Path) -> Image.Image:
     except OSError as exc:
         raise ImageError(f"cannot read {name}: {exc}") from None
     if width * height > MAX_PIXELS:
-        raise ImageError(
-            f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); the studio takes up to {MAX_PIXELS // 1_000_000} MP"
-        )
+        raise ImageError(f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); "
+                         f"the studio takes up to {MAX_PIXELS // 1_000_000} MP")
     try:
         return imagefiles.open_image(path)
     except ImageError as exc:
@@ -43,7 +46,7 @@ def check_image(path: str | Path) -> Image.Image:
 
 def check_video(path: str | Path):
     """The probed clip (deepdream.video.probe), or ImageError for the page (too large, unreadable)."""
-    from ..video import probe
+    from ..video.reading import probe
 
     path = Path(path)
     size = path.stat().st_size
@@ -75,4 +78,29 @@ def check_host(host: str, auth: tuple[str, str] | None, insecure: bool) -> str |
             "(or --insecure to serve it to anyone who can reach this port)"
         )
     protection = "password protected" if auth else "with NO password (--insecure)"
-    return f"warning: the studio listens on {host}, reachable from other machines, {protection}; traffic is not encrypted"
+    return (f"warning: the studio listens on {host}, reachable from other machines, {protection}; "
+            "traffic is not encrypted")
+
+
+def check_port(host: str, port: int | None) -> None:
+    """SettingsError, in one line, when the studio could not listen on host:port (None: Gradio picks a free
+    one from 7860): a port out of range, taken, reserved for the administrator, or a host not on this machine.
+    Checked before the server is built, so a refusal leaves no half-started studio behind."""
+    if port is None:
+        return
+    if port not in PORTS:
+        raise SettingsError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is free
+            probe.bind(infos[0][4])
+    except socket.gaierror as exc:
+        raise SettingsError(f"--host {host} is not an address of this machine: {exc.strerror}") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SettingsError(f"port {port} is already in use on {host}: give another --port, or none to take "
+                                "the first free one from 7860") from None
+        if exc.errno == errno.EACCES:
+            raise SettingsError(f"port {port} needs administrator rights: give a --port above 1023") from None
+        raise SettingsError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None

@@ -1,10 +1,12 @@
-"""What the studio does, without the page: dream, sweep and atlas jobs on the library API, saved to
-the library. The page (app.py and its tabs), the API tests and the benchmark all call this."""
+"""What the studio does, without the page: dream, sweep, atlas, sound and video jobs on the library API,
+saved to the library. The page (app.py and its tabs), the API, the tests and the benchmarks all call this;
+nothing else in the studio calls the library's jobs."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -20,6 +22,8 @@ from .backbones import Backbones
 from .jobs import Job, Jobs
 from .library import Library
 from .safety import check_image
+
+log = logging.getLogger(__name__)
 
 
 def mask_from_layers(layers: Sequence[np.ndarray]) -> np.ndarray | None:
@@ -84,21 +88,26 @@ class Studio:
             image = dream(photo, settings=settings, backbone=backbone, progress=job, watch=job.watch)
             return self.library.save(image, f"{backbone.name}-{image_seed(image)}")
 
-        return self.jobs.submit("dream", self.device_of(settings), work, owner=owner)
+        job = self.jobs.submit("dream", self.device_of(settings), work, owner=owner)
+        log.debug("job %s: dream of %s with %s", job.id, Path(photo).name if photo else "noise", settings.to_json())
+        return job
 
-    def sweep(self, settings: Settings, photo: str | Path, layers: Sequence[str], *, owner: str = "") -> Job:
-        """Queue a layer sweep sheet of `photo`; the result is the saved sheet's path."""
-        from ..explore import layer_sweep
+    def sweep(self, settings: Settings, photo: str | Path, layers: Sequence[str] | None = None, *,
+              owner: str = "") -> Job:
+        """Queue a layer sweep sheet of `photo` at `layers` (None: the network's recommended ones); the
+        result is the saved sheet's path."""
+        from ..explore import layer_sweep, sweep_layers
 
         image = check_image(photo)
         self.check_files(settings.replace(mask=None))
+        settings = settings.replace(layers=None, mask=None)  # the sweep sets the layer of each tile
 
         def work(job: Job) -> Path:
             backbone = self.backbones.get(settings)
+            names = sweep_layers(backbone, list(layers) if layers else None)
             w, h = imagefiles.fit_size(*image.size, settings.max_size)
-            job.total = octave_plan(settings, h, w, backbone.min_size).total * len(layers)
-            sheet = layer_sweep(image, backbone, settings.replace(mask=None), list(layers), with_input=True,
-                                progress=job)
+            job.total = octave_plan(settings, h, w, backbone.min_size).total * len(names)
+            sheet = layer_sweep(image, backbone, settings, names, with_input=True, progress=job)
             return self.library.save(sheet, f"sweep-{backbone.name}")
 
         return self.jobs.submit("explore", self.device_of(settings), work, owner=owner)
@@ -141,6 +150,62 @@ class Studio:
             return out, plot
 
         return self.jobs.submit("sound", self.device_of(settings), work, owner=owner)
+
+    def video(self, kind: str, source: str | Path | None, output: str | Path, settings: Settings, params: dict,
+              *, job_id: str, on_state: Callable[[str, str], None] | None = None) -> Job:
+        """Queue a resumable video job: kind 'video' dreams the clip `source`, 'zoom' makes a zoom loop from
+        the still `source` (None: from noise); `params` are the keyword arguments of `dream_video` /
+        `dream_zoom`. Frames are cached in work/<job_id>, so the same job queued again after a restart skips
+        those already dreamed. `on_state(state, message)` hears 'running', then 'done', 'cancelled' or
+        'failed'. The result is the video's path."""
+        if kind not in VIDEO_KINDS:
+            raise SettingsError(f"unknown video job kind {kind!r} (expected {' or '.join(VIDEO_KINDS)})")
+        tell = on_state or (lambda state, message: None)
+
+        def work(job: Job) -> Path:
+            tell("running", "")
+            try:
+                result = VIDEO_KINDS[kind](job, source, output, settings, params,
+                                           work_dir=self.library.sub("work") / job_id, resume=True, force=True,
+                                           backbone=self.backbones.get(settings), on_frame=frame_counter(job))
+            except BaseException as exc:
+                tell("cancelled" if job.stop.is_set() else "failed", str(exc))
+                raise
+            tell("done", f"{result.frames} frames, {result.dreamed} dreamed now")
+            return result.path
+
+        return self.jobs.submit("video", self.device_of(settings), work, job_id=job_id)
+
+
+def frame_counter(job: Job) -> Callable[[int], None]:
+    """A video job's `on_frame`: frames done so far, and the place where Cancel stops it."""
+
+    def on_frame(index: int) -> None:
+        job.update(0)  # raises Cancelled when asked to stop
+        job.done = index + 1
+
+    return on_frame
+
+
+def _video_frames(job: Job, source, output, settings: Settings, params: dict, **common):
+    from ..video import dream_video
+    from ..video.reading import probe
+
+    info = probe(source)
+    job.total = info.frames or round((info.duration or 0) * float(info.fps)) or 0
+    job.desc = "dreaming frames"
+    return dream_video(source, output, settings, **params, **common)
+
+
+def _zoom_frames(job: Job, source, output, settings: Settings, params: dict, **common):
+    from ..video import dream_zoom
+
+    job.total = params["frames"]
+    job.desc = "dreaming frames"
+    return dream_zoom(source, output, settings, **params, **common)
+
+
+VIDEO_KINDS = {"video": _video_frames, "zoom": _zoom_frames}  # background job kind -> how its frames are made
 
 
 def image_seed(image: Image.Image) -> str:
