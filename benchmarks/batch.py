@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -60,40 +61,54 @@ def rates(out: Path, n: int, wall: float) -> tuple[float, float]:
     return n / wall * 60, steady
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (pool workers once the pool
+    closes; a Ray cluster's processes once it stops)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def same_pixels(a: Path, b: Path) -> bool:
+    files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    return bool(files) and all(np.array_equal(np.asarray(Image.open(a / f)), np.asarray(Image.open(b / f)))
+                               for f in files)  # fmt: skip
+
+
 def throughput(args, settings: Settings, root: Path) -> None:
     inputs = root / "photos"
     inputs.mkdir()
     what = photos(inputs, args.n, args.size)
     cores = os.cpu_count() or 1
-    # (name, executor, workers, torch threads of this process); the 1-thread run is the per-worker baseline
+    # (name, executor, workers, the job's threads per item); the first run is the per-worker baseline and the
+    # reference pixels: every run with 1 thread per item must match it, whatever its workers or engine
     runs = [("local, 1 worker, 1 thread", LocalExecutor(1), 1, 1),
             (f"local, 1 worker, {cores} threads", LocalExecutor(1), 1, cores),
-            ("local, 2 workers (1 thread each)", LocalExecutor(2), 2, None)]  # fmt: skip
+            ("local, 2 workers (1 thread each)", LocalExecutor(2), 2, 1)]  # fmt: skip
     if not args.skip_ray:
-        runs.append(("Ray, 2 actors (local cluster, 1 CPU each)", RayExecutor(workers=2, num_cpus=2), 2, None))
+        runs.append(("Ray, 2 actors (local cluster, 1 CPU each)", RayExecutor(workers=2, num_cpus=2), 2, 1))
     print(f"# {what}, long side {args.size}, {settings.octaves} octaves x {settings.iterations} steps, "
           f"{cores} CPUs; efficiency = rate / (workers x the 1-thread rate)")  # fmt: skip
     print(f"rounds: {args.rounds}, interleaved; each figure is the best round (other jobs share this machine)")
-    print("| run | wall s | images/min (wall) | images/min (steady) | efficiency (steady) |")
-    print("|---|---|---|---|---|")
-    threads = torch.get_num_threads()
-    best: dict[str, tuple[float, float, float]] = {}
+    print("| run | wall s | CPU s | images/min (wall) | images/min (steady) | efficiency (steady) | pixels = run 1 |")
+    print("|---|---|---|---|---|---|---|")
+    best: dict[str, tuple[float, float, float, float]] = {}
+    same: dict[str, bool] = {}
     for r in range(args.rounds):
-        for i, (name, executor, workers, own_threads) in enumerate(runs):
-            torch.set_num_threads(own_threads or threads)
+        for i, (name, executor, workers, threads) in enumerate(runs):
             out = root / f"out{r}-{i}"
-            began = time.perf_counter()
-            summary = run_batch([inputs], out, BatchJob(settings), executor=executor)
-            wall = time.perf_counter() - began
+            began, cpu = time.perf_counter(), cpu_seconds()
+            summary = run_batch([inputs], out, BatchJob(settings, threads=threads), executor=executor)
+            wall, cpu = time.perf_counter() - began, cpu_seconds() - cpu
             assert summary.ok and summary.done == args.n, summary.errors
             per_wall, per_steady = rates(out, args.n, wall)
-            if name not in best or per_steady > best[name][2]:
-                best[name] = (wall, per_wall, per_steady)
-    base = best[runs[0][0]][2]
+            same[name] = same.get(name, True) and same_pixels(root / f"out{r}-0", out)
+            if name not in best or per_steady > best[name][3]:
+                best[name] = (wall, cpu, per_wall, per_steady)
+    base = best[runs[0][0]][3]
     for name, _, workers, _ in runs:
-        wall, per_wall, per_steady = best[name]
-        print(f"| {name} | {wall:.1f} | {per_wall:.1f} | {per_steady:.1f} | {per_steady / (workers * base):.0%} |")
-    torch.set_num_threads(threads)
+        wall, cpu, per_wall, per_steady = best[name]
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {per_wall:.1f} | {per_steady:.1f} | "
+              f"{per_steady / (workers * base):.0%} | {'yes' if same[name] else 'no'} |")  # fmt: skip
 
 
 def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 24) -> None:

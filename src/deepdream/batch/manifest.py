@@ -7,6 +7,7 @@ SQLite commits are atomic, so a batch killed at any moment leaves a readable man
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass, fields
@@ -15,6 +16,8 @@ from typing import Iterator
 
 from ..errors import OutputError
 from .plan import BatchItem
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.sqlite"
 # written into every manifest's meta table; a manifest with another mark was written by another version
@@ -110,6 +113,7 @@ class Manifest:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (FORMAT_KEY, FORMAT))
 
     def _refuse(self, why: str) -> None:
+        log.debug("manifest %s refused: %s", self.path, why)
         raise OutputError(f"{self.path} is not a batch manifest this deepdream version can use ({why}): "
                           "remove it or choose another output folder")  # fmt: skip
 

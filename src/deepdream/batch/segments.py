@@ -8,6 +8,7 @@ its flow coherence, and in the output they fade from the previous segment's drea
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,8 @@ from ..errors import VideoError
 from ..video.cache import FrameCache
 from ..video.reading import probe, read_frames
 from ..video.writing import write_video
+
+log = logging.getLogger(__name__)
 
 SEGMENTS_DIR = ".segments"  # under the output folder; hidden, so never planned as input
 
@@ -126,6 +129,7 @@ def join(source: Path, output: Path, segments: Sequence[Segment], folders: Seque
         if count != segment.frames and (segment.index + 1 < segment.count or count == 0):
             raise VideoError(f"segment {segment.index + 1} of {source} has {count} frames, expected {segment.frames}")
         streams.append(cache.frames(count))
+    log.debug("joining %d segments of %s into %s", len(segments), source, output)
     write_video(output, stitch(segments, streams), fps=segments[0].fps, audio_from=source, start=start,
                 duration=duration)  # fmt: skip
 
