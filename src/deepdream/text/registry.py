@@ -225,6 +225,23 @@ def describe_language_model(name: str) -> str:
     return LANGUAGE_MODELS[name].about
 
 
+DOCUMENT_STARTS = ("<|endoftext|>",)  # a new document for GPT-2-style vocabularies (SmolLM2's BOS is a chat turn)
+
+
+def _document_start(tokenizer) -> int | None:
+    """The token a text starts after: the vocabulary's document separator, else its BOS, else none.
+
+    SmolLM2-Instruct's BOS is <|im_start|>, which expects a chat role next: "The weather today is mild and the
+    streets are quiet." costs 5.08 nats/token after it, 4.00 after <|endoftext|>.
+    """
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    for token in DOCUMENT_STARTS:
+        if token in vocab:
+            return int(vocab[token])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return int(bos) if bos is not None else None
+
+
 def load_language_model(name: str = DEFAULT_MODEL, device: torch.device | str = "cpu") -> LanguageModel:
     """A registered name, a .gguf file, `config:FOLDER`, or a Hugging Face id, loaded frozen onto `device`."""
     try:
@@ -243,7 +260,7 @@ def load_language_model(name: str = DEFAULT_MODEL, device: torch.device | str = 
     model.eval().requires_grad_(False).to(device)
     with contextlib.suppress(AttributeError, ValueError):
         model.config.use_cache = False
-    bos = getattr(tokenizer, "bos_token_id", None)
+    bos = _document_start(tokenizer)
     vocab = model.get_input_embeddings().weight.shape[0]
     banned = sorted({int(t) for t in getattr(tokenizer, "all_special_ids", []) if t is not None and t < vocab})
     return LanguageModel(name, model, tokenizer, (int(bos),) if bos is not None else (), tuple(banned))
