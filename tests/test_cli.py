@@ -5,9 +5,8 @@ import struct
 import zlib
 
 import pytest
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 FAST = ["--octaves", "2", "--iterations", "3", "--seed", "1", "-q"]
 
@@ -31,8 +30,23 @@ def test_tiled_bf16_dream_from_the_cli(tmp_path):
     photo = tmp_path / "big.png"
     synthetic_photo(480, 360).save(photo)
     out = tmp_path / "tiled.png"
-    r = run_cli("dream", photo, "-o", out, "--tile-size", "128", "--precision", "bf16", "--octaves", "1",
-                "--iterations", "2", "--seed", "0", "-q")
+    r = run_cli(
+        "dream",
+        photo,
+        "-o",
+        out,
+        "--tile-size",
+        "128",
+        "--precision",
+        "bf16",
+        "--octaves",
+        "1",
+        "--iterations",
+        "2",
+        "--seed",
+        "0",
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     settings = json.loads(Image.open(out).info["deepdream"])["deepdream"]
     assert settings["tile_size"] == 128 and settings["precision"] == "bf16"
@@ -72,11 +86,14 @@ def test_layers_and_models_listings():
 
 def _bomb_png(path):
     """A valid-looking PNG header claiming 40000 x 40000 pixels."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 def _case(tmp_path, photo_path, name):
@@ -114,9 +131,24 @@ def _case(tmp_path, photo_path, name):
 
 
 ERRORS = [
-    "missing file", "directory", "not an image", "truncated", "bomb", "unknown model", "unknown layer",
-    "unknown class", "zero size", "negative size", "nan step", "negative step", "unwritable", "existing",
-    "input as output", "bad format", "no input", "bad config",
+    "missing file",
+    "directory",
+    "not an image",
+    "truncated",
+    "bomb",
+    "unknown model",
+    "unknown layer",
+    "unknown class",
+    "zero size",
+    "negative size",
+    "nan step",
+    "negative step",
+    "unwritable",
+    "existing",
+    "input as output",
+    "bad format",
+    "no input",
+    "bad config",
 ]
 
 
@@ -160,7 +192,9 @@ def test_octave_blend_and_its_old_spelling_for_one_release(tmp_path, capsys, mon
     assert Image.open("new.png").tobytes() == Image.open("old.png").tobytes()
     saved = json.loads(Image.open("new.png").info["deepdream"])["deepdream"]
     assert saved["octave_blend"] == 0.3 and "blend" not in saved
-    (tmp_path / "old.toml").write_text('[deepdream]\noctave_mode = "blend"\nblend = 0.3\noctaves = 2\niterations = 2\nseed = 1\n')
+    (tmp_path / "old.toml").write_text(
+        '[deepdream]\noctave_mode = "blend"\nblend = 0.3\noctaves = 2\niterations = 2\nseed = 1\n'
+    )
     assert main(["dream", "in.png", "-o", "toml.png", "--config", "old.toml", "-q"]) == 0
     assert Image.open("toml.png").tobytes() == Image.open("new.png").tobytes()
 

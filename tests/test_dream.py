@@ -99,6 +99,7 @@ def test_small_pictures_get_the_steps_of_the_octaves_they_lose():
 
 def test_default_dream_takes_hold_on_a_thumbnail(lite0):
     from conftest import synthetic_photo
+
     from deepdream.imagefiles import pil_to_tensor
 
     thumb = pil_to_tensor(synthetic_photo(64, 48, seed=5))[0]
@@ -134,8 +135,7 @@ def test_bad_channel_and_class_are_model_errors(lite0):
 
 
 def test_auto_precision_keeps_depthwise_networks_in_fp32_on_the_cpu(lite0):
-    from deepdream.runtime import native_bf16
-    from deepdream.runtime import resolve_precision
+    from deepdream.runtime import native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu, lite0.model) == "fp32"  # memory-bound: bf16 measured 0.70x
@@ -157,9 +157,9 @@ def test_working_size_lifts_the_short_side_to_the_network_minimum():
 def test_a_strip_below_the_minimum_is_dreamed_and_its_mask_kept(lite0):
     """Issue 23: a 20 px strip was refused ('needs at least 32 px a side'); now it is dreamed through a copy
     32 px high, its objective rises there, and mask-0 pixels come back exactly."""
-    from deepdream.engine.octaves import resize, working_size
-
     from conftest import synthetic_photo
+
+    from deepdream.engine.octaves import resize, working_size
     from deepdream.imagefiles import pil_to_tensor
 
     strip = pil_to_tensor(synthetic_photo(160, 20, seed=2))[0]

@@ -10,22 +10,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_cli, synthetic_photo
 from PIL import Image
 
 import deepdream
 from deepdream import explore
-from deepdream.models import registry as backbones
 from deepdream.cli import main
-from deepdream.engine.objectives import build_objective
+from deepdream.engine.objectives import Channels, build_objective
 from deepdream.engine.octaves import Dreamer, noise_image
+from deepdream.engine.taps import OUTPUT, Taps
 from deepdream.errors import ModelError, SettingsError
 from deepdream.featurevis import FourierImage, Jitter, Pad, color_matrix, render, rotate, spectrum_scale
 from deepdream.imagefiles import pil_to_tensor, read_metadata
-from deepdream.engine.objectives import Channels
-from deepdream.engine.taps import OUTPUT, Taps
-
-from conftest import run_cli, synthetic_photo
-
+from deepdream.models import registry as backbones
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,7 +74,10 @@ def test_grid_geometry_places_tiles_and_labels():
     assert g.label_box(4) == (72, 74 + 48, 72 + 64, 74 + 48 + 18)
     assert (explore.grid_geometry(3, 10, 10).columns, explore.grid_geometry(3, 10, 10).rows) == (3, 1)
     assert (explore.grid_geometry(36, 10, 10).columns, explore.grid_geometry(36, 10, 10).rows) == (6, 6)
-    assert (explore.grid_geometry(5, 10, 10, columns=2).rows, explore.grid_geometry(2, 10, 10, columns=9).columns) == (3, 2)
+    assert (explore.grid_geometry(5, 10, 10, columns=2).rows, explore.grid_geometry(2, 10, 10, columns=9).columns) == (
+        3,
+        2,
+    )
     with pytest.raises(IndexError):
         g.tile_origin(5)
     with pytest.raises(SettingsError):
@@ -169,7 +169,6 @@ def test_layer_sweep_one_tile_per_layer_each_different(lite0):
         explore.layer_sweep(photo, lite0, settings, ["blocks.2", "no.such.layer"])
 
 
-
 def test_layer_sweep_applies_the_mask_to_every_tile(lite0, tmp_path):
     photo = synthetic_photo(96, 64)
     mask = np.zeros((64, 96), np.uint8)
@@ -192,7 +191,11 @@ def test_channel_atlas_one_tile_per_channel_each_different(lite0):
     assert bar.steps == 3 * 12
     assert [d for d in bar.descriptions if "(" in d] == ["blocks.4:0 (1/3)", "blocks.4:7 (2/3)", "blocks.4:30 (3/3)"]
     meta = json.loads(sheet.info["deepdream"])
-    assert meta["sheet"]["kind"] == "channel_atlas" and meta["sheet"]["tiles"] == ["blocks.4:0", "blocks.4:7", "blocks.4:30"]
+    assert meta["sheet"]["kind"] == "channel_atlas" and meta["sheet"]["tiles"] == [
+        "blocks.4:0",
+        "blocks.4:7",
+        "blocks.4:30",
+    ]
     assert meta["deepdream"]["channels"] == [0, 7, 30] and meta["deepdream"]["init"] == "fourier"
     with pytest.raises(ModelError, match="out of range"):
         explore.channel_atlas(lite0, "blocks.4", (0, 999), settings, 48)
@@ -217,18 +220,55 @@ def test_one_network_load_per_sheet(monkeypatch, tmp_path, lite0):
     photo = tmp_path / "photo.png"
     synthetic_photo(64, 48).save(photo)
     common = ["--seed", "0", "--precision", "fp32", "-q"]
-    assert main(["sweep", str(photo), "-o", str(tmp_path / "s.png"), "--layers", "blocks.2,blocks.3,blocks.4",
-                 "--iterations", "1", "--octaves", "1", *common]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(photo),
+                "-o",
+                str(tmp_path / "s.png"),
+                "--layers",
+                "blocks.2,blocks.3,blocks.4",
+                "--iterations",
+                "1",
+                "--octaves",
+                "1",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert len(loads) == 1
     # the sheet's metadata repeats the sweep
     assert main(["sweep", str(photo), "--config", str(tmp_path / "s.png"), "-o", str(tmp_path / "s2.png"), "-q"]) == 0
     assert len(loads) == 2
-    assert torch.equal(pil_to_tensor(Image.open(tmp_path / "s.png"))[0], pil_to_tensor(Image.open(tmp_path / "s2.png"))[0])
-    assert main(["atlas", "--layer", "blocks.3", "--channels", "0-3", "--tile", "32", "--steps", "2",
-                 "-o", str(tmp_path / "a.png"), *common]) == 0
+    assert torch.equal(
+        pil_to_tensor(Image.open(tmp_path / "s.png"))[0], pil_to_tensor(Image.open(tmp_path / "s2.png"))[0]
+    )
+    assert (
+        main(
+            [
+                "atlas",
+                "--layer",
+                "blocks.3",
+                "--channels",
+                "0-3",
+                "--tile",
+                "32",
+                "--steps",
+                "2",
+                "-o",
+                str(tmp_path / "a.png"),
+                *common,
+            ]
+        )
+        == 0
+    )
     assert len(loads) == 3
     # the library loads the settings' network itself when given none: still once for the whole sheet
-    explore.layer_sweep(synthetic_photo(64, 48), None, deepdream.Settings(iterations=1, octaves=1), ["blocks.2", "blocks.3"])
+    explore.layer_sweep(
+        synthetic_photo(64, 48), None, deepdream.Settings(iterations=1, octaves=1), ["blocks.2", "blocks.3"]
+    )
     assert len(loads) == 4
 
 
@@ -252,7 +292,9 @@ def _features(backbone, image: torch.Tensor, layer: str) -> torch.Tensor:
 def test_guided_dream_rises_and_pulls_features_toward_the_guide(lite0):
     photo = pil_to_tensor(synthetic_photo(128, 96))[0]
     y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
-    guide = torch.stack([0.5 + 0.5 * torch.sin(40 * x), 0.5 + 0.5 * torch.sin(40 * x + 2), 0.5 + 0.5 * torch.cos(25 * y)])[None]
+    guide = torch.stack(
+        [0.5 + 0.5 * torch.sin(40 * x), 0.5 + 0.5 * torch.sin(40 * x + 2), 0.5 + 0.5 * torch.cos(25 * y)]
+    )[None]
     layer = "blocks.3"
     settings = deepdream.Settings(seed=0, iterations=10, octaves=2, guide_layer=layer, precision="fp32")
     with Dreamer(lite0, build_objective(lite0, settings, guide=guide), settings) as dreamer:
@@ -275,8 +317,9 @@ def test_guided_dream_rises_and_pulls_features_toward_the_guide(lite0):
 def test_class_visualisation_from_noise_reaches_90_percent(lite0):
     # jitter 0: the probability is judged on the unshifted image, so it is what the ascent must optimise
     target = "golden retriever"
-    img = deepdream.dream(None, init="noise", target_class=target, size=(128, 128), jitter=0, seed=0,
-                          precision="fp32", backbone=lite0)
+    img = deepdream.dream(
+        None, init="noise", target_class=target, size=(128, 128), jitter=0, seed=0, precision="fp32", backbone=lite0
+    )
     assert img.size == (128, 128)
     with Taps(lite0.model, [OUTPUT]) as taps, torch.no_grad():
         logits = taps(lite0.normalize(pil_to_tensor(img)[0]))[OUTPUT]  # the saved 8-bit picture
@@ -290,8 +333,25 @@ def test_class_visualisation_from_noise_reaches_90_percent(lite0):
 def test_sweep_and_atlas_commands_end_to_end(tmp_path, photo_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     sweep = tmp_path / "sweep.png"
-    r = run_cli("sweep", photo_path, "-o", sweep, "--every", "2", "--with-input", "--iterations", "2", "--octaves", "1",
-                "--max-size", "96", "--seed", "0", "--precision", "fp32")
+    r = run_cli(
+        "sweep",
+        photo_path,
+        "-o",
+        sweep,
+        "--every",
+        "2",
+        "--with-input",
+        "--iterations",
+        "2",
+        "--octaves",
+        "1",
+        "--max-size",
+        "96",
+        "--seed",
+        "0",
+        "--precision",
+        "fp32",
+    )
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stderr and "blocks.2, blocks.3, blocks.4" in r.stderr
     meta = read_metadata(sweep)
@@ -305,14 +365,16 @@ def test_sweep_and_atlas_commands_end_to_end(tmp_path, photo_path, monkeypatch):
     assert read_metadata(atlas)["channels"] == [0, 1, 2, 3, 4, 5]
 
 
-
 def test_command_refusals_are_one_line_and_write_nothing(tmp_path, photo_path, capsys, monkeypatch, lite0):
     monkeypatch.setitem(backbones.BACKBONES, "efficientnet_lite0", lambda pretrained, weights: lite0)
     existing = tmp_path / "atlas.png"
     existing.write_bytes(b"keep me")
     for args, message in [
         (("atlas", "--channels", "0-2", "--tile", "40", "-o", existing), "exists"),
-        (("atlas", "--layer", "blocks.4", "--channels", "0,500", "--tile", "40", "-o", tmp_path / "x.png"), "out of range"),
+        (
+            ("atlas", "--layer", "blocks.4", "--channels", "0,500", "--tile", "40", "-o", tmp_path / "x.png"),
+            "out of range",
+        ),
         (("atlas", "--layer", "blocks.44", "--channels", "0", "-o", tmp_path / "x.png"), "unknown layer"),
         (("atlas", "--channels", "0", "--tile", "16", "--steps", "1", "-o", tmp_path / "x.png"), "too small"),
         (("sweep", photo_path, "--layers", "blocks.2,nope", "-o", tmp_path / "x.png"), "unknown layer"),
@@ -328,15 +390,17 @@ def test_command_refusals_are_one_line_and_write_nothing(tmp_path, photo_path, c
 
 def test_atlas_of_a_trained_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from deepdream.models.architectures import build_model
     from deepdream.models.checkpoint import CheckpointInfo, save_checkpoint
     from deepdream.models.preprocessing import Preprocessing
-    from deepdream.models.architectures import build_model
 
     torch.manual_seed(0)
     net = build_model("simple_cnn", 2, options={"width": 8})
     info = CheckpointInfo("simple_cnn", ("cat", "dog"), Preprocessing(40, 46, net.mean, net.std), {"width": 8})
     checkpoint = save_checkpoint(tmp_path / "ck.pt", net.model, info)
     out = tmp_path / "atlas.png"
-    r = run_cli("atlas", "--checkpoint", checkpoint, "--channels", "0-1", "--tile", "48", "--steps", "3", "-o", out, "-q")
+    r = run_cli(
+        "atlas", "--checkpoint", checkpoint, "--channels", "0-1", "--tile", "48", "--steps", "3", "-o", out, "-q"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(Image.open(out).info["deepdream"])["sheet"]["model"] == "simple_cnn"

@@ -2,10 +2,10 @@ import torch
 from torch import nn
 
 from deepdream.engine.ascent import gradient, scorer
-from deepdream.models.backbone import list_layer_names
 from deepdream.engine.folding import FoldedNorm, fold_batchnorm
 from deepdream.engine.objectives import Energy
 from deepdream.engine.taps import Taps
+from deepdream.models.backbone import list_layer_names
 
 
 def _grad(backbone, model, layer, image):

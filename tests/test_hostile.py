@@ -20,9 +20,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_photo
 from PIL import Image
 
-from conftest import synthetic_photo
 from deepdream import locks
 from deepdream.cli import main
 from deepdream.errors import NonFiniteError, OutputError
@@ -77,14 +77,18 @@ def world(tmp_path_factory) -> Path:
         for cls in ("a", "b"):
             (root / "data" / split / cls).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "data" / split / cls / f"{i}.png")
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    root / "data" / split / cls / f"{i}.png"
+                )
     net = build_model("simple_cnn", 2, pretrained=False, options={"width": 4})
     pre = Preprocessing(32, 36, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     save_checkpoint(root / "ck.pt", net.model, CheckpointInfo("simple_cnn", ("a", "b"), pre, {"width": 4}))
     good = torch.load(root / "ck.pt", weights_only=True)
     nan = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in good["state_dict"].items()}
     torch.save({**good, "state_dict": nan}, root / "nan.pt")
-    torch.save({**good, "preprocessing": {**good["preprocessing"], "size": -5, "mean": [float("nan")] * 3}}, root / "absurd.pt")
+    torch.save(
+        {**good, "preprocessing": {**good["preprocessing"], "size": -5, "mean": [float("nan")] * 3}}, root / "absurd.pt"
+    )
     (root / "empty.pt").write_bytes(b"")
     (root / "evil.pt").write_bytes(pickle.dumps({"format": "deepdream-classifier", "x": _Evil()}))
     (root / "big.toml").write_text('[deepdream]\ninit = "noise"\nsize = [100000, 100000]\n')
@@ -113,7 +117,11 @@ def world(tmp_path_factory) -> Path:
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under root (hidden ones, locks and temporaries too) with the hash of its bytes."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def refused(capsys, root: Path, argv: list[str]) -> str:
@@ -151,7 +159,10 @@ CASES = {
     "noise too large, config": (["dream", "--config", "big.toml", "-o", "o.png"], "lower --size"),
     "zoom too large": (["zoom", "--init", "noise", "--size", "100000x100000", "-o", "o.mp4"], "lower --size"),
     "atlas tile too large": (["atlas", "-o", "o.png", "--tile", "100000", "--channels", "0"], "needs about"),
-    "train size too large": (["train", "data", "--out", "r", "--size", "4096", "--batch-size", "65536"], "lower --size"),
+    "train size too large": (
+        ["train", "data", "--out", "r", "--size", "4096", "--batch-size", "65536"],
+        "lower --size",
+    ),
     "train size beyond any": (["train", "data", "--out", "r", "--size", "100000"], "from 16 to 4096"),
     "float overflow": (["atlas", "-o", "o.png", "--lr", "1e300"], "at most 3.4e+38"),
     "absurd preprocessing": (["evaluate", "absurd.pt", "data"], "invalid"),
@@ -184,7 +195,10 @@ CASES = {
     "NaN weights": (["evaluate", "nan.pt", "data"], "NaN or infinite weights"),
     "two sources of weights": (["layers", "--weights", "empty.pt", "--checkpoint", "ck.pt"], "not both"),
     # ---- clobbering: inputs, files being read, datasets and run folders are never written
-    "json onto the checkpoint": (["evaluate", "ck.pt", "data", "--json", "ck.pt", "--force"], "refusing to overwrite the input"),
+    "json onto the checkpoint": (
+        ["evaluate", "ck.pt", "data", "--json", "ck.pt", "--force"],
+        "refusing to overwrite the input",
+    ),
     "json into the dataset": (["evaluate", "ck.pt", "data", "--json", "data/test/a/0.png", "--force"], "inside data"),
     "figure and json the same": (["evaluate", "ck.pt", "data", "-o", "same.png", "--json", "same.png"], "refusing"),
     "run into the dataset": (["train", "data", "--out", "data"], "refusing to overwrite the input data"),
@@ -199,7 +213,15 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_input_is_one_line_and_touches_nothing(name, world, capsys):
     argv, words = CASES[name]
-    quiet = {"dream": FAST, "sweep": FAST, "zoom": FAST, "video": FAST, "atlas": ["-q"], "train": ["-q"], "evaluate": ["-q"]}
+    quiet = {
+        "dream": FAST,
+        "sweep": FAST,
+        "zoom": FAST,
+        "video": FAST,
+        "atlas": ["-q"],
+        "train": ["-q"],
+        "evaluate": ["-q"],
+    }
     line = refused(capsys, world, [*argv, *quiet.get(argv[0], [])])
     if words is not None:
         assert words in line, line
@@ -208,7 +230,9 @@ def test_hostile_input_is_one_line_and_touches_nothing(name, world, capsys):
 def test_config_is_an_input_too(world, capsys):
     """Reproducing a dream from its own output (--config) must not overwrite that output."""
     save_image(Image.new("RGB", (32, 32)), world / "dreamed.png", metadata=Settings(octaves=1).to_json())
-    line = refused(capsys, world, ["dream", "photo.png", "-o", "dreamed.png", "--config", "dreamed.png", "--force", "-q"])
+    line = refused(
+        capsys, world, ["dream", "photo.png", "-o", "dreamed.png", "--config", "dreamed.png", "--force", "-q"]
+    )
     assert "refusing to overwrite the input" in line
 
 
@@ -377,7 +401,9 @@ def test_two_dreams_at_once_on_one_output(tmp_path):
 def test_two_videos_at_once_sharing_a_frame_folder(world, tmp_path):
     for name in ("a.mp4", "b.mp4"):
         (tmp_path / name).write_bytes((world / name).read_bytes())
-    procs = [_deepdream("video", name, "-o", "o.mp4", "--flow", "none", *FAST, cwd=tmp_path) for name in ("a.mp4", "b.mp4")]
+    procs = [
+        _deepdream("video", name, "-o", "o.mp4", "--flow", "none", *FAST, cwd=tmp_path) for name in ("a.mp4", "b.mp4")
+    ]
     err = _one_wins(procs)
     assert "in use by another deepdream run" in err or "exists" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "o.mp4"]  # frames and locks gone
@@ -394,10 +420,12 @@ def test_a_closed_standard_output(tmp_path):
     for command in ("models", "layers"):
         done = subprocess.run(f"exec '{sys.executable}' -m deepdream {command} >&-", shell=True, cwd=tmp_path, env=ENV,
                               text=True, stderr=subprocess.PIPE, timeout=120)  # fmt: skip
-        assert done.returncode == 1 and done.stderr == "deepdream: error: cannot write: standard output is closed\n", done
+        assert done.returncode == 1 and done.stderr == "deepdream: error: cannot write: standard output is closed\n", (
+            done
+        )
     synthetic_photo(32, 32).save(tmp_path / "photo.png")
-    done = subprocess.run(f"exec '{sys.executable}' -m deepdream dream photo.png -o o.png {' '.join(FAST)} >&-",
-                          shell=True, cwd=tmp_path, env=ENV, text=True, stderr=subprocess.PIPE, timeout=300)  # fmt: skip
+    command = f"exec '{sys.executable}' -m deepdream dream photo.png -o o.png {' '.join(FAST)} >&-"
+    done = subprocess.run(command, shell=True, cwd=tmp_path, env=ENV, text=True, stderr=subprocess.PIPE, timeout=300)
     assert done.returncode == 0 and (tmp_path / "o.png").is_file(), done
 
 

@@ -3,9 +3,8 @@ import torch
 
 import deepdream
 from deepdream.engine.ascent import gradient, scorer, wrapped_index
-from deepdream.engine.objectives import build_objective
+from deepdream.engine.objectives import Energy, build_objective
 from deepdream.engine.octaves import Dreamer
-from deepdream.engine.objectives import Energy
 from deepdream.engine.taps import Taps
 from deepdream.engine.tiling import layer_strides, margin_for, tile_layout, tiled_gradient
 
@@ -34,8 +33,9 @@ def test_tile_windows_cut_from_the_rolled_image(shift):
     assert torch.equal(window, torch.roll(image, shift, (2, 3))[..., 1:5, 2:9])
 
 
-@pytest.mark.parametrize("layer, tolerance, shift", [("blocks.2", 1e-3, (0, 0)), ("blocks.4", 0.03, (0, 0)),
-                                                     ("blocks.2", 1e-3, (-13, 29))])
+@pytest.mark.parametrize(
+    "layer, tolerance, shift", [("blocks.2", 1e-3, (0, 0)), ("blocks.4", 0.03, (0, 0)), ("blocks.2", 1e-3, (-13, 29))]
+)
 def test_tiled_gradient_matches_untiled(lite0, layer, tolerance, shift):
     image = _smooth_image(384, 512)
     objective = Energy(layer)
@@ -63,7 +63,10 @@ def test_small_images_are_not_tiled(lite0):
         score = scorer(lite0, taps, objective)
         calls = []
         grad = tiled_gradient(
-            lambda x, w=None: calls.append(1) or score(x, w), layer_strides(taps, lite0.device), 256, 128,
+            lambda x, w=None: calls.append(1) or score(x, w),
+            layer_strides(taps, lite0.device),
+            256,
+            128,
             torch.Generator(),
         )
         grad(torch.rand(1, 3, 200, 240))
@@ -74,7 +77,10 @@ def test_tiled_dream_matches_the_untiled_dream(lite0):
     image = _smooth_image(384, 512)
     settings = deepdream.Settings(octaves=1, iterations=2, tile_size=128, seed=0, precision="fp32", layers="blocks.2")
     objective = build_objective(lite0, settings)
-    with Dreamer(lite0, objective, settings) as tiled, Dreamer(lite0, objective, settings.replace(tile_size=4096)) as whole:
+    with (
+        Dreamer(lite0, objective, settings) as tiled,
+        Dreamer(lite0, objective, settings.replace(tile_size=4096)) as whole,
+    ):
         before = whole.score(image).item()
         out, reference = tiled.dream(image), whole.dream(image)
         gain, reference_gain = whole.score(out).item() / before, whole.score(reference).item() / before

@@ -10,19 +10,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 import deepdream
 from deepdream.cli import main
 from deepdream.errors import ModelError, OutputError, SettingsError
-from deepdream.training import report
+from deepdream.models.architectures import build_model, set_trainable
 from deepdream.models.checkpoint import (
     CheckpointInfo,
-    backbone_from_checkpoint,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
+from deepdream.models.preprocessing import Preprocessing
+from deepdream.runtime import native_bf16
+from deepdream.training import report
+from deepdream.training.config import TrainConfig
 from deepdream.training.data import (
     DatasetError,
     PhotoAugment,
@@ -32,16 +36,10 @@ from deepdream.training.data import (
     prefetch,
     scan_folder,
 )
-from deepdream.models.preprocessing import Preprocessing
-from deepdream.runtime import native_bf16
-from deepdream.training.config import TrainConfig
 from deepdream.training.loop import predict
 from deepdream.training.optim import ClassifierLoss, class_weights, cosine_lr
 from deepdream.training.precision import PrecisionPlan, plan_precision, precision_switch
 from deepdream.training.run import fit
-from deepdream.models.architectures import build_model, set_trainable
-
-from conftest import run_cli
 
 CLASSES = ("checker", "horizontal", "vertical")
 SIZE = 48
@@ -97,8 +95,24 @@ def trained(tmp_path_factory):
     corrupt = add_corrupt_files(root / "train" / "vertical")
     run = tmp_path_factory.mktemp("runs") / "cnn"
     result = run_cli(
-        "train", root, "--arch", "simple_cnn", "--width", "8", "--size", "40", "--epochs", "8",
-        "--batch-size", "16", "--seed", "0", "--out", run, "--threads", "1",
+        "train",
+        root,
+        "--arch",
+        "simple_cnn",
+        "--width",
+        "8",
+        "--size",
+        "40",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "16",
+        "--seed",
+        "0",
+        "--out",
+        run,
+        "--threads",
+        "1",
     )  # fmt: skip  (no -q: progress goes to a pipe, as in a log)
     assert result.returncode == 0, result.stderr
     return {"data": root, "run": run, "stderr": result.stderr, "corrupt": corrupt}
@@ -290,7 +304,10 @@ def test_precision_plan_keeps_trained_depthwise_layers_in_fp32():
         return hook
 
     hooks = [net.model.get_submodule(n).register_forward_hook(record(n)) for n in ("blocks.4", "blocks.5")]
-    with precision_switch(net.model, PrecisionPlan("bf16", "fp32", "blocks.5"), cpu), torch.autocast("cpu", dtype=torch.bfloat16):
+    with (
+        precision_switch(net.model, PrecisionPlan("bf16", "fp32", "blocks.5"), cpu),
+        torch.autocast("cpu", dtype=torch.bfloat16),
+    ):
         logits = net.model(torch.rand(2, 3, 64, 64))
     assert not torch.is_autocast_enabled("cpu")  # the step's autocast restored its state
     assert dtypes == {"blocks.4": torch.bfloat16, "blocks.5": torch.float32} and logits.dtype == torch.float32
@@ -363,7 +380,8 @@ def test_checkpoint_is_a_dreaming_backbone(trained):
     assert not any(p.requires_grad for p in backbone.model.parameters())
     for layer in backbone.recommended_layers:
         assert backbone.resolve_layer(layer) == layer
-    with pytest.raises(ModelError, match=r"deepdream layers --checkpoint .*best\.pt"):
+    # the models layer names no command line (issue 23): the hint is the layer count, the CLI lists them
+    with pytest.raises(ModelError, match=r"unknown layer 'no_such_layer_xyz' for simple_cnn; it has \d+ listed"):
         backbone.resolve_layer("no_such_layer_xyz")
 
 
@@ -397,7 +415,9 @@ def test_dreaming_with_a_trained_checkpoint_raises_the_target_class(trained, tmp
 
 def test_evaluate_cli_end_to_end(trained, tmp_path, capsys):
     figure, scores = tmp_path / "cm.png", tmp_path / "eval.json"
-    result = run_cli("evaluate", trained["run"] / "best.pt", trained["data"], "-o", figure, "--json", scores, "-q", "--threads", "1")
+    result = run_cli(
+        "evaluate", trained["run"] / "best.pt", trained["data"], "-o", figure, "--json", scores, "-q", "--threads", "1"
+    )
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout and "horizontal" in result.stdout
     evaluation = json.loads(scores.read_text())
@@ -494,7 +514,13 @@ def test_plain_train_commands_run_the_study_recipes():
     """`deepdream train DATA [--arch efficientnet_lite0 --pretrained]` is the recipe docs/training.md measures."""
     transfer = _cli_config("--arch", "efficientnet_lite0", "--pretrained")
     assert transfer == TrainConfig(
-        arch="efficientnet_lite0", pretrained=True, trainable_from="blocks.5", epochs=2, eval_size=256, crop_scale=0.5, warmup=0.3
+        arch="efficientnet_lite0",
+        pretrained=True,
+        trainable_from="blocks.5",
+        epochs=2,
+        eval_size=256,
+        crop_scale=0.5,
+        warmup=0.3,
     )
     assert transfer.learning_rate() == 1e-4 and transfer.head_lr_multiplier() == 10 and transfer.bn_frozen()
     own = _cli_config()
@@ -509,7 +535,9 @@ def test_plain_train_commands_run_the_study_recipes():
 
 
 def test_resume_with_changed_settings_is_one_cli_line(trained):
-    result = run_cli("train", trained["data"], "--out", trained["run"], "--resume", "--lr", "0.5", "--width", "16", "-q")
+    result = run_cli(
+        "train", trained["data"], "--out", trained["run"], "--resume", "--lr", "0.5", "--width", "16", "-q"
+    )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("deepdream: error:")
     assert "these settings differ: options, lr" in result.stderr

@@ -10,7 +10,14 @@ from .audio import dream_audio
 from .engine.objectives import Channels, ClassLogProb, Energy, Guide, Objective, build_objective
 from .engine.octaves import Dreamer
 from .errors import (
-    DatasetError, DeepDreamError, ImageError, ModelError, NonFiniteError, OutputError, SettingsError, VideoError,
+    DatasetError,
+    DeepDreamError,
+    ImageError,
+    ModelError,
+    NonFiniteError,
+    OutputError,
+    SettingsError,
+    VideoError,
     WeightsUnavailable,
 )
 from .explore import channel_atlas, layer_sweep

@@ -97,7 +97,12 @@ def _fit(text: str, font, width: int) -> str:
 
 
 def make_sheet(
-    tiles: Sequence[Image.Image], labels: Sequence[str], *, columns: int | None = None, label_height: int = 18, gap: int = 4
+    tiles: Sequence[Image.Image],
+    labels: Sequence[str],
+    *,
+    columns: int | None = None,
+    label_height: int = 18,
+    gap: int = 4,
 ) -> Image.Image:
     """An RGB sheet with each tile and its label centred underneath (tiles share the first tile's size)."""
     if len(tiles) != len(labels):

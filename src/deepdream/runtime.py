@@ -211,7 +211,9 @@ def progress_bar(total: int | None, desc: str = "", unit: str = "it", enabled: b
 
     if enabled and not sys.stderr.isatty():
         return LogProgress(total, desc, unit)
-    return tqdm(total=total, desc=desc or None, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True, disable=not enabled)
+    return tqdm(
+        total=total, desc=desc or None, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True, disable=not enabled
+    )
 
 
 def reporting(progress: bool | Progress, total: int | None, unit: str = "step"):

@@ -69,7 +69,9 @@ class Settings:
         )
         need(isinstance(self.octaves, int) and self.octaves >= 1, f"octaves must be >= 1, got {self.octaves}")
         need(finite(self.octave_scale) and self.octave_scale > 1, f"octave scale must be > 1, got {self.octave_scale}")
-        need(finite(self.step_size) and self.step_size > 0, f"step size must be a positive number, got {self.step_size}")
+        need(
+            finite(self.step_size) and self.step_size > 0, f"step size must be a positive number, got {self.step_size}"
+        )
         need(
             finite(self.octave_blend) and 0 <= self.octave_blend <= 1,
             f"octave blend must be in [0, 1], got {self.octave_blend}",
@@ -82,7 +84,10 @@ class Settings:
             len(self.size) == 2 and all(isinstance(v, int) and v >= 16 for v in self.size),
             f"size must be two integers >= 16, got {'x'.join(map(str, self.size))}",
         )
-        need(self.tile_size is None or (isinstance(self.tile_size, int) and self.tile_size >= 64), "tile size must be >= 64")
+        need(
+            self.tile_size is None or (isinstance(self.tile_size, int) and self.tile_size >= 64),
+            "tile size must be >= 64",
+        )
         need(
             self.optimizer in OPTIMIZER_CHOICES,
             f"unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZER_CHOICES)})",
@@ -91,7 +96,9 @@ class Settings:
         need(self.init in INITS, f"unknown init '{self.init}' ({', '.join(INITS)})")
         need(self.precision in PRECISION_CHOICES, f"unknown precision '{self.precision}'")
         need(self.device in DEVICE_CHOICES, f"unknown device '{self.device}'")
-        need(self.layers is None or isinstance(self.layers, str), "layers must be a string like 'blocks.3:0.5,blocks.4'")
+        need(
+            self.layers is None or isinstance(self.layers, str), "layers must be a string like 'blocks.3:0.5,blocks.4'"
+        )
         need(all(isinstance(n, str) and n for n in self.ensemble), "ensemble must list network names")
         need(not self.ensemble or self.init in FROM_NOTHING, "an ensemble applies to --init fourier/maco pictures only")
         need(self.mask is None or isinstance(self.mask, str), "mask must be the path of an image file")

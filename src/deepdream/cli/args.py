@@ -14,8 +14,7 @@ from typing import Iterator
 from .. import imagefiles, locks
 from ..errors import SettingsError
 from ..runtime import check_seed
-from ..settings import DEVICE_CHOICES, INITS, PRESETS, PRECISION_CHOICES, Settings, from_mapping, load_config, preset
-
+from ..settings import DEVICE_CHOICES, INITS, PRECISION_CHOICES, PRESETS, Settings, from_mapping, load_config, preset
 
 FLOAT_LIMIT = 3.4e38  # tensors are float32: a larger number overflows in the first operation that uses it
 LIST_LIMIT = 65536  # items a range like 0-N may expand to: more is a typo, and costs gigabytes before any check
@@ -158,8 +157,8 @@ class Deprecated(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         new = self.RENAMED.get(option_string, self.dest)
-        print(f"deepdream: warning: {option_string} is deprecated, use {new} (the old spelling goes in the next release)",
-              file=sys.stderr)  # fmt: skip
+        warning = f"{option_string} is deprecated, use {new} (the old spelling goes in the next release)"
+        print(f"deepdream: warning: {warning}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 
@@ -209,7 +208,8 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--smoothing", type=non_negative_float, help="Gaussian sigma applied to the gradient")
     g.add_argument("--seed", type=seed)
     g.add_argument("--precision", choices=PRECISION_CHOICES,
-                   help="auto (default): bf16 on CUDA and on CPUs with native bf16, except depthwise networks on the CPU")
+                   help="auto (default): bf16 on CUDA and on CPUs with native bf16, except depthwise networks on "
+                   "the CPU")
     g.add_argument("--tile-size", type=positive_int,
                    help="compute gradients in tiles of this size (default: from free memory and the image size)")
     g = parser.add_argument_group("image")

@@ -11,7 +11,14 @@ from ..explore import channel_atlas, layer_sweep, sweep_layers
 from ..models.load import backbone_from_settings
 from ..settings import FOURIER_STEPS, PRECISION_CHOICES
 from .args import (
-    add_dream_options, add_model_options, claimed_output, int_list, positive_float, positive_int, read_files, seed,
+    add_dream_options,
+    add_model_options,
+    claimed_output,
+    int_list,
+    positive_float,
+    positive_int,
+    read_files,
+    seed,
     settings_from_args,
 )
 
@@ -44,9 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, help="output sheet; format from the extension")
     p.add_argument("--layer", dest="layers", help="layer name or index (default: the network's first recommended)")
-    p.add_argument("--channels", type=int_list, default=tuple(range(16)), help="channels, e.g. 0-35 or 1,4,9 (default 0-15)")
+    p.add_argument("--channels", type=int_list, default=tuple(range(16)),
+                   help="channels, e.g. 0-35 or 1,4,9 (default 0-15)")
     p.add_argument("--tile", type=positive_int, default=128, help="tile side in pixels (default 128)")
-    p.add_argument("--steps", dest="iterations", type=positive_int, help=f"optimisation steps per tile (default {FOURIER_STEPS})")
+    p.add_argument("--steps", dest="iterations", type=positive_int,
+                   help=f"optimisation steps per tile (default {FOURIER_STEPS})")
     p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate on the spectrum (default 0.05)")
     p.add_argument("--columns", type=positive_int, help="tiles per row (default: a near-square grid)")
     p.add_argument("--seed", type=seed)
@@ -84,7 +93,8 @@ def run_atlas(args: argparse.Namespace) -> int:
         backbone = backbone_from_settings(settings)
         layer = settings.layers or (backbone.recommended_layers or tuple(backbone.layer_names()[-1:]))[0]
         sheet = channel_atlas(
-            backbone, layer, args.channels, settings, args.tile, columns=args.columns, lr=args.lr, progress=not args.quiet
+            backbone, layer, args.channels, settings, args.tile, columns=args.columns, lr=args.lr,
+            progress=not args.quiet,
         )
         imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
     if not args.quiet:

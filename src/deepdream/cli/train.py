@@ -10,8 +10,15 @@ from pathlib import Path
 from .. import imagefiles
 from ..errors import SettingsError
 from ..training.config import (
-    AUX_WEIGHT_LIMIT, BATCH_LIMIT, CLASS_WEIGHT_LIMIT, EPOCHS_LIMIT, HEAD_LR_SCALE_LIMIT, LR_LIMIT, SIZE_LIMIT,
-    WEIGHT_DECAY_LIMIT, WIDTH_LIMIT,
+    AUX_WEIGHT_LIMIT,
+    BATCH_LIMIT,
+    CLASS_WEIGHT_LIMIT,
+    EPOCHS_LIMIT,
+    HEAD_LR_SCALE_LIMIT,
+    LR_LIMIT,
+    SIZE_LIMIT,
+    WEIGHT_DECAY_LIMIT,
+    WIDTH_LIMIT,
 )
 from .args import cpu_threads, float_in, int_in, seed
 
@@ -47,10 +54,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a classifier on an image folder",
-        description="Train a classifier on DATA_DIR (train/<class>/ + test/<class>/, or one <class>/ tree with --val-split). "
-        "The run folder gets best.pt, last.pt, metrics.json, curves.png and confusion_matrix.png. Unset options come from "
-        "the recipe for the architecture (simple_cnn: 26 epochs at 96 px; efficientnet_lite0 --pretrained: 2 epochs, "
-        "blocks.5 onwards trained). Under torchrun the processes train together (DistributedDataParallel).",
+        description="Train a classifier on DATA_DIR (train/<class>/ + test/<class>/, or one <class>/ tree with "
+        "--val-split). The run folder gets best.pt, last.pt, metrics.json, curves.png and confusion_matrix.png. "
+        "Unset options come from the recipe for the architecture (simple_cnn: 26 epochs at 96 px; "
+        "efficientnet_lite0 --pretrained: 2 epochs, blocks.5 onwards trained). Under torchrun the processes train "
+        "together (DistributedDataParallel).",
     )
     p.add_argument("data", metavar="DATA_DIR")
     p.add_argument("--out", "-o", help="run folder (default runs/ARCH)")
@@ -60,26 +68,63 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default simple_cnn)")
     g.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights, new head")
-    g.add_argument("--weights", metavar="FILE", help="start from a local state dict (.pth/.safetensors); implies --pretrained")
+    g.add_argument(
+        "--weights", metavar="FILE", help="start from a local state dict (.pth/.safetensors); implies --pretrained"
+    )
     g.add_argument("--freeze-backbone", action="store_true", default=None, help="train the new head only")
     g.add_argument(
         "--trainable-from", metavar="LAYER",
-        help="freeze everything before this dotted layer (e.g. blocks.3; efficientnet_lite0 --pretrained: blocks.5, conv_stem trains all)",
+        help="freeze everything before this dotted layer (e.g. blocks.3; efficientnet_lite0 --pretrained: "
+        "blocks.5, conv_stem trains all)",
     )  # fmt: skip
-    g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, help="keep batch-norm statistics fixed (default: when --pretrained)")
-    g.add_argument("--aux-logits", action=argparse.BooleanOptionalAction, help="inception_v3: auxiliary classifier, its loss weighted in")
-    g.add_argument("--aux-weight", type=float_in(0, AUX_WEIGHT_LIMIT), help="weight of the auxiliary loss (default 0.4)")
-    g.add_argument("--transform-input", action=argparse.BooleanOptionalAction, help="inception_v3: re-normalise input (default: with --pretrained)")
+    g.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        help="keep batch-norm statistics fixed (default: when --pretrained)",
+    )
+    g.add_argument(
+        "--aux-logits",
+        action=argparse.BooleanOptionalAction,
+        help="inception_v3: auxiliary classifier, its loss weighted in",
+    )
+    g.add_argument(
+        "--aux-weight", type=float_in(0, AUX_WEIGHT_LIMIT), help="weight of the auxiliary loss (default 0.4)"
+    )
+    g.add_argument(
+        "--transform-input",
+        action=argparse.BooleanOptionalAction,
+        help="inception_v3: re-normalise input (default: with --pretrained)",
+    )
     g.add_argument("--width", type=int_in(1, WIDTH_LIMIT), help="simple_cnn: channels of the first layer (default 32)")
-    g.add_argument("--dropout", type=float_in(0, 1, open_high=True), help="simple_cnn: dropout before the classifier (default 0.2)")
+    g.add_argument(
+        "--dropout", type=float_in(0, 1, open_high=True), help="simple_cnn: dropout before the classifier (default 0.2)"
+    )
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int_in(1, EPOCHS_LIMIT), help="default: the recipe's (simple_cnn 26, efficientnet_lite0 --pretrained 2, else 10)")
-    g.add_argument("--batch-size", type=int_in(1, BATCH_LIMIT), help="global batch, split over torchrun's processes (default 32)")
+    g.add_argument(
+        "--epochs",
+        type=int_in(1, EPOCHS_LIMIT),
+        help="default: the recipe's (simple_cnn 26, efficientnet_lite0 --pretrained 2, else 10)",
+    )
+    g.add_argument(
+        "--batch-size", type=int_in(1, BATCH_LIMIT), help="global batch, split over torchrun's processes (default 32)"
+    )
     g.add_argument("--optimizer", choices=list(TORCH_OPTIMIZERS), help="default adamw")
-    g.add_argument("--lr", type=float_in(0, LR_LIMIT, open_low=True), help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning, 1e-3 head only)")
-    g.add_argument("--head-lr-scale", type=float_in(0, HEAD_LR_SCALE_LIMIT, open_low=True), help="the new head's lr is --lr times this (default 10 with --pretrained)")
+    g.add_argument(
+        "--lr",
+        type=float_in(0, LR_LIMIT, open_low=True),
+        help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning, 1e-3 head only)",
+    )
+    g.add_argument(
+        "--head-lr-scale",
+        type=float_in(0, HEAD_LR_SCALE_LIMIT, open_low=True),
+        help="the new head's lr is --lr times this (default 10 with --pretrained)",
+    )
     g.add_argument("--weight-decay", type=float_in(0, WEIGHT_DECAY_LIMIT), help="default 0.01 (simple_cnn 0.05)")
-    g.add_argument("--warmup", type=float_in(0, EPOCHS_LIMIT), help="epochs of linear warm-up before the cosine decay (default 0.5; lite0 --pretrained 0.3)")
+    g.add_argument(
+        "--warmup",
+        type=float_in(0, EPOCHS_LIMIT),
+        help="epochs of linear warm-up before the cosine decay (default 0.5; lite0 --pretrained 0.3)",
+    )
     g.add_argument("--label-smoothing", type=float_in(0, 1, open_high=True), help="default 0.1")
     g.add_argument("--class-weights", type=class_weights_arg, help="'auto' (inverse class frequency) or e.g. 0.42,0.58")
     g.add_argument("--seed", type=seed)
@@ -97,7 +142,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         "--crop-scale", type=float_in(0, 1, open_low=True),
         help="smallest area fraction of the random crop (default 0.25; simple_cnn 0.35, lite0 --pretrained 0.5)",
     )  # fmt: skip
-    g.add_argument("--val-split", type=fraction, help="carve this fraction of train/ (or the single tree) out for validation")
+    g.add_argument(
+        "--val-split", type=fraction, help="carve this fraction of train/ (or the single tree) out for validation"
+    )
     g.add_argument("--tta", action="store_true", default=None, help="evaluate with the mirrored image averaged in")
     p.set_defaults(run=run_train)
 
@@ -115,7 +162,9 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write the evaluation as JSON")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--batch-size", type=int_in(1, BATCH_LIMIT), default=64)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="average in the mirrored image (default: as trained)")
+    p.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, help="average in the mirrored image (default: as trained)"
+    )
     p.add_argument("--threads", type=cpu_threads, help="CPU threads (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_evaluate)
@@ -162,7 +211,8 @@ def _config_from_args(args: argparse.Namespace):
     options = {
         key: value
         for key, value in (
-            ("aux_logits", args.aux_logits), ("transform_input", args.transform_input), ("width", args.width), ("dropout", args.dropout),
+            ("aux_logits", args.aux_logits), ("transform_input", args.transform_input), ("width", args.width),
+            ("dropout", args.dropout),
         )
         if value is not None
     }  # fmt: skip
@@ -225,15 +275,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # neither output may be the checkpoint, lie in the data folder, or be the other output
     read = (args.checkpoint, args.data)
     figure = _figure_output(args.output, args.force, read) if args.output else None
-    json_out = imagefiles.check_writable(Path(args.json), force=args.force, inputs=(*read, figure)) if args.json else None
+    json_out = (
+        imagefiles.check_writable(Path(args.json), force=args.force, inputs=(*read, figure)) if args.json else None
+    )
     _set_threads(args.threads)
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, progress=not args.quiet, on_skip=_warn_skip
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        progress=not args.quiet,
+        on_skip=_warn_skip,
     )
     ev, info = result.evaluation, result.info
     skipped = f", {len(result.skipped)} unreadable skipped" if result.skipped else ""
     print(f"{args.checkpoint} ({info.arch}, epoch {info.epoch}) on {args.data}: {len(ev.targets)} images{skipped}")
-    print(f"accuracy {ev.accuracy:.4f}  loss {ev.loss:.4f}  ({result.seconds:.1f}s{', flip TTA' if result.tta else ''})")
+    print(
+        f"accuracy {ev.accuracy:.4f}  loss {ev.loss:.4f}  ({result.seconds:.1f}s{', flip TTA' if result.tta else ''})"
+    )
     print(report.format_confusion(ev.confusion, info.classes))
     if figure is not None:
         title = f"{Path(args.checkpoint).parent.name or info.arch}: accuracy {ev.accuracy:.3f}"
@@ -263,4 +323,3 @@ def run_report(args: argparse.Namespace) -> int:
         report.save_figure(report.comparison_figure(runs), figure)
         print(f"wrote {figure}", file=sys.stderr)
     return 0
-

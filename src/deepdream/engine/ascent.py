@@ -16,6 +16,7 @@ Shift = tuple[int, int]
 # f(image, shift) -> d score(image rolled by (dy, dx)) / d image
 GradientFn = Callable[[torch.Tensor, Shift], torch.Tensor]
 
+
 def scorer(backbone: Backbone, taps: Taps, objective: Objective, precision: str = "fp32"):
     """Return f(image in [0,1] B x 3 x H x W, weights_fn=None) -> objective score per batch item.
 
@@ -122,7 +123,9 @@ def ascend(
     """
     rule = OPTIMIZERS[optimizer](image if inplace else image.clone(), step_size)
     # all shifts are drawn up front on the CPU generator: no host round trip inside the loop
-    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist() if jitter else [[0, 0]] * steps
+    shifts = (
+        torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist() if jitter else [[0, 0]] * steps
+    )
     for dy, dx in shifts:
         g = grad_fn(rule.image, (dy, dx))
         if blur is not None:

@@ -95,7 +95,11 @@ def fold_batchnorm(model: nn.Module, keep: Iterable[str] = (), probe_size: int =
         weight, bias = fuse_conv_bn_weights(
             conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
         )
-        memory_format = torch.channels_last if conv.weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        memory_format = (
+            torch.channels_last
+            if conv.weight.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
         conv.weight = nn.Parameter(weight.detach().contiguous(memory_format=memory_format), requires_grad=False)
         conv.bias = nn.Parameter(bias.detach(), requires_grad=False)
         parent, _, child = norm_name.rpartition(".")

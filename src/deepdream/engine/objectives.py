@@ -194,7 +194,11 @@ def build_objective(backbone: Backbone, settings: Settings, guide: torch.Tensor 
     layers = [(backbone.resolve_layer(name), weight) for name, weight in specs]
     default_layer = backbone.recommended_layers[0] if backbone.recommended_layers else backbone.layer_names()[-1]
     if guide is not None:
-        guide_layer = backbone.resolve_layer(settings.guide_layer) if settings.guide_layer else (layers or [(default_layer,)])[-1][0]
+        guide_layer = (
+            backbone.resolve_layer(settings.guide_layer)
+            if settings.guide_layer
+            else (layers or [(default_layer,)])[-1][0]
+        )
         with Taps(backbone.model, [guide_layer]) as taps, torch.no_grad():
             acts = taps(backbone.normalize(guide.to(backbone.device)).contiguous(memory_format=torch.channels_last))
         terms.append(Guide(guide_layer, guide_features(acts[guide_layer])))

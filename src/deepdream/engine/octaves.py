@@ -266,7 +266,7 @@ class Dreamer:
                 progress.set_description(f"octave {i + 1}/{len(sizes)}")
             base = resize(image, size)
             start = (base + resize(detail, size)).clamp_(0, 1)
-            del detail  # at 8K every full-size tensor is 400 MB: hold none that is not needed
+            detail = None  # at 8K every full-size tensor is 400 MB: hold none that is not needed
             dreamed = self._ascend(start, plan, grad_fn, generator, progress, keep(size), watch)
             if i + 1 < len(sizes):
                 detail = dreamed - base  # keep only what the dream added, re-injected at the next octave

@@ -15,7 +15,6 @@ from ..runtime import check_seed
 from .optim import TORCH_OPTIMIZERS
 from .precision import TRAIN_PRECISIONS
 
-
 # bounds of the numeric options, shared by TrainConfig and the CLI's parser: beyond them a run either overflows
 # float32 inside the optimiser (lr x head scale x weight decay) or cannot be meant
 LR_LIMIT = 10.0
@@ -83,28 +82,46 @@ class TrainConfig:
     def __post_init__(self) -> None:
         get_architecture(self.arch)
         _need(_int_in(self.epochs, 1, EPOCHS_LIMIT), f"epochs must be from 1 to {EPOCHS_LIMIT}, got {self.epochs}")
-        _need(_int_in(self.batch_size, 1, BATCH_LIMIT), f"batch size must be from 1 to {BATCH_LIMIT}, got {self.batch_size}")
+        _need(
+            _int_in(self.batch_size, 1, BATCH_LIMIT),
+            f"batch size must be from 1 to {BATCH_LIMIT}, got {self.batch_size}",
+        )
         _need(
             self.optimizer in TORCH_OPTIMIZERS,
             f"unknown optimizer '{self.optimizer}' (choose from {', '.join(TORCH_OPTIMIZERS)})",
         )
-        _need(self.lr is None or _in(self.lr, 0, LR_LIMIT, open_low=True), f"learning rate must be in (0, {LR_LIMIT:g}], got {self.lr}")
+        _need(
+            self.lr is None or _in(self.lr, 0, LR_LIMIT, open_low=True),
+            f"learning rate must be in (0, {LR_LIMIT:g}], got {self.lr}",
+        )
         _need(
             self.head_lr_scale is None or _in(self.head_lr_scale, 0, HEAD_LR_SCALE_LIMIT, open_low=True),
             f"head lr scale must be in (0, {HEAD_LR_SCALE_LIMIT:g}], got {self.head_lr_scale}",
         )
-        _need(_in(self.weight_decay, 0, WEIGHT_DECAY_LIMIT), f"weight decay must be in [0, {WEIGHT_DECAY_LIMIT:g}], got {self.weight_decay}")
-        _need(_in(self.label_smoothing, 0, 1, open_high=True), f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        _need(
+            _in(self.weight_decay, 0, WEIGHT_DECAY_LIMIT),
+            f"weight decay must be in [0, {WEIGHT_DECAY_LIMIT:g}], got {self.weight_decay}",
+        )
+        _need(
+            _in(self.label_smoothing, 0, 1, open_high=True),
+            f"label smoothing must be in [0, 1), got {self.label_smoothing}",
+        )
         _need(_in(self.crop_scale, 0, 1, open_low=True), f"crop scale must be in (0, 1], got {self.crop_scale}")
         for name in ("size", "eval_size", "resize"):
             value = getattr(self, name)
-            _need(value is None or _int_in(value, 16, SIZE_LIMIT), f"{name.replace('_', ' ')} must be from 16 to {SIZE_LIMIT} px, got {value}")
+            _need(
+                value is None or _int_in(value, 16, SIZE_LIMIT),
+                f"{name.replace('_', ' ')} must be from 16 to {SIZE_LIMIT} px, got {value}",
+            )
         largest = max(self.size or 0, self.eval_size or 0)
         _need(self.resize is None or self.resize >= largest, f"resize must be >= size and eval size ({largest})")
         _need(self.val_split is None or _in(self.val_split, 0, 1, open_low=True, open_high=True),
               f"val split must be between 0 and 1, got {self.val_split}")  # fmt: skip
         _need(self.precision in TRAIN_PRECISIONS, f"precision must be one of {', '.join(TRAIN_PRECISIONS)}")
-        _need(_in(self.aux_weight, 0, AUX_WEIGHT_LIMIT), f"aux weight must be in [0, {AUX_WEIGHT_LIMIT:g}], got {self.aux_weight}")
+        _need(
+            _in(self.aux_weight, 0, AUX_WEIGHT_LIMIT),
+            f"aux weight must be in [0, {AUX_WEIGHT_LIMIT:g}], got {self.aux_weight}",
+        )
         _need(_in(self.warmup, 0, EPOCHS_LIMIT), f"warm-up must be from 0 to {EPOCHS_LIMIT} epochs, got {self.warmup}")
         check_seed(self.seed)
         if isinstance(self.class_weights, str):

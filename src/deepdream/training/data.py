@@ -79,7 +79,9 @@ def scan_folder(folder: str | Path, classes: tuple[str, ...] | None = None) -> S
     if classes is None:
         classes = names
         if len(classes) < 2:
-            raise DatasetError(f"{folder} has only the class folder '{classes[0]}'; a classifier needs at least 2 classes")
+            raise DatasetError(
+                f"{folder} has only the class folder '{classes[0]}'; a classifier needs at least 2 classes"
+            )
     unknown = [n for n in names if n not in classes]
     if unknown:
         raise DatasetError(f"{folder} has class folders not in the training classes: {', '.join(unknown)}")
@@ -158,7 +160,9 @@ def evaluation_split(root: str | Path, classes: tuple[str, ...], split: str = "a
         if test_dir is not None:
             return scan_folder(test_dir, classes)
         if (root / "train").is_dir():
-            raise DatasetError(f"{root} has train/ but no test/ folder; pass --split train to score the training images")
+            raise DatasetError(
+                f"{root} has train/ but no test/ folder; pass --split train to score the training images"
+            )
         return scan_folder(root, classes)
     if not (root / split).is_dir():
         raise DatasetError(f"{root} has no {split}/ folder")

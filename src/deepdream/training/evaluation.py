@@ -28,7 +28,12 @@ class CheckpointEvaluation:
     seconds: float
 
     def to_dict(self, split: str, data: str | Path) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint), "data": str(data), "skipped": len(self.skipped), **self.evaluation.to_dict(split)}
+        return {
+            "checkpoint": str(self.checkpoint),
+            "data": str(data),
+            "skipped": len(self.skipped),
+            **self.evaluation.to_dict(split),
+        }
 
 
 def evaluate_checkpoint(

@@ -165,5 +165,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> Evaluation:
     """Score a decoded set: probabilities, loss (unweighted cross-entropy) and the confusion matrix."""
-    probs = predict(model, data.images, preprocessing, batch_size=batch_size, precision=precision, tta=tta, progress=progress)
+    probs = predict(
+        model, data.images, preprocessing, batch_size=batch_size, precision=precision, tta=tta, progress=progress
+    )
     return Evaluation.score(probs, data)

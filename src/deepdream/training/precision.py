@@ -29,7 +29,11 @@ class PrecisionPlan:
     boundary: str | None = None  # first module with trainable parameters; None: one precision throughout
 
     def __str__(self) -> str:
-        return self.trainable if self.boundary is None else f"{self.frozen} frozen layers, {self.trainable} from {self.boundary}"
+        return (
+            self.trainable
+            if self.boundary is None
+            else f"{self.frozen} frozen layers, {self.trainable} from {self.boundary}"
+        )
 
 
 def plan_precision(name: str, device: torch.device, model: nn.Module) -> PrecisionPlan:
@@ -46,7 +50,9 @@ def plan_precision(name: str, device: torch.device, model: nn.Module) -> Precisi
     depthwise_trains = any(is_depthwise(m) and m.weight.requires_grad for m in model.modules())
     trainable = "fp32" if device.type == "cpu" and depthwise_trains else fast
     # the outermost module whose parameters all train, e.g. 'blocks.4' for --trainable-from blocks.4
-    with_params = [(n, list(m.parameters())) for n, m in model.named_modules() if n and any(True for _ in m.parameters())]
+    with_params = [
+        (n, list(m.parameters())) for n, m in model.named_modules() if n and any(True for _ in m.parameters())
+    ]
     boundary = next((n for n, ps in with_params if all(p.requires_grad for p in ps)), None)
     if trainable == fast or boundary is None or boundary == with_params[0][0]:
         return PrecisionPlan(trainable, trainable)

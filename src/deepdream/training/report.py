@@ -106,7 +106,13 @@ _COUNT = (lambda v: _is_number(v) and v == int(v) and 0 <= v < COUNT_LIMIT, "a c
 _SHARE = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
 _LOSS = (lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
 _SECONDS = (lambda v: _is_number(v) and 0 <= v <= SECONDS_LIMIT, f"a number of seconds in [0, {SECONDS_LIMIT:g}]")
-_EPOCH_FIELDS = {"epoch": _COUNT, "val_accuracy": _SHARE, "val_loss": _LOSS, "train_accuracy": _SHARE, "train_loss": _LOSS}
+_EPOCH_FIELDS = {
+    "epoch": _COUNT,
+    "val_accuracy": _SHARE,
+    "val_loss": _LOSS,
+    "train_accuracy": _SHARE,
+    "train_loss": _LOSS,
+}
 _FINAL_FIELDS = {"accuracy": _SHARE, "epoch": _COUNT, "images": _COUNT}
 
 
@@ -158,7 +164,8 @@ def comparison_table(runs: Sequence[RunRecord]) -> str:
         lines.append(
             f"| {run.name} | {cfg.get('arch', '?')} | {'yes' if cfg.get('pretrained') else 'no'} "
             f"| {len(m.get('epochs', []))} | {m.get('best', {}).get('epoch', '-')} "
-            f"| {final.get('accuracy', float('nan')):.4f} | {final.get('split', '-')} ({final.get('images', '?')} images) "
+            f"| {final.get('accuracy', float('nan')):.4f} "
+            f"| {final.get('split', '-')} ({final.get('images', '?')} images) "
             f"| {_duration(m.get('train_seconds', 0.0))} | {_duration(m.get('train_cpu_seconds', 0.0))} |"
         )
     return "\n".join(lines)
@@ -236,7 +243,12 @@ def comparison_figure(runs: Sequence[RunRecord]):
     for run in runs:
         epochs = run.metrics["epochs"]
         final = run.final.get("accuracy", float("nan"))
-        ax.plot([e["epoch"] for e in epochs], [e["val_accuracy"] for e in epochs], marker="o", label=f"{run.name} ({final:.3f})")
+        ax.plot(
+            [e["epoch"] for e in epochs],
+            [e["val_accuracy"] for e in epochs],
+            marker="o",
+            label=f"{run.name} ({final:.3f})",
+        )
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy per epoch")
     ax.grid(alpha=0.3)
     ax.legend()

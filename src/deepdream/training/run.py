@@ -139,7 +139,9 @@ def check_output(out: Path, config: TrainConfig, resume: bool, force: bool, data
             raise OutputError(f"{out} exists and is not a folder")
         existing = [name for name in RUN_FILES if (out / name).exists()]
         if existing and not force:
-            raise OutputError(f"{out} already holds a run ({existing[0]}); use --resume to continue it or --force to start over")
+            raise OutputError(
+                f"{out} already holds a run ({existing[0]}); use --resume to continue it or --force to start over"
+            )
         return None
     if not (out / "last.pt").is_file():
         raise OutputError(f"nothing to resume: {out / 'last.pt'} does not exist")
@@ -150,11 +152,15 @@ def check_output(out: Path, config: TrainConfig, resume: bool, force: bool, data
     return payload
 
 
-def build_network(config: TrainConfig, classes: tuple[str, ...], fresh: bool, device: torch.device, procs: Processes) -> Network:
+def build_network(
+    config: TrainConfig, classes: tuple[str, ...], fresh: bool, device: torch.device, procs: Processes
+) -> Network:
     """The classifier with a head for `classes`, its preprocessing, and which parameters train."""
     arch = get_architecture(config.arch)
     # a resumed run gets every weight from its checkpoint
-    net = build_model(config.arch, len(classes), config.pretrained and fresh, config.options, config.weights if fresh else None)
+    net = build_model(
+        config.arch, len(classes), config.pretrained and fresh, config.options, config.weights if fresh else None
+    )
     size = config.size or arch.input_size
     largest = max(size, config.eval_size or size)
     if min(size, config.eval_size or size) < net.min_size:
@@ -167,7 +173,9 @@ def build_network(config: TrainConfig, classes: tuple[str, ...], fresh: bool, de
     return Network(net, procs.wrap(net.model, device), pre)
 
 
-def check_fits(config: TrainConfig, network: Network, splits: DataSplits, device: torch.device, procs: Processes) -> None:
+def check_fits(
+    config: TrainConfig, network: Network, splits: DataSplits, device: torch.device, procs: Processes
+) -> None:
     """Refuse, before decoding anything, a run whose decoded images or one batch's activations cannot fit."""
     pre, model = network.pre, network.net.model
     images = sum(len(s) for s in (splits.train, splits.val, splits.test) if s is not None)
@@ -232,7 +240,8 @@ def describe(run: Run) -> str:
     """The model line of the log."""
     config, model, weights = run.config, run.network.net.model, run.optimisation.criterion.weight
     return (
-        f"model: {config.arch}{' pretrained' if config.pretrained else ''}, {count_parameters(model) / 1e6:.2f}M parameters "
+        f"model: {config.arch}{' pretrained' if config.pretrained else ''}, "
+        f"{count_parameters(model) / 1e6:.2f}M parameters "
         f"({count_parameters(model, trainable_only=True) / 1e6:.2f}M trained); {run.network.pre.size}px, "
         f"{run.optimisation.precision}, {run.device.type}"
         + (f" x {run.procs.world} processes" if run.procs.distributed else "")
@@ -283,7 +292,9 @@ def train_epoch(run: Run, epoch: int) -> tuple[EpochStats, Evaluation, dict[str,
     ev = score(run, run.data.val, f"evaluating ({run.data.splits.val_name})")
     seconds = stats.seconds + time.perf_counter() - eval_start
     # loss and accuracy over every process's images; CPU time of them all
-    loss_sum, correct, images, cpu_seconds = procs.sum([stats.loss_sum, stats.correct, stats.images, time.process_time() - cpu_start])
+    loss_sum, correct, images, cpu_seconds = procs.sum(
+        [stats.loss_sum, stats.correct, stats.images, time.process_time() - cpu_start]
+    )
     stats = EpochStats(loss_sum, int(correct), int(images), seconds)
     p.train_seconds += seconds
     p.train_cpu_seconds += cpu_seconds
@@ -369,7 +380,9 @@ def final_report(run: Run, wall_start: float) -> dict[str, Any]:
     if "test" in run.data.decoded:
         model = run.network.net.model
         model.load_state_dict(read_checkpoint(run.out / "best.pt")["state_dict"])
-        ev = evaluate(model, run.data.decoded["test"], run.network.pre, precision=run.optimisation.eval_precision, tta=config.tta)
+        ev = evaluate(
+            model, run.data.decoded["test"], run.network.pre, precision=run.optimisation.eval_precision, tta=config.tta
+        )
         final = extra["test"] = ev.to_dict("test")
     cm = torch.tensor(final["confusion_matrix"])
     title = f"{config.arch}, epoch {best['epoch']}: {final['split']} accuracy {final['accuracy']:.3f}"
@@ -377,7 +390,10 @@ def final_report(run: Run, wall_start: float) -> dict[str, Any]:
     extra["wall_seconds"] = time.perf_counter() - wall_start
     result = metrics(run, extra)
     _write_json(run.out / "metrics.json", result)
-    run.log(f"best epoch {best['epoch']}: {final['split']} accuracy {final['accuracy']:.4f}\n{report.format_confusion(cm, classes)}")
+    run.log(
+        f"best epoch {best['epoch']}: {final['split']} accuracy {final['accuracy']:.4f}\n"
+        + report.format_confusion(cm, classes)
+    )
     return result
 
 
