@@ -86,10 +86,12 @@ def user_cache() -> Path:
 
 def _quiet_transformers():
     """transformers' own warnings and progress bars go to the log, not the user's terminal."""
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()  # an offline HEAD request is a warning there; the user gets our one line
 
 
 def _smollm2_gguf() -> Path:
