@@ -95,7 +95,7 @@ def build(studio: Studio, dream: DreamTab) -> VideoTab:
             settings = form_settings(data, c, dream.base).replace(mask=None)
             is_clip = path is not None and _is_clip(path)
             if is_clip:
-                jobs.start("video", path, settings, {"flow": data[flow], "max_size": int(data[size])})
+                jobs.start("video", path, settings, {"flow": data[flow], "max_side": int(data[size])})
             else:
                 jobs.start("zoom", path, settings.replace(init="image" if path else "noise"),
                            {"frames": int(data[frames]), "zoom": float(data[zoom])})

@@ -366,3 +366,53 @@ def dream_live(
         kept = f"; the {result.recorded} frames before it are recorded in {output}" if result.recorded else ""
         raise VideoError(f"{failure}{kept}")
     return result
+
+
+class LiveSession:
+    """Live frames pushed one at a time (a browser's webcam), through the same frame function as `dream_live`
+    and `dream_video`; steps, strength and the settings may change between frames.
+
+    A new objective (another layer, model or seed) or a new frame size starts over with a full dream. Not
+    thread-safe: one caller at a time (the studio runs one stream per session).
+    """
+
+    def __init__(self, settings: Settings, backbone: Backbone | None = None, *, max_side: int | None = 320,
+                 steps: int = 2, strength: float = 0.5, flow: str = "dis"):  # fmt: skip
+        self.max_side, self.flow = max_side, flow
+        self.follow = SteadyCoherence(flow, warm_steps=steps, warm_strength=strength)
+        self.settings = settings if settings.seed is not None else settings.replace(seed=draw_seed())
+        self.dreamer = FrameDreamer(self.settings, backbone)
+        self.make = video_frame(self.follow)
+        self.prev: tuple[np.ndarray, np.ndarray] | None = None  # the last (frame, dream)
+        self.index = 0
+
+    def update(self, settings: Settings | None = None, *, steps: int | None = None, strength: float | None = None):
+        """Change what the next frames get; new settings (another objective) start over with a full dream."""
+        if steps is not None or strength is not None:
+            self.follow = SteadyCoherence(
+                self.flow,
+                warm_steps=steps or self.follow.warm_steps,
+                warm_strength=strength or self.follow.warm_strength,
+            )
+            self.make = video_frame(self.follow)
+        if settings is not None:
+            settings = settings if settings.seed is not None else settings.replace(seed=self.settings.seed)
+            if settings != self.settings:
+                self.dreamer.close()
+                self.settings, self.dreamer, self.prev = settings, FrameDreamer(settings, self.dreamer.backbone), None
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
+        """The dream of one H x W x 3 uint8 frame (the long side capped at max_side) and its ascent steps."""
+        size = even_size(frame.shape[1], frame.shape[0], self.max_side)
+        if frame.shape[1::-1] != size:
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        if self.prev is not None and self.prev[0].shape != frame.shape:
+            self.prev = None  # the camera changed its size: start over
+        prev_frame, prev_dream = self.prev if self.prev is not None else (None, None)
+        before = self.dreamer.steps
+        dream = self.make(self.dreamer, self.index, (frame, prev_frame), prev_dream)
+        self.prev, self.index = (frame, dream), self.index + 1
+        return dream, self.dreamer.steps - before
+
+    def close(self) -> None:
+        self.dreamer.close()
