@@ -6,12 +6,25 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 
 import deepdream
+from deepdream.cli import main
 from deepdream.engine.objectives import ClassLogProb, Energy
 from deepdream.engine.taps import OUTPUT, Taps
 from deepdream.errors import ModelError, SettingsError
-from deepdream.featurevis import RECIPES, FourierImage, RandomAffine, render
+from deepdream.featurevis import (
+    LOOKS,
+    FourierImage,
+    MacoImage,
+    RandomAffine,
+    fit_spectrum,
+    grow,
+    maco_transforms,
+    natural_spectrum,
+    render,
+    standardize,
+)
 from deepdream.imagefiles import pil_to_tensor
 
 
@@ -41,8 +54,10 @@ def test_random_affine_identity_zoom_out_and_per_view_draws():
     assert torch.allclose(out[..., 0, :], torch.full((1, 3, 8), 0.5), atol=1e-6)  # the border
 
     # every batch item gets its own draw; the same seed gives the same views
-    views = RandomAffine(scale=(0.7, 1.5), degrees=20, shift=0.1, generator=torch.Generator().manual_seed(1), size=(6, 5))
-    again = RandomAffine(scale=(0.7, 1.5), degrees=20, shift=0.1, generator=torch.Generator().manual_seed(1), size=(6, 5))
+    views, again = (
+        RandomAffine(scale=(0.7, 1.5), degrees=20, shift=0.1, generator=torch.Generator().manual_seed(1), size=(6, 5))
+        for _ in range(2)
+    )
     batch = torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(2)).expand(3, -1, -1, -1)
     a, b = views(batch), again(batch)
     assert a.shape == (3, 3, 6, 5) and torch.equal(a, b)
@@ -64,7 +79,7 @@ def test_class_picture_is_recognised_by_a_network_that_did_not_make_it(lite0, li
     img = deepdream.dream(None, init="fourier", target_class=target, size=(160, 160), iterations=128, seed=0,
                           precision="fp32", backbone=lite0)
     picture = pil_to_tensor(img)[0]  # 1 x 3 x 160 x 160, as saved
-    start = FourierImage(160, 160, generator=torch.Generator().manual_seed(0), decay_power=RECIPES["class"].decay_power)
+    start = FourierImage(160, 160, generator=torch.Generator().manual_seed(0), decay_power=1.5)
     with torch.no_grad():
         before = _p(lite1, start(), index)
     after = _p(lite1, picture, index)
@@ -89,8 +104,8 @@ def test_ensemble_makes_the_picture_for_every_network(lite0, lite1):
 
 def test_ensemble_and_recipe_refusals(lite0, monkeypatch):
     generator = torch.Generator()
-    with pytest.raises(SettingsError, match="unknown recipe"):
-        render(lite0, ClassLogProb(1), width=64, height=64, steps=1, generator=generator, recipe="nope")
+    with pytest.raises(SettingsError, match="unknown look"):
+        render(lite0, ClassLogProb(1), width=64, height=64, steps=1, generator=generator, look="nope")
     other = deepdream.Backbone(name="two-class", model=lite0.model, categories=("a", "b"))
     with pytest.raises(ModelError, match="do not share their classes"):
         render(lite0, ClassLogProb(1), width=64, height=64, steps=1, generator=generator, ensemble=[other])
@@ -100,4 +115,66 @@ def test_ensemble_and_recipe_refusals(lite0, monkeypatch):
     with pytest.raises(SettingsError, match="fourier"):
         deepdream.Settings(ensemble=("efficientnet_lite1",), init="image")
     with pytest.raises(ModelError, match="unknown model"):
-        deepdream.dream(None, init="fourier", size=(32, 32), iterations=1, ensemble=("efficientnet_lite9",), backbone=lite0)
+        deepdream.dream(None, init="fourier", size=(32, 32), iterations=1, ensemble=("efficientnet_lite9",),
+                        backbone=lite0)
+
+
+# ---------------------------------------------------------------- MACO
+
+
+def test_maco_optimises_only_the_phase_and_keeps_the_photo_amplitude(lite0):
+    image = MacoImage(48, 64, generator=torch.Generator().manual_seed(0), spectrum=natural_spectrum())
+    assert [name for name, _ in image.named_parameters()] == ["phase"]
+    amplitude = image.amplitude.clone()
+    optimizer = torch.optim.Adam(image.parameters(), lr=LOOKS["maco"].lr, maximize=True)
+    start = image().detach()
+    for _ in range(3):
+        optimizer.zero_grad()
+        with Taps(lite0.model, ["blocks.4"]) as taps:
+            Energy("blocks.4")(taps(lite0.normalize(image()))).sum().backward()
+        optimizer.step()
+    assert torch.equal(image.amplitude, amplitude)  # the amplitude is a buffer: no step moves it
+    assert not torch.allclose(image(), start)  # the phase did move
+    # the picture's own spectrum (before colour and sigmoid) has that amplitude, up to one scale
+    spectrum = torch.polar(image.amplitude, standardize(image.phase.detach()))
+    x = torch.fft.irfft2(spectrum, s=(48, 64), norm="ortho")
+    ratio = torch.fft.rfft2(x, norm="ortho").abs()[..., 1:-1] / image.amplitude[..., 1:-1]
+    assert torch.allclose(ratio, torch.ones_like(ratio), rtol=1e-3)
+
+
+def test_packaged_spectrum_is_a_natural_image_spectrum():
+    spectrum = natural_spectrum()  # fitted from photos by src/deepdream/data/make_maco_spectrum.py
+    assert spectrum.shape == (3, 128, 65) and torch.isfinite(spectrum).all() and (spectrum > 0).all()
+    low, high = spectrum[0, 1:4, 1:4].mean(), spectrum[0, 60:64, 28:32].mean()
+    assert low > 20 * high  # energy falls with frequency, as in photos (~1/f)
+    flat = fit_spectrum([torch.full((3, 20, 30), 0.5)], size=16)  # a flat grey picture: nothing but DC
+    assert flat[:, 0, 0].abs().sum() > 0 and flat[:, 1:, 1:].abs().max() < 1e-5
+
+
+def test_maco_class_picture_rises_and_gives_an_importance_map(lite0):
+    index = lite0.resolve_class("lemon")
+    rendering = grow(lite0, ClassLogProb(index), width=64, height=64, steps=16,
+                     generator=torch.Generator().manual_seed(0), look="maco")
+    start = MacoImage(64, 64, generator=torch.Generator().manual_seed(0), spectrum=natural_spectrum())
+
+    def log_p(picture: torch.Tensor) -> float:  # mean over 8 fixed views of the look (crops and noise)
+        views = maco_transforms(torch.Generator().manual_seed(123), 64, 64)(picture.expand(8, -1, -1, -1))
+        with torch.no_grad():
+            return lite0.model(lite0.normalize(views)).log_softmax(1)[:, index].mean().item()
+
+    before, after = log_p(start().detach()), log_p(rendering.image)
+    assert after > before + 3.0, (before, after)  # measured: -14.0 -> -9.2 (p x 130)
+    importance = rendering.importance
+    assert importance.shape == (1, 1, 64, 64) and importance.min() >= 0 and importance.max() == 1
+
+
+def test_cli_maco_picture_with_its_importance_plot(tmp_path, capsys):
+    out, plot = tmp_path / "maco.png", tmp_path / "importance.png"
+    assert main(["dream", "--init", "maco", "--size", "48x40", "--iterations", "2", "--layers", "blocks.2", "-q",
+                 "-o", str(out), "--plot", str(plot), "--precision", "fp32"]) == 0
+    assert Image.open(out).size == (48, 40) and Image.open(plot).size == (48, 40)
+    assert Image.open(plot).mode == "L"
+    assert main(["dream", "--init", "fourier", "--size", "48x40", "-o", str(tmp_path / "f.png"),
+                 "--plot", str(tmp_path / "p.png")]) != 0
+    assert "needs --init maco" in capsys.readouterr().err
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "p.png").exists()

@@ -11,6 +11,12 @@ A class picture needs more than that to be recognised by a network that did not 
 "class" recipe looks at each step's picture through four independently zoomed (0.7-1.5), rotated
 and shifted views, gives the spectrum a steeper 1/f^1.5 decay (larger shapes, fewer fine textures),
 and can average the objective over an ensemble of networks (benchmarks/classvis.py).
+
+The "maco" look (Fel et al., "Unlocking Feature Visualization for Deeper Networks with MAgnitude
+Constrained Optimization", NeurIPS 2023) optimises only the spectrum's phase: its amplitude stays fixed
+to the mean spectrum of real photos (`data/maco_spectrum.npy`, fitted by `fit_spectrum`), so the picture
+keeps natural-image statistics however deep the network; random crops and noise give robustness, and the
+gradients that reach each pixel, summed over the steps, say which parts of the picture matter (`importance`).
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from importlib import resources
+from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,12 +79,71 @@ class FourierImage(torch.nn.Module):
         # B x 3 x H x (W//2+1) x (real, imag), drawn on the CPU generator so a seed means the same image everywhere
         init = torch.randn(batch, 3, height, width // 2 + 1, 2, generator=generator) * sd
         self.spectrum = torch.nn.Parameter(init)
-        self.register_buffer("scale", spectrum_scale(height, width, decay_power)[None, None, :, :, None], persistent=False)
+        self.register_buffer(
+            "scale", spectrum_scale(height, width, decay_power)[None, None, :, :, None], persistent=False
+        )
         self.register_buffer("color", color_matrix(), persistent=False)
 
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex((self.scale * self.spectrum).contiguous())
         x = torch.fft.irfftn(spectrum, s=self.size, norm="ortho") / _SPECTRUM_MAGIC  # B x 3 x H x W
+        x = torch.einsum("bchw,rc->brhw", x, self.color)  # decorrelated -> RGB
+        return torch.sigmoid(x)
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit standard deviation over the whole tensor."""
+    return (x - x.mean()) / (x.std() + 1e-4)
+
+
+SPECTRUM_FILE = "maco_spectrum.npy"  # 3 x S x (S//2+1) mean amplitude of decorrelated photos (fit_spectrum)
+
+
+def natural_spectrum() -> torch.Tensor:
+    """The packaged amplitude spectrum of photos (see `fit_spectrum` and docs/explore.md)."""
+    with resources.as_file(resources.files("deepdream") / "data" / SPECTRUM_FILE) as path:
+        return torch.from_numpy(np.load(path).astype(np.float32))
+
+
+def decorrelate(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB (B x 3 x H x W) -> the decorrelated colour components `color_matrix()` maps back to RGB."""
+    return torch.einsum("bchw,rc->brhw", rgb, torch.linalg.inv(color_matrix()))
+
+
+def fit_spectrum(images: Iterable[torch.Tensor], size: int = 128) -> torch.Tensor:
+    """Mean amplitude |rfft2| of decorrelated photos (each 3 x H x W in [0, 1], centre-cropped square and
+    resized to `size`): 3 x size x (size//2+1), the amplitude MACO keeps fixed."""
+    total, count = torch.zeros(3, size, size // 2 + 1), 0
+    for rgb in images:
+        side = min(rgb.shape[-2:])
+        top, left = (rgb.shape[-2] - side) // 2, (rgb.shape[-1] - side) // 2
+        square = rgb[None, :, top : top + side, left : left + side]
+        x = F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        total += torch.fft.rfft2(decorrelate(x)[0], norm="ortho").abs()
+        count += 1
+    if count == 0:
+        raise SettingsError("no photos to fit a spectrum from")
+    return total / count
+
+
+class MacoImage(torch.nn.Module):
+    """An RGB image in [0, 1] whose only learnable parameter is its spectrum's phase; the amplitude is a
+    fixed buffer (a natural-image spectrum resized to the picture), so it cannot drift to noise."""
+
+    def __init__(self, height: int, width: int, *, generator: torch.Generator, spectrum: torch.Tensor, batch: int = 1):
+        super().__init__()
+        self.size = (height, width)
+        shape = (height, width // 2 + 1)
+        amplitude = F.interpolate(
+            spectrum[None].float(), size=shape, mode="bilinear", antialias=True, align_corners=False
+        )
+        self.register_buffer("amplitude", amplitude, persistent=False)  # 1 x 3 x H x (W//2+1)
+        self.phase = torch.nn.Parameter(torch.randn(batch, 3, *shape, generator=generator))
+        self.register_buffer("color", color_matrix(), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        spectrum = torch.polar(self.amplitude.expand_as(self.phase), standardize(self.phase))
+        x = standardize(torch.fft.irfft2(spectrum, s=self.size, norm="ortho"))  # B x 3 x H x W
         x = torch.einsum("bchw,rc->brhw", x, self.color)  # decorrelated -> RGB
         return torch.sigmoid(x)
 
@@ -180,7 +247,22 @@ class RandomAffine:
             [torch.stack([cos, -sin * h / w, shift[:, 0]], 1), torch.stack([sin * w / h, cos, shift[:, 1]], 1)], 1
         )
         grid = F.affine_grid(theta, [b, c, out_h, out_w], align_corners=False)
-        return F.grid_sample(x - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + self.fill
+        return (
+            F.grid_sample(x - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + self.fill
+        )
+
+
+@dataclass
+class Noise:
+    """Gaussian plus uniform noise of this size on every view (MACO's robustness to small perturbations)."""
+
+    level: float
+    generator: torch.Generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        gauss = torch.randn(x.shape, generator=self.generator).to(x.device, x.dtype)
+        uniform = torch.rand(x.shape, generator=self.generator).to(x.device, x.dtype) - 0.5
+        return x + self.level * (gauss + uniform)
 
 
 def compose(transforms: Sequence[Transform]) -> Transform:
@@ -218,21 +300,46 @@ def class_transforms(generator: torch.Generator, height: int, width: int) -> Tra
     return RandomAffine(scale=(0.7, 1.5), degrees=20.0, shift=0.1, generator=generator, size=size)
 
 
+def maco_transforms(generator: torch.Generator, height: int, width: int) -> Transform:
+    """MACO's robustness: random crops of 50-80 % of the side around the centre (+-15 %), and noise.
+
+    Crops are resampled to 0.72 of the picture's side, as the class look's views are.
+    """
+    size = (max(1, round(height * 0.72)), max(1, round(width * 0.72)))
+    crops = RandomAffine(scale=(1.25, 2.0), degrees=0.0, shift=0.15, generator=generator, size=size)
+    return compose([crops, Noise(0.02, generator)])
+
+
+Picture = Callable[[int, int, torch.Generator], torch.nn.Module]  # (height, width, generator) -> image module
+
+
 @dataclass(frozen=True)
-class Recipe:
-    """How a Fourier picture is looked at while it grows: views per step, their transforms, spectrum decay."""
+class Look:
+    """How a picture from nothing grows: its parameterisation, views per step, their transforms, Adam's rate."""
 
     views: int
-    decay_power: float  # > 1 moves the spectrum's energy to low frequencies: larger, smoother shapes
+    picture: Picture
     transforms: Callable[[torch.Generator, int, int], Transform]  # (generator, height, width) -> transform
+    lr: float = 0.05
 
 
-RECIPES: dict[str, Recipe] = {
+def _fourier(decay_power: float) -> Picture:
+    # decay_power > 1 moves the spectrum's energy to low frequencies: larger, smoother shapes
+    return lambda h, w, g: FourierImage(h, w, generator=g, decay_power=decay_power)
+
+
+def _maco(h: int, w: int, g: torch.Generator) -> MacoImage:
+    return MacoImage(h, w, generator=g, spectrum=natural_spectrum())
+
+
+LOOKS: dict[str, Look] = {
     # lucid's channel visualisation: one view per step, small pad/jitter/scale/rotation
-    "feature": Recipe(views=1, decay_power=1.0, transforms=lambda g, h, w: standard_transforms(g)),
+    "feature": Look(views=1, picture=_fourier(1.0), transforms=lambda g, h, w: standard_transforms(g)),
     # class pictures another network recognises (benchmarks/classvis.py): four strongly transformed
     # views per step and a smoother spectrum, so the class has to appear as an object, not a texture
-    "class": Recipe(views=4, decay_power=1.5, transforms=class_transforms),
+    "class": Look(views=4, picture=_fourier(1.5), transforms=class_transforms),
+    # MACO: only the phase moves, the amplitude is the photos' spectrum; crops and noise
+    "maco": Look(views=4, picture=_maco, transforms=maco_transforms, lr=0.2),
 }
 
 
@@ -252,7 +359,21 @@ def _check_fits(networks: Sequence[Backbone], views: int, width: int, height: in
     check_memory(need, f"a {width}x{height} feature visualisation", "the tile or picture size", device)
 
 
-def render(
+@dataclass(frozen=True)
+class Rendering:
+    """A picture from nothing and where it matters: `importance` (1 x 1 x H x W in [0, 1]) is the size of the
+    objective's gradient at each pixel summed over the steps (MACO's transparency map)."""
+
+    image: torch.Tensor  # 1 x 3 x H x W in [0, 1]
+    importance: torch.Tensor
+
+
+def render(backbone: Backbone, objective: Objective, **kwargs) -> torch.Tensor:
+    """Return the 1 x 3 x H x W image in [0, 1] that maximises `objective` (see `grow` for the arguments)."""
+    return grow(backbone, objective, **kwargs).image
+
+
+def grow(
     backbone: Backbone,
     objective: Objective,
     *,
@@ -262,24 +383,25 @@ def render(
     generator: torch.Generator,
     precision: str = "fp32",
     progress=None,
-    lr: float = 0.05,
+    lr: float | None = None,
     transforms: Transform | None = None,
-    recipe: str = "feature",
+    look: str = "feature",
     ensemble: Sequence[Backbone] = (),
-) -> torch.Tensor:
-    """Return the 1 x 3 x H x W image in [0, 1] that maximises `objective`, grown from a random spectrum.
+) -> Rendering:
+    """The picture that maximises `objective`, grown from a random spectrum, and its importance map.
 
-    Each step scores the recipe's randomly transformed views of the image (`transforms` overrides
+    Each step scores the look's randomly transformed views of the image (`transforms` overrides
     them) on `backbone` and on every network of `ensemble`, and climbs the mean: a picture that
     satisfies several networks from many views shows what they share, not one network's blind spots.
     `generator` (a CPU generator) draws the initial spectrum and every random transform, so the same
-    seed gives the same picture. `progress` (tqdm-like) gets one update per step.
+    seed gives the same picture. `lr` overrides the look's Adam rate. `progress` (tqdm-like) gets one
+    update per step.
     """
     if steps < 1:
         raise SettingsError(f"steps must be >= 1, got {steps}")
-    if recipe not in RECIPES:
-        raise SettingsError(f"unknown recipe '{recipe}' (choose from {', '.join(RECIPES)})")
-    look = RECIPES[recipe]
+    if look not in LOOKS:
+        raise SettingsError(f"unknown look '{look}' (choose from {', '.join(LOOKS)})")
+    chosen = LOOKS[look]
     networks = (backbone, *ensemble)
     for net in networks:
         if min(width, height) < net.min_size:
@@ -288,30 +410,40 @@ def render(
             raise ModelError(f"{net.name} and {backbone.name} do not share their classes: they cannot score one class")
         missing = sorted(objective.layers - set(dict(net.model.named_modules())))
         if missing:
-            raise ModelError(f"{net.name} has no layer {', '.join(missing)}: every network needs the objective's layers")
+            raise ModelError(
+                f"{net.name} has no layer {', '.join(missing)}: every network needs the objective's layers"
+            )
     device = backbone.device
     if precision == "auto":
         precision = resolve_precision(precision, device, backbone.model)
-    _check_fits(networks, look.views, width, height, device)
-    image = FourierImage(height, width, generator=generator, decay_power=look.decay_power).to(device)
-    transform = transforms if transforms is not None else look.transforms(generator, height, width)
+    _check_fits(networks, chosen.views, width, height, device)
+    image = chosen.picture(height, width, generator).to(device)
+    transform = transforms if transforms is not None else chosen.transforms(generator, height, width)
     # Adam with maximize=True climbs the objective directly: no loss with a flipped sign
-    optimizer = torch.optim.Adam(image.parameters(), lr=lr, maximize=True)
+    optimizer = torch.optim.Adam(image.parameters(), lr=chosen.lr if lr is None else lr, maximize=True)
+    importance = torch.zeros(1, 1, height, width, device=device)
     with contextlib.ExitStack() as stack:
-        taps = [stack.enter_context(Taps(fold_batchnorm(n.model, keep=objective.layers), objective.layers))
-                for n in networks]
+        taps = [
+            stack.enter_context(Taps(fold_batchnorm(n.model, keep=objective.layers), objective.layers))
+            for n in networks
+        ]
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            x = transform(image().expand(look.views, -1, -1, -1))  # views x 3 x h x w
+            picture = image()  # 1 x 3 x H x W
+            picture.retain_grad()
+            x = transform(picture.expand(chosen.views, -1, -1, -1))  # views x 3 x h x w
             score = 0.0
             for net, tap in zip(networks, taps):
                 with autocast(device, precision):
-                    score = score + objective(tap(net.normalize(x).contiguous(memory_format=torch.channels_last))).mean()
+                    score = (
+                        score + objective(tap(net.normalize(x).contiguous(memory_format=torch.channels_last))).mean()
+                    )
             (score / len(networks)).backward()
+            importance += picture.grad.detach().abs().sum(1, keepdim=True)
             optimizer.step()
             if progress is not None:
                 progress.update(1)
     with torch.no_grad():
         out = image().detach()
     check_finite(out, "the feature visualisation", "lower the learning rate --lr")
-    return out
+    return Rendering(out, importance / importance.max().clamp(min=1e-12))

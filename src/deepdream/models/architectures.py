@@ -98,7 +98,11 @@ def _simple_cnn(num_classes: int, pretrained: bool, weights: Path | None, width:
 
 
 def _inception_v3(
-    num_classes: int, pretrained: bool, weights: Path | None, aux_logits: bool = False, transform_input: bool | None = None
+    num_classes: int,
+    pretrained: bool,
+    weights: Path | None,
+    aux_logits: bool = False,
+    transform_input: bool | None = None,
 ) -> Net:
     """torchvision InceptionV3 with the reference wrapper's options.
 
@@ -111,7 +115,11 @@ def _inception_v3(
     if transform_input is None:
         transform_input = pretrained
     model = inception_v3(
-        weights=None, num_classes=num_classes, aux_logits=aux_logits, transform_input=transform_input, init_weights=not pretrained
+        weights=None,
+        num_classes=num_classes,
+        aux_logits=aux_logits,
+        transform_input=transform_input,
+        init_weights=not pretrained,
     )
     if pretrained:
         # torchvision's weights (WeightsUnavailable when neither cached nor downloadable) or a local file
@@ -122,7 +130,9 @@ def _inception_v3(
         model.load_state_dict(fitting, strict=False)
     head = ("fc", "AuxLogits") if aux_logits else ("fc",)
     # the auxiliary classifier needs Mixed_6e at 17x17 (pool 5/3, then a 5x5 conv): the full 299 px input
-    return Net(model, head, ("Mixed_5d", "Mixed_6a", "Mixed_6c", "Mixed_6e", "Mixed_5b"), min_size=299 if aux_logits else 75)
+    return Net(
+        model, head, ("Mixed_5d", "Mixed_6a", "Mixed_6c", "Mixed_6e", "Mixed_5b"), min_size=299 if aux_logits else 75
+    )
 
 
 # ---------------------------------------------------------------- dreaming backbones with a new head
@@ -154,7 +164,12 @@ def _from_backbone(name: str) -> Callable[..., Net]:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "simple_cnn": Architecture(
-        "simple_cnn", _simple_cnn, 112, "small ResNet-9-style CNN trained from scratch", {"width": 32, "dropout": 0.2}, False
+        "simple_cnn",
+        _simple_cnn,
+        112,
+        "small ResNet-9-style CNN trained from scratch",
+        {"width": 32, "dropout": 0.2},
+        False,
     ),
     "efficientnet_lite0": Architecture(
         "efficientnet_lite0", _from_backbone("efficientnet_lite0"), 224, "EfficientNet-Lite0, embedded ImageNet weights"
@@ -219,7 +234,9 @@ def set_trainable(net: Net, *, freeze_backbone: bool = False, trainable_from: st
         raise ModelError("use either --freeze-backbone or --trainable-from, not both")
     modules = dict(model.named_modules())
     if trainable_from is not None and (trainable_from not in modules or not trainable_from):
-        raise ModelError(f"unknown layer '{trainable_from}' for --trainable-from{did_you_mean(trainable_from, modules)}")
+        raise ModelError(
+            f"unknown layer '{trainable_from}' for --trainable-from{did_you_mean(trainable_from, modules)}"
+        )
     training = not freeze_backbone and trainable_from is None
     for name, p in model.named_parameters():
         if trainable_from is not None and (name == trainable_from or name.startswith(trainable_from + ".")):

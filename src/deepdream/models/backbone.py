@@ -26,7 +26,7 @@ class Backbone:
     recommended_layers: tuple[str, ...] = ()
     min_size: int = 32  # smallest input side the network accepts
     source: str = ""
-    cli: str = ""  # the CLI options that load this network again, for hints (default: --model NAME)
+    fixed_size: tuple[int, int] | None = None  # (H, W) of a network that takes no other size
 
     @property
     def device(self) -> torch.device:
@@ -52,7 +52,7 @@ class Backbone:
             return names[index]
         if spec in dict(self.model.named_modules()) and spec:
             return spec
-        hint = did_you_mean(spec, names, fallback=f"; run 'deepdream layers {self.cli or '--model ' + self.name}'")
+        hint = did_you_mean(spec, names, fallback=f"; it has {len(names)} listed layers (index 0..{len(names) - 1})")
         raise ModelError(f"unknown layer '{spec}' for {self.name}{hint}")
 
     def resolve_class(self, spec: str | int) -> int:
@@ -95,5 +95,3 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-

@@ -19,7 +19,7 @@ from ..errors import ModelError
 from .architectures import Net, build_model
 from .backbone import Backbone, freeze
 from .preprocessing import Preprocessing
-from .registry import check_finite_weights, safe_load
+from .weights import check_finite_weights, safe_load
 
 FORMAT = "deepdream-classifier"
 VERSION = 1
@@ -63,7 +63,9 @@ class CheckpointInfo:
         )
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, info: CheckpointInfo, training_state: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path, model: nn.Module, info: CheckpointInfo, training_state: dict | None = None
+) -> Path:
     """Write a checkpoint atomically; `training_state` (optimizer, RNG, history) makes it resumable."""
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -125,5 +127,4 @@ def backbone_from_checkpoint(path: str | Path) -> Backbone:
         recommended_layers=net.recommended_layers,
         min_size=net.min_size,
         source=f"checkpoint {path} (epoch {info.epoch})",
-        cli=f"--checkpoint {path}",
     )

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError, SettingsError
-from ..hints import did_you_mean
+from ..errors import SettingsError
 from ..runtime import resolve_device
 from ..settings import Settings
 from .backbone import Backbone
 from .checkpoint import backbone_from_checkpoint
-from .registry import BACKBONES, DEFAULT_BACKBONE
+from .registry import DEFAULT_BACKBONE, build_backbone
 
 
 def load_backbone(
@@ -24,16 +23,14 @@ def load_backbone(
     device: str | torch.device = "cpu",
     channels_last: bool = True,
 ) -> Backbone:
-    """Build a registered backbone (or a trained checkpoint) on a device, frozen and in eval mode."""
+    """Build a registered backbone, `timm:NAME` / `torchvision:NAME`, or a trained checkpoint, on a device,
+    frozen and in eval mode."""
     if checkpoint is not None and weights is not None:
         raise SettingsError("give either --weights or --checkpoint, not both: each is a complete set of weights")
     if checkpoint is not None:
         backbone = backbone_from_checkpoint(checkpoint)
     else:
-        if name not in BACKBONES:
-            hint = did_you_mean(name, BACKBONES, fallback=f"; choose from {', '.join(BACKBONES)}")
-            raise ModelError(f"unknown model '{name}'{hint}")
-        backbone = BACKBONES[name](pretrained, Path(weights) if weights else None)
+        backbone = build_backbone(name, pretrained, Path(weights) if weights else None)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     backbone.model.to(device=device, memory_format=memory_format)
     return backbone

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 STORED_SIZE_LIMIT = 8192  # read from a file: larger is no classifier input, and decoding it would exhaust memory
 
 
@@ -30,7 +29,9 @@ class Preprocessing:
     def __post_init__(self) -> None:
         """ValueError for what no image can go through (a checkpoint from elsewhere may hold anything)."""
         if not all(isinstance(v, int) and v >= 1 for v in (self.size, self.resize, self.test_size)):
-            raise ValueError(f"sizes must be positive, got size {self.size}, resize {self.resize}, eval size {self.eval_size}")
+            raise ValueError(
+                f"sizes must be positive, got size {self.size}, resize {self.resize}, eval size {self.eval_size}"
+            )
         if self.resize < max(self.size, self.test_size):
             raise ValueError(f"resize {self.resize} is smaller than the crops ({self.size}, {self.test_size})")
         if len(self.mean) != 3 or len(self.std) != 3:
@@ -56,7 +57,9 @@ class Preprocessing:
         eval_size = int(d["eval_size"]) if d.get("eval_size") else None
         if max(int(d["size"]), int(d["resize"]), eval_size or 0) > STORED_SIZE_LIMIT:
             raise ValueError(f"sizes above {STORED_SIZE_LIMIT} px (size {d['size']}, resize {d['resize']})")
-        return cls(int(d["size"]), int(d["resize"]), tuple(map(float, d["mean"])), tuple(map(float, d["std"])), eval_size)
+        return cls(
+            int(d["size"]), int(d["resize"]), tuple(map(float, d["mean"])), tuple(map(float, d["std"])), eval_size
+        )
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, dtype=x01.dtype).view(1, 3, 1, 1)

