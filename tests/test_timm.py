@@ -177,3 +177,39 @@ def test_a_fixed_size_network_refuses_another_size_in_one_line():
         assert taps(torch.rand(1, 3, 64, 64))["blocks.2"].shape == (1, 192, 4, 4)
         with pytest.raises(SettingsError, match="fixed-vit takes only 64x64 pictures"):
             taps(torch.rand(1, 3, 48, 64))
+
+
+def test_train_a_timm_vit_and_dream_with_its_checkpoint(tmp_path):
+    from PIL import Image
+
+    from deepdream.models.layouts import layouts_of
+
+    rng = torch.Generator().manual_seed(0)
+    for split in ("train", "test"):
+        for label, shade in (("dark", 0.2), ("light", 0.8)):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(6):
+                pixels = (shade + 0.1 * torch.rand(40, 40, 3, generator=rng)).clamp(0, 1) * 255
+                Image.fromarray(pixels.byte().numpy()).save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "data"), "--arch", "timm:vit_tiny_patch16_224", "--epochs", "1",
+                 "--size", "32", "--batch-size", "6", "--out", str(run), "--threads", "1", "-q"]) == 0
+    backbone = load_backbone(checkpoint=run / "best.pt")
+    assert backbone.categories == ("dark", "light") and backbone.name == "timm:vit_tiny_patch16_224"
+    assert "blocks.7.mlp.act" in layouts_of(backbone.model)  # the checkpoint's ViT is read as a patch grid too
+    with Taps(backbone.model, ["blocks.7.mlp.act"]) as taps, torch.no_grad():
+        assert taps(torch.rand(1, 3, 48, 32))["blocks.7.mlp.act"].shape == (1, 768, 3, 2)
+
+
+def test_studio_model_list_offers_timm_models_in_the_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from deepdream.studio.backbones import Backbones
+
+    (tmp_path / "models--timm--convnext_atto.d2_in1k").mkdir()
+    (tmp_path / "models--someone--bert").mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    choices = Backbones(runs=None).choices()
+    assert ("timm:convnext_atto.d2_in1k (cached)", "timm:convnext_atto.d2_in1k") in choices
+    assert not any("bert" in value for _, value in choices)

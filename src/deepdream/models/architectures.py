@@ -1,6 +1,7 @@
 """Registry of trainable architectures: name -> builder of a classifier with a fresh head for our classes.
 
-Pretrained networks come from the dreaming backbone registry (`deepdream.models.registry.BACKBONES`), so the
+Pretrained networks come from the dreaming backbone registry (`deepdream.models.registry`, timm:NAME and
+torchvision:NAME included), so the
 embedded efficientnet_lite0 weights work offline and torchvision weights are used when cached or
 downloadable. Their last linear layer is replaced by one with `num_classes` outputs.
 """
@@ -17,7 +18,7 @@ from torch import nn
 from ..errors import ModelError
 from ..hints import did_you_mean
 from .backbone import IMAGENET_MEAN, IMAGENET_STD
-from .registry import BACKBONES
+from .registry import BACKBONES, FAMILIES, build_backbone
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def replace_head(model: nn.Module, num_classes: int) -> str:
 
 def _from_backbone(name: str) -> Callable[..., Net]:
     def build(num_classes: int, pretrained: bool, weights: Path | None) -> Net:
-        backbone = BACKBONES[name](pretrained, weights)
+        backbone = build_backbone(name, pretrained, weights)
         model = backbone.model
         head = replace_head(model, num_classes)
         model.requires_grad_(True)
@@ -189,7 +190,18 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+def _family_architecture(name: str) -> Architecture | None:
+    """timm:NAME / torchvision:NAME as a trainable architecture: the backbone with a new head."""
+    family, colon, rest = name.partition(":")
+    if not (colon and rest and family in FAMILIES):
+        return None
+    return Architecture(name, _from_backbone(name), 224, f"{family} {rest} (weights from {family}'s own source)")
+
+
 def get_architecture(name: str) -> Architecture:
+    family = _family_architecture(name)
+    if family is not None:
+        return family
     if name not in ARCHITECTURES:
         hint = did_you_mean(name, ARCHITECTURES, fallback=f"; choose from {', '.join(ARCHITECTURES)}")
         raise ModelError(f"unknown architecture '{name}'{hint}")

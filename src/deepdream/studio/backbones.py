@@ -44,6 +44,16 @@ def layer_table(backbone: Backbone) -> list[Layer]:
     ]
 
 
+def cached_timm_models() -> list[str]:
+    """timm:NAME of every timm model whose weights are in the Hugging Face cache (they load offline)."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    cache = Path(HF_HUB_CACHE)
+    if not cache.is_dir():
+        return []
+    return sorted(f"timm:{p.name.removeprefix('models--timm--')}" for p in cache.glob("models--timm--*"))
+
+
 class Backbones:
     """Loaded networks by (model, weights, checkpoint, device), the last few kept; thread-safe."""
 
@@ -55,6 +65,7 @@ class Backbones:
     def choices(self) -> list[tuple[str, str]]:
         """(label, value) for the model list: registered backbones, then checkpoints under runs/."""
         items = [(name, name) for name in list_backbones()]
+        items += [(f"{name} (cached)", name) for name in cached_timm_models()]
         if self.runs is not None and self.runs.is_dir():
             for path in sorted(self.runs.glob("**/*.pt")):
                 items.append((f"{path.relative_to(self.runs.parent)} (trained)", CHECKPOINT + str(path.resolve())))
