@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from ..errors import SettingsError
+from ..errors import NonFiniteError, SettingsError
 from .scoring import Scorer, Scores
 
 
@@ -138,6 +138,8 @@ def epo(
     scores = scorer.score(pop)
     search = Search(Frontier(_points(pop, scores, 0)), lambdas.tolist(),
                     timings=dict.fromkeys(("gradient", "children", "scoring", "selection"), 0.0))
+    if not search.frontier.points:
+        raise NonFiniteError("the objective or the cross-entropy is NaN or infinite for every start text")
     positions = editable.nonzero().flatten()
     banned = torch.ones(scorer.lm.vocab_size, dtype=torch.bool)
     banned[allowed] = False
@@ -151,6 +153,7 @@ def epo(
         t0 = time.perf_counter()
         grad, _ = scorer.gradients(pop, lambdas)  # P x T x V
         grad[..., banned.to(grad.device)] = -math.inf
+        grad.scatter_(-1, pop.to(grad.device).unsqueeze(-1), -math.inf)  # a swap to the same token is no child
         top = grad.topk(k, dim=-1).indices.cpu()  # P x T x k
         t1 = time.perf_counter()
         parent = torch.arange(options.population).repeat_interleave(options.children)
