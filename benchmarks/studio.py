@@ -15,7 +15,8 @@ is the steadier of the two, and it counts the client's work against the studio.
 
 *--soak*: `deepdream studio` in a process of its own (one intra-op thread), two gradio_client clients
 dreaming at once through `/dream` (one octave of one step, so the dreams are cheap and the bookkeeping
-shows), `--rounds` rounds of `--dreams` dreams per client after a warm-up round; after each round the
+shows), `--rounds` rounds of `--dreams` dreams per client after a warm-up round, the same two client
+sessions throughout (each new session costs ~0.3 MB, up to studio.app.SESSIONS); after each round the
 server idles a second and its resident memory (VmRSS) is read. Prints the series, the growth after
 warm-up and its least-squares slope per 100 dreams. Set PYTHONPATH to another checkout's src/ to
 measure that version's server.
@@ -116,7 +117,7 @@ def main() -> None:
 
 
 def soak_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
-    from test_soak import SOAK_SETTINGS, rss_mb, soak, start_studio, stop_studio
+    from test_soak import SOAK_SETTINGS, connect, rss_mb, soak, start_studio, stop_studio
 
     folder = Path(tempfile.mkdtemp(prefix="studio-soak-"))
     photo = photo_file(args.photo, size, folder)
@@ -124,10 +125,11 @@ def soak_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
     series: list[float] = []
     wall = 0.0
     try:
-        soak(url, photo, args.dreams, folder, SOAK_SETTINGS)  # warm-up: network loaded, pools and caches filled
+        clients = connect(url, folder)  # the same two sessions throughout: the figure is per dream
+        soak(clients, photo, args.dreams, SOAK_SETTINGS)  # warm-up: network loaded, pools and caches filled
         for round_ in range(args.rounds + 1):
             if round_:
-                wall += soak(url, photo, args.dreams, folder, SOAK_SETTINGS)
+                wall += soak(clients, photo, args.dreams, SOAK_SETTINGS)
             time.sleep(1.0)  # idle: the figure is what the server keeps, not a dream's working memory
             series.append(rss_mb(proc.pid))
             print(f"after {2 * args.dreams * round_:4d} dreams (+ warm-up): server RSS {series[-1]:.0f} MB", flush=True)

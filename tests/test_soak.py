@@ -67,20 +67,26 @@ def stop_studio(proc: subprocess.Popen) -> None:
         proc.communicate()
 
 
-def soak(url: str, photo: Path, dreams: int, downloads: Path, settings: dict, clients: int = 2,
+def connect(url: str, downloads: Path, clients: int = 2) -> list:
+    """`clients` gradio_client clients of the studio at `url` (each a Gradio session of its own)."""
+    from gradio_client import Client
+
+    return [Client(url, verbose=False, download_files=str(downloads / f"client{i}")) for i in range(clients)]
+
+
+def soak(clients: list, photo: Path, dreams: int, settings: dict,
          after_each: Callable[[int], None] | None = None) -> float:
-    """`dreams` dreams of `photo` through /dream from each of `clients` clients at once (seeds differ);
+    """`dreams` dreams of `photo` through /dream from each client at once (seeds differ);
     `after_each(count)` runs after every finished dream. Returns the wall seconds."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     done, lock, errors = [0], threading.Lock(), []
 
     def client_loop(index: int) -> None:
         try:
-            client = Client(url, verbose=False, download_files=str(downloads / f"client{index}"))
             for i in range(dreams):
                 values = {**settings, "seed": index * 100_000 + i}
-                client.predict(handle_file(str(photo)), json.dumps(values), None, api_name="/dream")
+                clients[index].predict(handle_file(str(photo)), json.dumps(values), None, api_name="/dream")
                 with lock:
                     done[0] += 1
                     if after_each:
@@ -89,7 +95,7 @@ def soak(url: str, photo: Path, dreams: int, downloads: Path, settings: dict, cl
             errors.append(f"client {index}: {exc!r}")
 
     began = time.perf_counter()
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(len(clients))]
     for t in threads:
         t.start()
     for t in threads:
@@ -123,11 +129,12 @@ def test_soak_two_clients_memory_stays_bounded(studio_process):
     proc, url, root = studio_process
     photo = root / "photo.png"
     synthetic_photo(SOAK_PX, SOAK_PX).save(photo)
-    soak(url, photo, WARMUP, root, SOAK_SETTINGS)  # network loaded, allocator and HTTP pools warmed
+    clients = connect(url, root)
+    soak(clients, photo, WARMUP, SOAK_SETTINGS)  # network loaded, allocator and HTTP pools warmed
     time.sleep(IDLE_S)
     start = rss_mb(proc.pid)
     samples: list[float] = []
-    seconds = soak(url, photo, DREAMS, root, SOAK_SETTINGS, after_each=lambda n: samples.append(rss_mb(proc.pid)))
+    seconds = soak(clients, photo, DREAMS, SOAK_SETTINGS, after_each=lambda n: samples.append(rss_mb(proc.pid)))
     time.sleep(IDLE_S)
     end = rss_mb(proc.pid)
     saved = len(list((root / "library" / "results").glob("*.png")))

@@ -27,7 +27,7 @@ from deepdream.settings import Settings
 pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from deepdream.studio.app import launch  # noqa: E402
+from deepdream.studio.app import SESSIONS, launch  # noqa: E402
 from deepdream.studio.library import Library  # noqa: E402
 from deepdream.studio.service import Studio  # noqa: E402
 
@@ -48,7 +48,7 @@ def server(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE")}
     studio = Studio(Library(folder), runs=None, defaults=FAST)
     app, url = launch(studio, port=free_port())
-    yield studio, url.rstrip("/")
+    yield studio, url.rstrip("/"), app
     app.close()
     for k, v in saved.items():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
@@ -166,6 +166,15 @@ def test_cancelled_sound_job_leaves_no_file(server, tmp_path):
     assert set(studio.library.sub("sounds").iterdir()) == before  # no partial output, no scratch file
 
 
+def test_page_sessions_kept_are_bounded(server):
+    """Every browser tab or API client is a Gradio session holding a copy of the page's config: the oldest
+    are dropped beyond SESSIONS, so visits cannot grow the server without bound."""
+    holder = server[2].state_holder
+    for i in range(SESSIONS + 10):
+        holder[f"visit-{i}"]  # what a request of a new session does first
+    assert len(holder.session_data) == SESSIONS and "visit-0" not in holder and f"visit-{SESSIONS + 9}" in holder
+
+
 def status_of(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -175,7 +184,7 @@ def status_of(url: str) -> int:
 
 
 def test_only_the_library_is_served(server, tmp_path):
-    studio, url = server
+    studio, url, _ = server
     outside = tmp_path / "secret.png"
     synthetic_photo(32, 32).save(outside)
     inside = studio.library.sub("results") / "served.png"

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,6 +288,11 @@ def test_video_job_resumes_from_its_frames_after_a_restart(tmp_path, lite0):
     assert done["state"] == "done" and done["message"] == "3 frames, 1 dreamed now"
     assert (lib.sub("videos") / "zoom-test.mp4").stat().st_size > 0
     assert jobs.resume_unfinished() == []
+    stale = {**record, "id": "zoom-old", "settings": {**record["settings"], "octaves": 0}}  # unrunnable now
+    (lib.sub("jobs") / "zoom-old.json").write_text(json.dumps(stale))
+    assert jobs.resume_unfinished() == []
+    kept = json.loads((lib.sub("jobs") / "zoom-old.json").read_text())
+    assert kept["state"] == "failed" and "octaves must be >= 1" in kept["message"]
 
 
 def test_explore_jobs_make_sheets_in_the_library(tmp_path, lite0):
@@ -306,6 +312,24 @@ def test_explore_jobs_make_sheets_in_the_library(tmp_path, lite0):
         meta = json.loads(Image.open(job.result).info["deepdream"])
         assert meta["sheet"]["tiles"] == tiles
     assert set(studio.library.gallery()) == {sweep.result, atlas.result, recommended.result}
+
+
+def test_the_studio_calls_the_library_jobs_only_through_service():
+    """The page's modules reach dream, sweep and video jobs through `Studio` (service.py); no studio module
+    imports the command line."""
+    import ast
+
+    import deepdream.studio as package
+
+    folder = Path(package.__file__).parent
+    jobs = {"still", "explore", "video"}  # the library's job modules (audio's options are plain values)
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level == 2}
+        assert "cli" not in imported, path.name
+        if path.name in ("api.py", "background.py", "dreamtab.py", "exploretab.py", "form.py", "soundtab.py"):
+            assert not imported & jobs, (path.name, imported & jobs)
 
 
 def test_cli_serves_on_loopback_and_prints_the_url(tmp_path):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import gradio as gr
 import numpy as np
@@ -19,6 +20,8 @@ from .dreamtab import watch
 from .jobs import follow
 from .safety import check_image
 from .service import Studio
+
+log = logging.getLogger(__name__)
 
 
 def build(studio: Studio) -> None:
@@ -40,6 +43,7 @@ def build(studio: Studio) -> None:
                 mask = np.asarray(check_image(mask_path).convert("L"))
             job = studio.dream(settings, photo_path, mask, owner=request.session_hash if request else "")
         except (DeepDreamError, json.JSONDecodeError, TypeError) as exc:
+            log.info("/dream refused: %s", exc)
             raise gr.Error(str(exc)) from None
         for update in watch(job, image, status):
             yield update.get(image, gr.Image()), job.status()
@@ -66,6 +70,7 @@ def build(studio: Studio) -> None:
                 raise DeepDreamError("no sound file")
             job = studio.sound(settings, path, options, owner=request.session_hash if request else "")
         except (DeepDreamError, json.JSONDecodeError, TypeError) as exc:
+            log.info("/sound refused: %s", exc)
             raise gr.Error(str(exc)) from None
         for _ in follow(job):  # only changes go over the wire
             yield None, None, job.status()

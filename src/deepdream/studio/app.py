@@ -9,6 +9,9 @@ from .safety import check_port
 from .service import Studio
 
 TITLE = "deepdream studio"
+# page sessions (browser tabs, API clients) whose Gradio state is kept: each holds a copy of the page's
+# component config (about 0.3 MB); Gradio's default of 10000 would let a long-running studio grow by GBs
+SESSIONS = 200
 
 
 def build_app(studio: Studio):
@@ -58,5 +61,6 @@ def launch(studio: Studio, *, host: str = "127.0.0.1", port: int | None = None,
         server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, allowed_paths=[str(folder)],
         blocked_paths=[str(folder / name) for name in ("jobs", "work", "logs")], max_file_size=2 * 1024**3,
         quiet=True, show_error=False, footer_links=["api"], ssr_mode=False, mcp_server=False, pwa=False,
+        state_session_capacity=SESSIONS,
     )
     return app, url

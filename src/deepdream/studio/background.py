@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import imagefiles
+from ..errors import DeepDreamError
 from ..settings import Settings, from_mapping, seeded
 from .jobs import Job
 from .service import Studio
@@ -73,7 +74,13 @@ class VideoJobs:
         ids = []
         for record in self.records():
             if record.get("state") in UNFINISHED and self.studio.jobs.get(record["id"]) is None:
-                self._submit(record)
+                try:
+                    self._submit(record)
+                except DeepDreamError as exc:  # a record this version cannot run: say so, serve the rest
+                    record["state"], record["message"] = "failed", str(exc)
+                    self._write(record)
+                    log.warning("video job %s cannot be resumed: %s", record["id"], exc)
+                    continue
                 ids.append(record["id"])
         if ids:
             log.info("resumed unfinished video jobs: %s", ", ".join(ids))

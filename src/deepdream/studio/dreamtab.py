@@ -28,7 +28,6 @@ from ..settings import (
     preset,
 )
 from . import form
-from .jobs import POLL as POLL  # noqa: F401  (re-exported: tabs written against the old name)
 from .jobs import Job, follow
 from .safety import check_image
 from .service import Studio, mask_from_layers
