@@ -12,9 +12,10 @@ from typing import Iterator
 from .. import imagefiles, locks
 from ..errors import OutputError, SettingsError
 from ..settings import DEVICE_CHOICES
+from ..text.settings import START_CHOICES
 from .args import int_list, non_negative_int, positive_float, positive_int, seed
 
-SETTINGS_OPTIONS = ("model", "layer", "neuron", "direction", "target_token", "position", "keep", "length",
+SETTINGS_OPTIONS = ("model", "layer", "neuron", "direction", "target_token", "position", "keep", "length", "start",
                     "iterations", "population", "children", "topk", "lambda_min", "lambda_max", "restart_every",
                     "seed", "device")
 
@@ -38,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", choices=DEVICE_CHOICES)
     g = p.add_argument_group("search")
     g.add_argument("--keep", type=int_list, metavar="I,J-K", help="token indices of the start text never edited")
+    g.add_argument("--start", choices=START_CHOICES, help="from nothing: sample (default) starts from texts the "
+                   "model writes itself, random from uniformly random tokens (EPO's start)")
     g.add_argument("--length", type=positive_int, help="tokens to dream from nothing; most a start text holds (12)")
     g.add_argument("--iterations", type=positive_int, help="EPO iterations (40)")
     g.add_argument("--population", type=positive_int, help="texts kept, one per fluency weight (8)")

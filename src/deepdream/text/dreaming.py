@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ModelError, SettingsError, TextError
 from ..runtime import Progress, draw_seed, reporting, resolve_device
-from .epo import Frontier, Point, Search, epo, random_tokens
+from .epo import STARTS, Frontier, Point, Search, epo
 from .objectives import Direction, LayerEnergy, Neuron, NextToken, TextObjective
 from .registry import LanguageModel, load_language_model
 from .scoring import Scorer
@@ -178,7 +178,7 @@ def dream_text(
     generator = torch.Generator().manual_seed(settings.seed)
     allowed = torch.tensor(sorted(set(range(lm.vocab_size)) - set(lm.banned)), dtype=torch.long)
     if ids is None:
-        start = random_tokens(options.population, settings.length, allowed, generator)
+        start = STARTS[settings.start](scorer, options.population, settings.length, allowed, generator)
     else:
         start = torch.tensor([ids] * options.population, dtype=torch.long)
     with reporting(progress, options.iterations, unit="it") as bar:

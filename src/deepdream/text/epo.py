@@ -118,9 +118,32 @@ def _points(tokens: torch.Tensor, scores: Scores, iteration: int) -> list[Point]
             if math.isfinite(a) and math.isfinite(x)]
 
 
-def random_tokens(count: int, length: int, allowed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """count x length ids drawn uniformly from the allowed ids."""
+def random_tokens(scorer: Scorer, count: int, length: int, allowed: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """count x length ids drawn uniformly from the allowed ids (EPO's start: unreadable, cross-entropy ~11)."""
     return allowed[torch.randint(len(allowed), (count, length), generator=generator)]
+
+
+def sampled_tokens(scorer: Scorer, count: int, length: int, allowed: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """count x length ids sampled from the model itself after its prefix: texts that already read like the
+    model's own (cross-entropy near its entropy), so a short search spends its iterations on the activation."""
+    lm = scorer.lm
+    mask = torch.full((lm.vocab_size,), -math.inf)
+    mask[allowed] = 0.0
+    tokens = torch.tensor(lm.prefix, dtype=torch.long).expand(count, -1)
+    with torch.inference_mode():
+        for _ in range(length):
+            if tokens.shape[1]:
+                logits = lm.model(input_ids=tokens.to(lm.device)).logits[:, -1].float().cpu()
+            else:  # no prefix: the first token is uniform
+                logits = torch.zeros(count, lm.vocab_size)
+            probs = torch.softmax(logits + mask, dim=-1)
+            tokens = torch.cat([tokens, torch.multinomial(probs, 1, generator=generator)], dim=1)
+    return tokens[:, len(lm.prefix):].clone()
+
+
+STARTS = {"sample": sampled_tokens, "random": random_tokens}  # how a search from nothing begins
 
 
 def epo(

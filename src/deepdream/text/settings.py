@@ -12,6 +12,8 @@ from ..runtime import check_seed
 from .epo import SearchOptions
 from .registry import DEFAULT_MODEL
 
+START_CHOICES = ("sample", "random")  # the keys of epo.STARTS (a test keeps them equal)
+
 
 @dataclass(frozen=True)
 class TextSettings:
@@ -21,7 +23,8 @@ class TextSettings:
     direction: str | None = None  # .pt / .npy vector as wide as `layer`
     target_token: str | None = None  # next-token objective: exactly one token, e.g. " dog"
     position: int = -1  # token the objective is read at (EPO: the last)
-    text: str | None = None  # start sentence; None dreams from random tokens
+    text: str | None = None  # start sentence; None dreams from nothing
+    start: str = "sample"  # from nothing: texts sampled from the model, or uniformly random tokens (epo.STARTS)
     keep: tuple[int, ...] = ()  # token indices of `text` never edited
     length: int = 12  # tokens dreamed from nothing; the most a start sentence may hold
     iterations: int = 40
@@ -51,6 +54,7 @@ class TextSettings:
         need(self.target_token is None or self.target_token != "", "the target token is empty")
         need(self.text is None or bool(self.text.strip()), "the start text is empty")
         need(not self.keep or self.text is not None, "--keep marks tokens of a start text: give one")
+        need(self.start in START_CHOICES, f"start must be one of {', '.join(START_CHOICES)}, got {self.start!r}")
         need(all(isinstance(i, int) and i >= 0 for i in self.keep), "--keep takes token indices >= 0")
         if self.seed is not None:
             check_seed(self.seed)
