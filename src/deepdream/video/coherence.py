@@ -98,8 +98,9 @@ class SteadyCoherence:
     step size (at most `refine` of a full dream's steps in all) on its finest `warm_octaves` octaves,
     which re-sharpens the detail the warps blur. The
     pixels the flow could not carry (occluded, uncovered, new: carried weight below one half) get a full
-    dream, on the finest `new_octaves` octaves (a small patch has few coarse ones that matter), of the
-    rectangles around them alone (`new_regions`), blended in by how little was carried.
+    dream (the whole frame's steps per octave, on the finest `new_octaves` octaves: a patch a few pixels
+    wide has no coarse structure to dream) of the rectangles around them alone (`new_regions`), blended in
+    by how little was carried.
     When those pixels are more than `cut_share` of the frame (a scene cut), and on the first frame, the
     whole frame is dreamed in full. A carried frame then costs a few steps instead of a dream.
 
@@ -110,7 +111,7 @@ class SteadyCoherence:
     def __init__(
         self, flow: str = "dis", blend: float = 1.0, refine: float = 0.05, tolerance: float = 0.15, *,
         warm: bool = True, warm_steps: int = 2, warm_strength: float = 0.5, warm_octaves: int = 1,
-        new_octaves: int = 2, cut_share: float = 0.4, margin: int = 8,
+        new_octaves: int = 1, cut_share: float = 0.4, margin: int = 8,
     ):  # fmt: skip
         self.flow = _flow(flow, blend)
         if not 0 <= refine <= 1:

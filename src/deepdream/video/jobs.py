@@ -23,17 +23,15 @@ import numpy as np
 import torch
 
 from .. import imagefiles
-from ..engine.objectives import build_objective
 from ..engine.octaves import Dreamer, noise_image, octave_plan, resize
-from ..errors import ImageError, OutputError, SettingsError
+from ..errors import ImageError, OutputError, SettingsError, VideoError
 from ..locks import Locks
 from ..models.backbone import Backbone
-from ..models.load import backbone_from_settings
 from ..runtime import draw_seed, progress_bar
 from ..settings import Settings
 from .cache import FrameCache, default_work_dir
 from .coherence import Coherence, coherence
-from .reading import VideoError, even_size, format_seconds, probe, read_frames
+from .reading import even_size, format_seconds, probe, read_frames
 from .writing import check_video_output, write_video
 
 T = TypeVar("T")
@@ -96,12 +94,9 @@ class FrameDreamer:
     KEEP_DREAMERS = 4
 
     def __init__(self, settings: Settings, backbone: Backbone | None = None):
-        backbone = backbone_from_settings(settings, backbone)
-        guide = imagefiles.load_image(settings.guide, settings.max_size)[0] if settings.guide else None
-        self.backbone = backbone
-        self.objective = build_objective(backbone, settings, guide)
-        self.settings = settings
-        self._dreamers: dict[tuple, Dreamer] = {}  # (strength, iterations, octaves) -> Dreamer, oldest first
+        full = Dreamer.from_settings(settings, backbone)  # the network, guide and objective every frame shares
+        self.backbone, self.objective, self.settings = full.backbone, full.objective, settings
+        self._dreamers: dict[tuple, Dreamer] = {(1.0, None, None): full}  # (strength, iterations, octaves) -> Dreamer
         self._mask: torch.Tensor | None = None  # settings.mask at the frame size, loaded with the first frame
         self.count = StepCount()
 

@@ -257,6 +257,7 @@ class LiveResult:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # seconds into the session each frame was shown
     output: Path | None = None
     recorded: int = 0
     ended: str = ""
@@ -268,6 +269,12 @@ class LiveResult:
     @property
     def dropped(self) -> int:
         return max(0, self.arrived - self.shown)
+
+    @property
+    def steady_fps(self) -> float:
+        """Frames shown per second after the first (a full dream, and the network's warm-up)."""
+        span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
+        return (len(self.times) - 1) / span if span > 0 else 0.0
 
     @property
     def latency(self) -> float:
@@ -340,6 +347,7 @@ def dream_live(
                 result.shown += 1
                 result.latencies.append(shown - arrivals[-1])
                 result.steps.append(made.steps)
+                result.times.append(shown - began)
                 if recording is not None:
                     recording.add(made.dream, shown - began)
                 if options.on_frame is not None:

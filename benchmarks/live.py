@@ -1,0 +1,84 @@
+"""How fast is live dreaming? `deepdream live` on a file source played at its own rate, as a camera would be.
+
+Writes a clip (a slow pan across a photo, or the still noisy shot, from benchmarks/flicker.py) at --fps, runs
+`dream_live` on it for --duration seconds with the default settings (seed 0) and prints:
+
+  fps          frames shown per second over the session, and after the first frame (a full dream)
+  delay        seconds from a frame's arrival to its display: mean and worst after the first frame
+  dropped      source frames the dreamer could not keep up with (newest frame wins)
+  steps        ascent steps per frame after the first (the warm start), and of the first
+  cpu s/frame  process CPU seconds per shown frame (wall times are inflated on a shared machine)
+
+    python benchmarks/live.py --threads 2                            # CPU, 320x240 (the docs/live.md row)
+    python benchmarks/live.py --size 1280x720 --device cuda          # a GPU, 1280x720
+    python benchmarks/live.py --steps 1 --strength 1                 # fewer, stronger steps per frame
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from flicker import pan, static
+
+from deepdream.models.load import load_backbone
+from deepdream.settings import Settings
+from deepdream.video.live import LiveOptions, dream_live
+
+CLIPS = {"pan": pan, "static": static}
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps, options={"crf": "18"})
+        v.height, v.width = frames[0].shape[:2]
+        v.pix_fmt = "yuv420p"
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="320x240")
+    p.add_argument("--fps", type=int, default=30, help="the source's frame rate (default 30)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of live dreaming (default 20)")
+    p.add_argument("--clip", choices=list(CLIPS), default="pan")
+    p.add_argument("--steps", type=int, default=2, help="ascent steps per carried frame (default 2)")
+    p.add_argument("--strength", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    settings = Settings(seed=0, device=args.device)
+    backbone = load_backbone("efficientnet_lite0", pretrained=True, device=args.device)
+    frames = round(args.fps * (args.duration + 5))
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        write_clip(clip, CLIPS[args.clip](width, height, frames), args.fps)
+        options = LiveOptions(duration=args.duration, steps=args.steps, strength=args.strength, window=False)
+        cpu = time.process_time()
+        r = dream_live(clip, settings, options, backbone=backbone)
+        cpu = time.process_time() - cpu
+    later = r.latencies[1:] or [0.0]
+    print(f"torch threads {torch.get_num_threads()}, device {args.device}; {width}x{height} {args.clip} clip at "
+          f"{args.fps} fps, {args.duration:g} s live; default settings, seed 0; {args.steps} steps x "
+          f"{args.strength}")  # fmt: skip
+    print(f"fps {r.fps:.2f} over the session, {r.steady_fps:.2f} after the first frame | delay "
+          f"{np.mean(later):.3f} s mean, "
+          f"{max(later):.3f} s worst | dropped {r.dropped} of {r.arrived} | steps {np.mean(r.steps[1:] or [0]):.1f} "
+          f"per frame, {r.steps[0] if r.steps else 0} for the first | cpu {cpu / max(r.shown, 1):.3f} s/frame, "
+          f"wall {r.seconds / max(r.shown, 1):.3f} s/frame")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
