@@ -184,7 +184,10 @@ def _logging(path: Path) -> Iterator[None]:
     """This package's log records appended to `path` while the batch runs, debug lines included: each item's
     outcome and the traceback of each failure. Those are debug lines, so a front end that shows the user
     info lines (the CLI without --verbose) shows one line per failed item, not its traceback."""
-    handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
+    except OSError as exc:
+        raise OutputError(f"cannot write the batch log {path}: {exc.strerror or exc}") from None
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package = logging.getLogger(__package__)
