@@ -9,5 +9,8 @@ time).
 """
 
 from .jobs import JobOptions, VideoResult, dream_video, dream_zoom
+from .live import LiveOptions, LiveResult, LiveSession, dream_live
 
-__all__ = ["JobOptions", "VideoResult", "dream_video", "dream_zoom"]
+__all__ = [
+    "JobOptions", "LiveOptions", "LiveResult", "LiveSession", "VideoResult", "dream_live", "dream_video", "dream_zoom",
+]
