@@ -4,6 +4,7 @@
     python benchmarks/audio.py --memory 1,10        # peak RSS of 1- and 10-minute files (one fresh process each)
     python benchmarks/audio.py --figure docs/audio/voice.png
     python benchmarks/audio.py --sync               # music zoom: per-frame change against the song's loudness
+    python benchmarks/audio.py --decode             # decoding speed, 2 and 8 channels, against the planar reading
 
 Strength: the dream layer's mean squared activation on the dreamed spectrogram picture / on the input's.
 Sync: correlation between the mean absolute change from one zoom frame to the next and the song's RMS per frame.
@@ -136,6 +137,37 @@ def sync(folder: Path, seconds: float = 12.0, fps: float = 12) -> None:
           f"{r_drive:.2f}")
 
 
+def _planar_read(path: Path) -> np.ndarray:
+    """The reading before the 8-channel fix (planar 'fltp'): the baseline for `decode`. Segfaults at 8 channels."""
+    import av
+
+    with av.open(str(path)) as box:
+        stream = box.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=stream.rate)
+        return np.concatenate([o.to_ndarray() for f in box.decode(stream) for o in resampler.resample(f)], axis=1)
+
+
+def decode(folder: Path, seconds: float = 60.0, rate: int = 44100) -> None:
+    """Decoding speed of `io.read_all` (interleaved) against the planar reading it replaced, best of 3 each."""
+    print(f"| file ({seconds:g} s, {rate} Hz FLAC) | reading | wall s | CPU s |\n|---|---|---|---|")
+    for channels in (2, 8):
+        x = (np.random.default_rng(0).standard_normal((channels, round(seconds * rate))) * 0.1).astype(np.float32)
+        path = folder / f"decode{channels}.flac"
+        info = io.AudioInfo(path, rate, channels, "stereo" if channels == 2 else f"{channels} channels", "flac", None)
+        io.write_audio(path, [x[:, i:i + io.BLOCK] for i in range(0, x.shape[1], io.BLOCK)], info,
+                       io.OUTPUT_FORMATS[".flac"], "{}")  # fmt: skip
+        readers = [("interleaved (io.read_all)", lambda: io.read_all(io.probe(path)))]
+        if channels < 8:  # the planar reading segfaults at 8 channels (the bug)
+            readers.insert(0, ("planar (before)", lambda: _planar_read(path)))
+        for name, read in readers:
+            best = (float("inf"), 0.0)
+            for _ in range(3):
+                wall, cpu = time.perf_counter(), time.process_time()
+                read()
+                best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+            print(f"| {channels} channels | {name} | {best[0]:.3f} | {best[1]:.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of the test signal")
@@ -145,6 +177,7 @@ def main() -> None:
     parser.add_argument("--inputs", default="signal,voice", help="signal, voice or both")
     parser.add_argument("--judge", default="efficientnet_lite1", help="independent network for the survival check")
     parser.add_argument("--sync", action="store_true", help="measure the music-reactive zoom instead")
+    parser.add_argument("--decode", action="store_true", help="measure decoding speed (2 and 8 channels) instead")
     parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -155,6 +188,8 @@ def main() -> None:
             return memory_child(args.child, folder)
         if args.sync:
             return sync(folder)
+        if args.decode:
+            return decode(folder)
         if args.memory:
             print("| duration | input WAV | peak RSS | above imports | seconds |\n|---|---|---|---|---|")
             for minutes in args.memory.split(","):
@@ -171,7 +206,8 @@ def main() -> None:
               "|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         inputs = []
         if "signal" in args.inputs:
-            inputs.append(("test signal", write_wav(folder / "signal.wav", test_signal(args.seconds, args.rate), args.rate)))
+            signal = write_wav(folder / "signal.wav", test_signal(args.seconds, args.rate), args.rate)
+            inputs.append(("test signal", signal))
         voice = espeak_voice(folder / "voice.wav") if "voice" in args.inputs else None
         if voice is None and "voice" in args.inputs:
             print("(espeak-ng not installed: no voice; apt-get install -y espeak-ng)")
