@@ -18,12 +18,20 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_photo
 from PIL import Image
 
-from conftest import synthetic_photo
 from deepdream import Settings, dream, locks
-from deepdream.batch import (BatchJob, LocalExecutor, Manifest, RayExecutor, VideoOptions, expand_inputs, plan_batch,
-                             run_batch)
+from deepdream.batch import (
+    BatchJob,
+    LocalExecutor,
+    Manifest,
+    RayExecutor,
+    VideoOptions,
+    expand_inputs,
+    plan_batch,
+    run_batch,
+)
 from deepdream.batch.segments import crossfade_weights, seam_jumps, split, stitch
 from deepdream.errors import DeepDreamError, OutputError, SettingsError
 from deepdream.video.reading import read_frames
