@@ -103,7 +103,8 @@ class Source:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=2)
         with contextlib.suppress(Exception):
             self._close()
 
@@ -310,7 +311,7 @@ def dream_live(
     follow = SteadyCoherence(options.flow, warm_steps=options.steps, warm_strength=options.strength)
     output = None
     if options.output is not None:
-        inputs = (str(source) if not str(source).isdigit() else None, *settings.files)
+        inputs = (str(source) if Path(str(source)).exists() else None, *settings.files)
         output = check_video_output(options.output, force=options.force, inputs=inputs)
     result = LiveResult(str(source), output=output)
     feed = open_source(source, options.stall)
