@@ -121,12 +121,8 @@ class SteadyCoherence:
         if not 0 <= cut_share <= 1:
             raise SettingsError(f"cut share must be in [0, 1], got {cut_share}")
         self.blend, self.refine, self.tolerance = blend, refine, tolerance
-        self.warm, self.warm_steps, self.warm_strength, self.warm_octaves = (
-            warm,
-            warm_steps,
-            warm_strength,
-            warm_octaves,
-        )
+        self.warm, self.warm_steps, self.warm_octaves = warm, warm_steps, warm_octaves
+        self.warm_strength = warm_strength
         self.new_octaves, self.cut_share, self.margin = new_octaves, cut_share, margin
 
     def carried(
