@@ -659,3 +659,23 @@ def test_old_flow_blend_spellings_warn_and_still_work(tmp_path, capsys):
         dream_video(missing, tmp_path / "out.mp4", flow_blend=2.0)
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         dream_video(missing, tmp_path / "out.mp4", bogus=1)
+
+
+def test_new_regions_cover_what_the_flow_could_not_carry():
+    from deepdream.video.coherence import new_regions
+
+    new = np.zeros((120, 160), bool)
+    new[:, 156:] = True  # a pan's entering strip
+    new[50:60, 40:50] = True  # an uncovered patch
+    boxes = sorted(new_regions(new, margin=4, min_size=32))
+    assert boxes == [(0, 120, 128, 160), (39, 71, 29, 61)]  # margin added, grown to 32 px, kept inside
+    for y0, y1, x0, x1 in boxes:
+        assert y1 - y0 >= 32 and x1 - x0 >= 32
+    covered = np.zeros_like(new)
+    for y0, y1, x0, x1 in boxes:
+        covered[y0:y1, x0:x1] = True
+    assert covered[new].all()
+    close = np.zeros((120, 160), bool)
+    close[10:12, 10:12] = close[10:12, 30:32] = True  # grown to 32 px, the two boxes overlap: one box
+    assert len(new_regions(close, margin=2, min_size=32)) == 1
+    assert new_regions(np.zeros((8, 8), bool), 4, 32) == []
