@@ -13,7 +13,7 @@ import sys
 from ..errors import DeepDreamError
 
 # each module defines register(subparsers); its parsers set `run` to a function(args) -> exit code
-COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch", "text")
+COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch", "live", "text")
 
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF}

@@ -18,7 +18,7 @@ def build_app(studio: Studio):
     """The Gradio Blocks of the studio (not launched)."""
     import gradio as gr
 
-    from . import api, dreamtab, exploretab, soundtab, texttab, videotab
+    from . import api, dreamtab, exploretab, livetab, soundtab, texttab, videotab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"## {TITLE}  \nlibrary: `{studio.library.folder}`")
@@ -32,6 +32,8 @@ def build_app(studio: Studio):
             soundtab.build(studio, dream)
         with gr.Tab("Text", id="text", elem_id="tab-text"):
             texttab.build(studio)
+        with gr.Tab("Live", id="live", elem_id="tab-live"):
+            livetab.build(studio)
         api.build(studio)
         app.load(lambda: dreamtab.gallery_items(studio), None, dream.gallery, api_visibility="private")
         videotab.on_load(app, video)
