@@ -270,6 +270,8 @@ def test_every_refusal_comes_before_anything_is_created(tmp_path, monkeypatch):
         with pytest.raises(DeepDreamError, match=message):
             run_batch(inputs, outdir, job)
         assert not out.exists() and snapshot(tmp_path) == before, name
+    with pytest.raises(DeepDreamError, match="at most 4 per core"):
+        run_batch([src], out, JOB, executor=LocalExecutor(100_000))  # a typo must not start 100,000 processes
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(DeepDreamError, match="--ray needs Ray"):
         run_batch([src], out, JOB, executor=RayExecutor())

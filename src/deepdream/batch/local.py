@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import DeepDreamError
+from ..errors import DeepDreamError, SettingsError
 from ..models.backbone import Backbone
 from ..runtime import resolve_device
 from .manifest import ItemResult
@@ -25,6 +25,8 @@ from .plan import BatchJob
 from .worker import ItemRunner, Task
 
 log = logging.getLogger(__name__)
+
+OVERSUBSCRIPTION = 4  # local worker processes per core (per GPU on CUDA), at most
 
 StartHook = Callable[[Task, str], None]
 ResultHook = Callable[[ItemResult], None]
@@ -56,6 +58,14 @@ def worker_devices(job: BatchJob, workers: int) -> list[str | None]:
     return [None] * workers
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_workers(job: BatchJob) -> int:
     """One worker per GPU on a CUDA machine; on the CPU one process (with `job.threads` threads)."""
     return torch.cuda.device_count() if resolve_device(job.settings.device).type == "cuda" else 1
@@ -72,7 +82,15 @@ class LocalExecutor:
         return f"{self.workers or 'default'} local worker{'s' if self.workers != 1 else ''}"
 
     def check(self, job: BatchJob) -> None:
-        """Nothing beyond the job's own checks: a local machine runs whatever `check_job` passed."""
+        """Refuse more processes than this machine can hold: each loads the network, and past a few per core
+        (or per GPU) they only wait for each other."""
+        workers = self.workers or default_workers(job)
+        on_cuda = resolve_device(job.settings.device).type == "cuda"
+        units = torch.cuda.device_count() if on_cuda else usable_cores()
+        if workers > OVERSUBSCRIPTION * units:
+            raise SettingsError(f"{workers} local workers for {units} {'GPU' if on_cuda else 'CPU core'}"
+                                f"{'s' if units != 1 else ''}: at most {OVERSUBSCRIPTION} per "
+                                f"{'GPU' if on_cuda else 'core'} (use --ray for more machines)")  # fmt: skip
 
     def run(self, tasks: list[Task], job: BatchJob, on_start: StartHook, on_result: ResultHook,
             backbone: Backbone | None = None) -> None:  # fmt: skip

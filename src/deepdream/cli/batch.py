@@ -7,10 +7,11 @@ import argparse
 import sys
 
 from ..batch import BatchJob, BatchSummary, LocalExecutor, RayExecutor, VideoOptions, run_batch
+from ..batch.plan import MAX_THREADS
 from ..imagefiles import FORMATS
 from ..video.flow import FLOWS
 from ..video.writing import OUTPUT_EXTENSIONS
-from .args import add_dream_options, positive_int, settings_from_args, unit_float
+from .args import add_dream_options, int_in, positive_int, settings_from_args, unit_float
 from .video import positive_time, time_value
 
 
@@ -31,15 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="try again items that failed with the same input")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("workers")
-    g.add_argument("--workers", type=positive_int,
+    g.add_argument("--workers", type=int_in(1, MAX_THREADS),
                    help="local worker processes (default 1; one per GPU on a multi-GPU box), or Ray actors with --ray "
                    "(default: one per GPU, else one per --cpus-per-worker CPUs)")
     g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run on a Ray cluster (ADDRESS, or 'auto'); without ADDRESS start a local one on 127.0.0.1")
-    g.add_argument("--threads", type=positive_int, default=1,
+    g.add_argument("--threads", type=int_in(1, MAX_THREADS), default=1,
                    help="CPU threads each item is dreamed with, on every worker and engine, so the pixels do not "
                    "depend on --workers or --ray (default 1; for throughput use --workers = cores / threads)")
-    g.add_argument("--cpus-per-worker", type=positive_int,
+    g.add_argument("--cpus-per-worker", type=int_in(1, MAX_THREADS),
                    help="CPUs each Ray actor reserves (default: --threads)")
     g = p.add_argument_group("videos")
     g.add_argument("--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence (default dis)")
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--video-format", choices=sorted(e.lstrip(".") for e in OUTPUT_EXTENSIONS),
                    help="video output format (default: the input's container, MP4 for others)")
     g.add_argument("--video-max-size", type=positive_int, help="cap on the frames' long side (default: keep)")
-    g.add_argument("--segments", type=positive_int, default=1,
+    g.add_argument("--segments", type=int_in(1, MAX_THREADS), default=1,
                    help="split each video into N overlapping segments dreamed in parallel (default 1)")
     g.add_argument("--overlap", type=positive_int, default=8,
                    help="frames shared by neighbouring segments, cross-faded (default 8)")
