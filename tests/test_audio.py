@@ -300,9 +300,19 @@ def test_three_hours_without_the_disk_or_memory_are_refused_up_front(tmp_path, m
 
 def test_bad_audio_options_are_settings_errors(tmp_path):
     for bad in (dict(phase="random"), dict(chunk_seconds=1.0, overlap_seconds=0.8), dict(dynamic_range=3.0),
-                dict(init="noise")):
+                dict(init="noise"), dict(phase=["original"]), dict(survival_steps="ten"), dict(survival_steps=True),
+                dict(griffin_lim_iterations=2.5), dict(chunk_seconds="10")):  # fmt: skip
         with pytest.raises(SettingsError):
             deepdream.dream_audio(tmp_path / "none.wav", tmp_path / "out.wav", **bad)
+    # a sound whose stored audio options are not a table of options, given as --config
+    src = write(tmp_path / "in.wav", signal(seconds=0.3))
+    stored = tmp_path / "stored.wav"
+    info = audio_io.AudioInfo(stored, RATE, 1, "mono", "", None)
+    audio_io.write_audio(stored, [signal(seconds=0.3)], info, audio_io.output_format(stored),
+                         json.dumps({"deepdream": {"octaves": 1}, "audio": 5}))  # fmt: skip
+    before = set(tmp_path.iterdir())
+    code, err = cli_error(src, "-o", tmp_path / "out.wav", "--config", stored)
+    assert_one_line_and_no_file(code, err, "not a table of options", tmp_path, before)
 
 
 def test_cli_end_to_end_in_a_subprocess(tmp_path):

@@ -54,7 +54,7 @@ class AudioOptions:
     survival_steps: int = 10
 
     def __post_init__(self) -> None:
-        if self.phase not in PHASES:
+        if not (isinstance(self.phase, str) and self.phase in PHASES):
             raise SettingsError(f"unknown phase '{self.phase}' (choose from {', '.join(PHASES)})")
         if not _whole(self.griffin_lim_iterations, 1, MAX_STEPS):
             raise SettingsError(f"Griffin-Lim iterations must be 1-{MAX_STEPS}, got {self.griffin_lim_iterations}")

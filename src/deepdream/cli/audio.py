@@ -53,7 +53,10 @@ def _config(path: str) -> tuple[dict, dict]:
         data = None
     if data is None:
         raise SettingsError(f"{path} holds no deepdream settings (not a sound this tool wrote)")
-    return data["deepdream"], data.get("audio", {})
+    audio = data.get("audio", {})
+    if not isinstance(audio, dict):
+        raise SettingsError(f"{path} holds audio options that are not a table of options: {audio!r}"[:300])
+    return data["deepdream"], audio
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[Settings, AudioOptions]:
