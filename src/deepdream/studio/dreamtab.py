@@ -6,6 +6,7 @@ Layout and callbacks only; the work is `Studio.dream`.
 from __future__ import annotations
 
 import html
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from . import form
 from .jobs import Job, follow
 from .safety import check_image
 from .service import Studio, mask_from_layers
+
+log = logging.getLogger(__name__)
 
 EDITOR_SIZE = 1024  # long side of the picture shown for painting; the mask is scaled to the dream
 
@@ -181,6 +184,7 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
         try:
             img = check_image(path)
         except DeepDreamError as exc:
+            log.info("upload refused: %s", exc)
             gr.Warning(str(exc))
             return None, None, None, progress_html(None, f"error: {exc}")
         thumb = img.convert("RGB")
@@ -198,6 +202,7 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
             mask = mask_from_layers(painted.get("layers") or []) if isinstance(painted, dict) else None
             job = studio.dream(settings, data[tab.photo], mask, owner=request.session_hash if request else "")
         except DeepDreamError as exc:
+            log.info("dream refused: %s", exc)
             yield {status: progress_html(None, f"error: {exc}")}
             return
         yield from watch_to_end(job, result, status)

@@ -3,12 +3,16 @@ Dream tab's model and settings. The work is `Studio.sweep` / `Studio.atlas`."""
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
 
 from ..errors import DeepDreamError
 from . import form
 from .dreamtab import DreamTab, form_inputs, form_settings, gallery_items, progress_html, watch_to_end
 from .service import Studio
+
+log = logging.getLogger(__name__)
 
 
 def build(studio: Studio, dream: DreamTab) -> None:
@@ -44,6 +48,7 @@ def build(studio: Studio, dream: DreamTab) -> None:
                 job = studio.atlas(settings, str(data[layer]), form.channel_list(data[channels]), int(data[tile]),
                                    owner=owner)
         except DeepDreamError as exc:
+            log.info("sheet refused: %s", exc)
             yield {status: progress_html(None, f"error: {exc}")}
             return
         yield from watch_to_end(job, sheet, status)

@@ -3,6 +3,8 @@ model and settings, and hear it beside a before/after spectrogram. The work is `
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
 
 from ..audio import PHASES, AudioOptions
@@ -10,6 +12,8 @@ from ..audio.dreaming import AUDIO_DEFAULTS
 from ..errors import DeepDreamError
 from .dreamtab import DreamTab, form_inputs, form_settings, progress_html, watch_to_end
 from .service import Studio
+
+log = logging.getLogger(__name__)
 
 
 def build(studio: Studio, dream: DreamTab) -> None:
@@ -43,6 +47,7 @@ def build(studio: Studio, dream: DreamTab) -> None:
             options = AudioOptions(phase=data[phase], survival_steps=int(data[survival]))
             job = studio.sound(settings, data[source], options, owner=request.session_hash if request else "")
         except DeepDreamError as exc:
+            log.info("sound refused: %s", exc)
             yield {status: progress_html(None, f"error: {exc}")}
             return
         yield from watch_to_end(job, figure, status)
