@@ -250,8 +250,10 @@ def test_every_refusal_comes_before_anything_is_created(tmp_path, monkeypatch):
     (tmp_path / "mask.png").write_text("not a picture")
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format": "deepdream-classifier", "x": _Evil()}))
     (tmp_path / "link").symlink_to(src)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
     out = tmp_path / "out"
     cases = {
+        "output is a link loop": ([src], tmp_path / "loop" / "out", JOB, "cannot resolve"),
         "no match": ([str(src / "*.nothing")], out, JOB, "no files match"),
         "bad pattern": ([str(src / "a**b" / "*.png")], out, JOB, "cannot expand the pattern"),
         "empty folder": ([tmp_path / "empty"], out, JOB, "no images or videos"),

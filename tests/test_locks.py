@@ -28,6 +28,9 @@ def test_lock_path_of_every_spelling(tmp_path, monkeypatch):
     # a file reached through a linked folder has the lock of the file in the real folder
     assert locks.lock_path(tmp_path / "link" / "out.png") == locks.lock_path(tmp_path / "real" / "out.png")
     assert locks.lock_path("out.png") == tmp_path / "real" / ".out.png.lock"
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(OutputError, match="cannot lock"):
+        locks.lock_path(tmp_path / "loop" / "out.png")
 
 
 def test_one_holder_and_a_dead_runs_lock_is_taken_over(tmp_path, monkeypatch):

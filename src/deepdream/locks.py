@@ -29,7 +29,10 @@ def lock_path(path: str | Path) -> Path:
     path = Path(os.path.abspath(path))
     if not path.name:
         return path / ".deepdream.lock"
-    return path.parent.resolve() / f".{path.name}.lock"
+    try:
+        return path.parent.resolve() / f".{path.name}.lock"
+    except (RuntimeError, OSError) as exc:  # a link loop (Python 3.11 raises RuntimeError)
+        raise OutputError(f"cannot lock {path}: {exc}") from None
 
 
 def pid_alive(pid: int) -> bool:

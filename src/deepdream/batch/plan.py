@@ -87,6 +87,15 @@ def kind_of(path: Path) -> str | None:
     return "video" if suffix in VIDEO_SUFFIXES else "image" if suffix in IMAGE_SUFFIXES else None
 
 
+def resolved(path: Path) -> Path:
+    """The real path of a folder or file that may not exist yet; one line for a link loop (Python 3.11 raises
+    RuntimeError)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise SettingsError(f"cannot resolve {path}: {exc}") from None
+
+
 def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
@@ -127,7 +136,7 @@ def expand_inputs(inputs: list[str | Path], exclude: Path | None = None) -> list
     item fails and says so. Links to files are taken; links to folders are entered only when named.
     """
     found: list[tuple[Path, str]] = []
-    excluded = exclude.resolve() if exclude is not None else None
+    excluded = resolved(exclude) if exclude is not None else None
 
     def keep(path: Path, root: Path) -> bool:
         if not (kind_of(path) is not None and _visible(path, root) and path.is_file()):
@@ -218,7 +227,7 @@ def plan_batch(inputs: list[str | Path], outdir: str | Path, job: BatchJob) -> l
 def _check_outdir(inputs: list[str | Path], outdir: Path) -> None:
     """Refuse an output folder that is an input folder, however spelled: its manifest would go among the inputs.
     (An output folder inside an input folder is fine: it is left out of the inputs.)"""
-    target = outdir.resolve()
+    target = resolved(outdir)
     for given in map(str, inputs):
         folder = _split_glob(given)[0] if GLOB_CHARS & set(given) and not Path(given).exists() else Path(given)
         if folder.is_dir() and folder.resolve() == target:
