@@ -3,6 +3,7 @@ and (--soak) whether a long-running studio server's memory stays bounded.
 
     python benchmarks/studio.py [--photo FILE] [--size 512x384] [--repeats 5]
     python benchmarks/studio.py --soak [--rounds 10] [--dreams 10] [--size 512x512]
+    python benchmarks/studio.py --trim-cost [--size 384x384] [--dreams 20]
 
 *library*: `deepdream.dream(photo, settings, backbone)` and saving the PNG with its settings.
 *studio*: the same dream through the running studio: `gradio_client` uploads the photo to `/dream`
@@ -20,6 +21,9 @@ sessions throughout (each new session costs ~0.3 MB, up to studio.app.SESSIONS);
 server idles a second and its resident memory (VmRSS) is read. Prints the series, the growth after
 warm-up and its least-squares slope per 100 dreams. Set PYTHONPATH to another checkout's src/ to
 measure that version's server.
+
+*--trim-cost*: what the studio's heap trim after each job costs: `--dreams` one-step dreams in this
+process with and without `jobs.heap_trimmer()` after each, interleaved twice, one thread.
 """
 
 from __future__ import annotations
@@ -59,10 +63,13 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="measure the server's memory over many dreams")
     parser.add_argument("--rounds", type=int, default=10, help="--soak: rounds after the warm-up")
     parser.add_argument("--dreams", type=int, default=10, help="--soak: dreams per client per round")
+    parser.add_argument("--trim-cost", action="store_true", help="CPU time of the heap trim after each job")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     if args.soak:
         return soak_main(args, size)
+    if args.trim_cost:
+        return trim_cost_main(args, size)
 
     import deepdream
     from deepdream import imagefiles
@@ -145,6 +152,35 @@ def soak_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
     print(f"server RSS after warm-up {series[0]:.0f} MB, at the end {series[-1]:.0f} MB "
           f"(growth {series[-1] - series[0]:+.0f} MB, max {max(series):.0f} MB); "
           f"slope {slope * 100:+.1f} MB per 100 dreams")
+
+
+def trim_cost_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
+    import torch
+    from test_soak import SOAK_SETTINGS
+
+    import deepdream
+    from deepdream.studio.jobs import heap_trimmer
+
+    torch.set_num_threads(1)
+    folder = Path(tempfile.mkdtemp(prefix="studio-trim-"))
+    photo = photo_file(args.photo, size, folder)
+    settings = deepdream.Settings(**SOAK_SETTINGS)
+    backbone = deepdream.load_backbone(settings.model, device="cpu")
+    trim = heap_trimmer()
+    deepdream.dream(photo, settings=settings, backbone=backbone)  # warm-up
+    print(f"{size[0]}x{size[1]} photo, {SOAK_SETTINGS}, {args.dreams} dreams per run, 1 thread")
+    print("| after each dream | wall s / dream | CPU s / dream | trim s / dream |\n|---|---|---|---|")
+    for trimmed in (False, True, False, True):
+        wall, cpu, trimming = time.perf_counter(), time.process_time(), 0.0
+        for _ in range(args.dreams):
+            deepdream.dream(photo, settings=settings, backbone=backbone)
+            if trimmed:
+                began = time.perf_counter()
+                trim()
+                trimming += time.perf_counter() - began
+        n = args.dreams
+        print(f"| {'heap trim' if trimmed else 'nothing'} | {(time.perf_counter() - wall) / n:.3f} "
+              f"| {(time.process_time() - cpu) / n:.3f} | {trimming / n:.4f} |")
 
 
 def cpu_seconds(pid: int) -> float:
