@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli, synthetic_photo
 from PIL import Image
 
 import deepdream
-from conftest import run_cli, synthetic_photo
 from deepdream.engine.objectives import Energy
 from deepdream.imagefiles import read_metadata
 
