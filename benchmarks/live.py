@@ -12,16 +12,24 @@ Writes a clip (a slow pan across a photo, or the still noisy shot, from benchmar
     python benchmarks/live.py --threads 2                            # CPU, 320x240 (the docs/live.md row)
     python benchmarks/live.py --size 1280x720 --device cuda          # a GPU, 1280x720
     python benchmarks/live.py --steps 1 --strength 1                 # fewer, stronger steps per frame
+    python benchmarks/live.py --browser --threads 2                  # the studio's Live tab in Chromium
+
+--browser serves the studio on a loopback port and opens its Live tab in Debian's Chromium (Playwright) with a
+fake camera playing the clip (a y4m file), and prints what the page itself measures: frames shown per second
+and the delay from a frame's arrival at the server to its display, beside the server's own figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import tempfile
 import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import torch
 from flicker import pan, static
@@ -45,6 +53,60 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
         out.mux(v.encode(None))
 
 
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    """Frames as a y4m clip (I420), what Chromium's fake camera plays in a loop."""
+    h, w = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+
+
+def browser(args, frames: list[np.ndarray]) -> None:
+    """The studio's Live tab in Chromium with a fake camera; the page's own frame rate and delay."""
+    from playwright.sync_api import sync_playwright
+
+    from deepdream.studio.app import launch
+    from deepdream.studio.library import Library
+    from deepdream.studio.service import Studio
+
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        clip = Path(tmp) / "clip.y4m"
+        write_y4m(clip, frames, args.fps)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        studio = Studio(Library(Path(tmp) / "library"), runs=None, defaults=Settings(seed=0, device=args.device))
+        app, url = launch(studio, port=port)
+        flags = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=flags)
+        try:
+            page = chromium.new_page()
+            page.set_default_timeout(120_000)
+            page.goto(url)
+            page.get_by_role("tab", name="Live").click()
+            page.locator('#live-camera [title="grant webcam access"] button').click()
+            page.locator("#live-camera button.capture-button").click()
+            page.locator("#live-out img").wait_for()  # the first dream (a full one) is back
+            samples = []
+            end = time.monotonic() + args.duration
+            while time.monotonic() < end:
+                time.sleep(1.0)
+                meter = page.locator("#live-meter .live-meter")
+                stats = page.locator("#live-stats .live-stats")
+                samples.append((float(meter.get_attribute("data-fps")), float(meter.get_attribute("data-delay")),
+                                float(stats.get_attribute("data-fps")), float(stats.get_attribute("data-latency"))))
+        finally:
+            chromium.close()
+            app.close()
+    shown, delay, dreamed, per_frame = (float(np.median(column)) for column in zip(*samples))
+    print(f"browser: shown {shown:.2f} fps in the page, {delay:.3f} s from arrival to display (median of "
+          f"{len(samples)} one-second readings over {args.duration:g} s) | server: dreamed {dreamed:.2f} fps, "
+          f"{per_frame:.3f} s per frame")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="320x240")
@@ -55,10 +117,15 @@ def main() -> None:
     p.add_argument("--strength", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--browser", action="store_true", help="the studio's Live tab in Chromium instead of the CLI")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
+    if args.browser:
+        print(f"torch threads {torch.get_num_threads()}, device {args.device}; {width}x{height} {args.clip} "
+              f"camera at {args.fps} fps; the studio's defaults (seed 0), 2 steps x 0.5 per frame")  # fmt: skip
+        return browser(args, CLIPS[args.clip](width, height, args.fps * 4))
     settings = Settings(seed=0, device=args.device)
     backbone = load_backbone("efficientnet_lite0", pretrained=True, device=args.device)
     frames = round(args.fps * (args.duration + 5))
