@@ -134,7 +134,7 @@ def test_cli_refuses_an_unknown_model_family_in_one_line(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["dream", "--init", "noise", "-o", str(tmp_path / "out.png"), "--model", "timmm:resnet18"])
     err = capsys.readouterr().err
-    assert "unknown model 'timmm:resnet18'; did you mean timm:resnet18?" in err and "Traceback" not in err
+    assert "invalid choice: 'timmm:resnet18'; did you mean timm:resnet18?" in err and "Traceback" not in err
 
 
 def test_offline_pretrained_request_is_one_clear_line(tmp_path):

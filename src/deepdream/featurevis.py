@@ -111,15 +111,18 @@ def decorrelate(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def fit_spectrum(images: Iterable[torch.Tensor], size: int = 128) -> torch.Tensor:
-    """Mean amplitude |rfft2| of decorrelated photos (each 3 x H x W in [0, 1], centre-cropped square and
-    resized to `size`): 3 x size x (size//2+1), the amplitude MACO keeps fixed."""
+    """Mean amplitude |rfft2| of decorrelated, mean-free photos (each 3 x H x W in [0, 1], centre-cropped square
+    and resized to `size`): 3 x size x (size//2+1), the amplitude MACO keeps fixed (DC: 0)."""
     total, count = torch.zeros(3, size, size // 2 + 1), 0
     for rgb in images:
         side = min(rgb.shape[-2:])
         top, left = (rgb.shape[-2] - side) // 2, (rgb.shape[-1] - side) // 2
         square = rgb[None, :, top : top + side, left : left + side]
         x = F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        total += torch.fft.rfft2(decorrelate(x)[0], norm="ortho").abs()
+        colour = decorrelate(x)[0]
+        # each picture's mean colour is taken out: a DC term would dwarf every other frequency, and after
+        # standardising it would leave a flat, tinted picture (brightness comes from the sigmoid's centre)
+        total += torch.fft.rfft2(colour - colour.mean((1, 2), keepdim=True), norm="ortho").abs()
         count += 1
     if count == 0:
         raise SettingsError("no photos to fit a spectrum from")

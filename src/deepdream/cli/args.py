@@ -168,7 +168,7 @@ def model_name(text: str) -> str:
 
     if is_backbone_name(text):
         return text
-    raise argparse.ArgumentTypeError(f"unknown model '{text}'{unknown_model_hint(text)}")
+    raise argparse.ArgumentTypeError(f"invalid choice: '{text}'{unknown_model_hint(text)}")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

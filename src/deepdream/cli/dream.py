@@ -10,7 +10,7 @@ from ..engine.taps import layer_shapes
 from ..errors import SettingsError
 from ..models.backbone import Backbone
 from ..models.load import load_backbone
-from ..models.registry import describe_backbone, list_backbones
+from ..models.registry import FAMILIES, describe_backbone, is_backbone_name, list_backbones
 from ..runtime import resolve_device
 from ..still import dream
 from .args import add_dream_options, add_model_options, claimed_output, read_files, settings_from_args
@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output image; format from the extension")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plot", metavar="IMAGE",
+                   help="--init maco: also write where the picture matters (gradient sizes summed over the steps)")
     add_dream_options(p)
     p.set_defaults(run=run_dream)
 
@@ -29,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        conflict_handler="resolve")
     add_model_options(p)
     # also language models (`deepdream text`): registered, a Hugging Face id, or config:FOLDER
-    p.add_argument("--model", help=f"backbone ({', '.join(list_backbones())}) or language model "
-                   "(smollm2-135m, a Hugging Face id, config:FOLDER)")
+    p.add_argument("--model", help=f"backbone ({', '.join(list_backbones())}, timm:NAME, torchvision:NAME) "
+                   "or language model (smollm2-135m, a Hugging Face id, config:FOLDER)")
     p.set_defaults(run=run_layers)
 
     p = sub.add_parser("models", help="list registered backbones and language models")
@@ -45,9 +47,15 @@ def run_dream(args: argparse.Namespace) -> int:
         imagefiles.open_image(args.input)  # fail on a bad input before loading any network
     if settings.guide:
         imagefiles.open_image(settings.guide)
+    if args.plot is not None and settings.init != "maco":
+        raise SettingsError("--plot shows where a --init maco picture matters: it needs --init maco")
     with claimed_output(args.output, force=args.force, inputs=read_files(args, settings)) as output:
+        inputs = (*read_files(args, settings), output)
+        plot = args.plot and imagefiles.check_output(args.plot, force=args.force, inputs=inputs)
         result = dream(args.input if settings.init == "image" else None, settings=settings, progress=not args.quiet)
         imagefiles.save_image(result, output, metadata=result.info["deepdream"])
+        if plot:
+            imagefiles.save_image(result.info["importance"], plot)
     if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return 0
@@ -63,14 +71,18 @@ def _backbone(args: argparse.Namespace) -> Backbone:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    if args.model is not None and args.model not in list_backbones():
+    if args.model is not None and not is_backbone_name(args.model):
         return run_text_layers(args)
     backbone = _backbone(args)
     names = backbone.layer_names()
     modules = dict(backbone.model.named_modules())
-    size = max(224, backbone.min_size)
-    shapes = layer_shapes(backbone.model, names, size, backbone.device)
-    print(f"# {backbone.name}: layers by index (output shape at {size}x{size}; * = recommended)")
+    size = backbone.fixed_size[0] if backbone.fixed_size else max(224, backbone.min_size)
+    shapes = layer_shapes(backbone.model, [*backbone.recommended_layers, *names], size, backbone.device)
+    print(f"# {backbone.name}: recommended taps, then every layer by index (output C x H x W at {size}x{size})")
+    for name in backbone.recommended_layers:
+        shape = "x".join(map(str, shapes[name])) if name in shapes else "-"
+        index = str(names.index(name)) if name in names else "-"
+        print(f"{index:>4} * {name:<32} {shape:<14} {type(modules[name]).__name__}")
     for i, name in enumerate(names):
         shape = "x".join(map(str, shapes[name])) if name in shapes else "-"
         mark = "*" if name in backbone.recommended_layers else " "
@@ -94,6 +106,8 @@ def run_text_layers(args: argparse.Namespace) -> int:
 def run_models(args: argparse.Namespace) -> int:
     for name in list_backbones():
         print(f"{name:<20} {describe_backbone(name)}")
+    for family in FAMILIES:
+        print(f"{family + ':NAME':<20} {describe_backbone(family)}")
     from ..text.registry import describe_language_model, list_language_models
 
     for name in list_language_models():

@@ -46,6 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_report(sub)
 
 
+def _arch(text: str) -> str:
+    """A registered architecture, or timm:NAME / torchvision:NAME (the network itself is checked when built)."""
+    from ..errors import ModelError
+    from ..models.architectures import get_architecture
+
+    try:
+        return get_architecture(text).name
+    except ModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _register_train(sub: argparse._SubParsersAction) -> None:
     from ..models.architectures import ARCHITECTURES
     from ..training.optim import TORCH_OPTIMIZERS
@@ -66,7 +77,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="start over in a run folder that holds a run")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default simple_cnn)")
+    g.add_argument("--arch", type=_arch, metavar="ARCH",
+                   help=f"architecture: {', '.join(ARCHITECTURES)}, or timm:NAME / torchvision:NAME "
+                   "(default simple_cnn)")
     g.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights, new head")
     g.add_argument(
         "--weights", metavar="FILE", help="start from a local state dict (.pth/.safetensors); implies --pretrained"

@@ -38,10 +38,8 @@ def layer_table(backbone: Backbone) -> list[Layer]:
     size = max(224, backbone.min_size)
     with Taps(backbone.model, names) as taps, torch.no_grad():
         acts = taps(torch.zeros(1, 3, size, size, device=backbone.device))
-    return [
-        Layer(name, "x".join(map(str, acts[name].shape[1:])) if name in acts else "-", name in backbone.recommended_layers)
-        for name in names
-    ]
+    shape = {name: "x".join(map(str, a.shape[1:])) for name, a in acts.items()}
+    return [Layer(name, shape.get(name, "-"), name in backbone.recommended_layers) for name in names]
 
 
 def cached_timm_models() -> list[str]:
