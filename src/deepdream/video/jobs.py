@@ -3,7 +3,8 @@
 One network load and one seed dream every frame. A job describes itself (input, size, options,
 settings) in the work folder's manifest, then dreams, in order, the frames the folder lacks: each
 frame is made from its item (an input frame, or nothing for a zoom) and the previous frame's dream.
-The video file is written, atomically, only once every frame exists.
+The video file is written, atomically, only once every frame exists. `frame_loop` is the loop itself,
+shared with `live.dream_live`, and `video_frame` the frame function of video and live.
 """
 
 from __future__ import annotations
