@@ -164,7 +164,7 @@ def nexttoken(args, out) -> None:
     for i, target in enumerate(TARGETS[: args.count]):
         token = lm.encode(target)[0]
         scorer = Scorer(lm, NextToken(token))
-        start = random_tokens(1, 12, allowed, torch.Generator().manual_seed(100 + i))
+        start = random_tokens(scorer, 1, 12, allowed, torch.Generator().manual_seed(100 + i))
         before = math.exp(float(scorer.score(start).activation))
         w, c = clocks()
         kw = {"iterations": args.iterations} if args.iterations else {}
