@@ -65,8 +65,13 @@ def child(name: str, width: int, height: int, steps: int, threads: int) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     after = energy(out) if small else float("nan")
     return {
-        "layer": layer, "wall": wall / steps, "cpu": cpu / steps, "peak_mb": (peak - base) / 1024,
-        "tile": tile if tile < max(width, height) else 0, "before": before, "after": after,
+        "layer": layer,
+        "wall": wall / steps,
+        "cpu": cpu / steps,
+        "peak_mb": (peak - base) / 1024,
+        "tile": tile if tile < max(width, height) else 0,
+        "before": before,
+        "after": after,
         "layers": len(backbone.layer_names()),
     }
 
@@ -83,10 +88,14 @@ def main() -> None:
         name, width, height = args.child
         print(json.dumps(child(name, int(width), int(height), args.steps, args.threads)))
         return
-    print(f"random weights, fp32, CPU, {args.threads} thread(s), {args.steps} step(s) per size (4K: 1), one octave; "
-          "peak = resident memory above the loaded network\n")
-    print("| family | model | layer | size | s/step (wall) | s/step (CPU) | peak MB | tile | energy before -> after "
-          "| layers |")
+    print(
+        f"random weights, fp32, CPU, {args.threads} thread(s), {args.steps} step(s) per size (4K: 1), one octave; "
+        "peak = resident memory above the loaded network\n"
+    )
+    print(
+        "| family | model | layer | size | s/step (wall) | s/step (CPU) | peak MB | tile | energy before -> after "
+        "| layers |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for family in args.families.split(","):
         name = FAMILIES[family]
@@ -101,9 +110,16 @@ def main() -> None:
                 print(f"| {family} | {name} | - | {size} | failed: {run.stderr.strip().splitlines()[-1]} |", flush=True)
                 continue
             r = json.loads(run.stdout.strip().splitlines()[-1])
-            rise = f"{r['before']:.4g} -> {r['after']:.4g}" if r["before"] == r["before"] else "-"
-            print(f"| {family} | {name} | {r['layer']} | {size} | {r['wall']:.2f} | {r['cpu']:.2f} | "
-                  f"{r['peak_mb']:.0f} | {r['tile']} | {rise} | {r['layers']} |", flush=True)
+            rise = (
+                f"{r['before']:.4g} -> {r['after']:.4g} ({r['after'] / r['before']:.3f}x)"
+                if r["before"] == r["before"]
+                else "-"
+            )
+            print(
+                f"| {family} | {name} | {r['layer']} | {size} | {r['wall']:.2f} | {r['cpu']:.2f} | "
+                f"{r['peak_mb']:.0f} | {r['tile']} | {rise} | {r['layers']} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
