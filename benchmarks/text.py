@@ -170,7 +170,7 @@ def nexttoken(args, out) -> None:
         kw = {"iterations": args.iterations} if args.iterations else {}
         result = dream_text(lm=lm, target_token=target, seed=i, **kw)
         w2, c2 = clocks()
-        emit(out, {"part": "nexttoken", "target": target, "p_random_start": round(before, 5),
+        emit(out, {"part": "nexttoken", "target": target, "p_random_start": float(f"{before:.3g}"),
                    "p_chosen": round(math.exp(result.chosen.activation), 4),
                    "p_best": round(math.exp(result.frontier[-1].activation), 4), "text": result.chosen.text,
                    "wall_s": round(w2 - w, 1), "cpu_s": round(c2 - c, 1)})
