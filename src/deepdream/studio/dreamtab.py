@@ -64,7 +64,8 @@ def _controls(studio: Studio, default: Settings) -> dict[str, Any]:
     categories = studio.backbones.get(default).categories
     c: dict[str, Any] = {}
     with gr.Accordion("Network and objective", open=True):
-        c["model"] = gr.Dropdown(studio.backbones.choices(), value=default.model, label="Model")
+        c["model"] = gr.Dropdown(studio.backbones.choices(), value=default.model, label="Model",
+                                 allow_custom_value=True, info="or type timm:NAME / torchvision:NAME")
         c["layers"] = gr.Dropdown([(x.label, x.name) for x in layers], value=form.from_settings(default)["layers"],
                                   multiselect=True, allow_custom_value=True,
                                   label="Layers (★ recommended; none: the first recommended)", elem_id="layers")

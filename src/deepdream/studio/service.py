@@ -16,7 +16,7 @@ from ..audio import AudioOptions
 from ..engine.octaves import octave_plan
 from ..errors import DeepDreamError, OutputError, SettingsError
 from ..runtime import resolve_device
-from ..settings import FOURIER_STEPS, Settings
+from ..settings import FOURIER_STEPS, FROM_NOTHING, Settings
 from ..still import dream
 from .backbones import Backbones
 from .jobs import Job, Jobs
@@ -80,7 +80,7 @@ class Studio:
 
         def work(job: Job) -> Path:
             backbone = self.backbones.get(settings)
-            if settings.init == "fourier":
+            if settings.init in FROM_NOTHING:
                 job.total = settings.iterations or FOURIER_STEPS
             else:
                 plan = octave_plan(settings, size[1], size[0], backbone.min_size)
