@@ -34,8 +34,9 @@ import deepdream
 from deepdream.audio import dreaming, io
 from deepdream.audio.spectro import Scale, Spectrogram, decibels
 
-VOICE_TEXT = ("Here the picture is a spectrogram: "
-              "the sound of this sentence, dreamed by a network trained on photographs.")
+VOICE_TEXT = (
+    "Here the picture is a spectrogram: the sound of this sentence, dreamed by a network trained on photographs."
+)
 
 
 def test_signal(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
@@ -68,13 +69,15 @@ def picture(path: Path, top: float | None = None) -> tuple[torch.Tensor, float]:
     return Scale(top).picture(db), top
 
 
-def measure(name: str, src: Path, out: Path, backbone, judge, settings, phase: str, survival: int,
-            figure: Path | None) -> None:
+def measure(
+    name: str, src: Path, out: Path, backbone, judge, settings, phase: str, survival: int, figure: Path | None
+) -> None:
     """One dream: strength of the dreamed picture, survival in the written file (by the dreaming network and by
     an independent judge), seconds per minute."""
     t, cpu = time.perf_counter(), time.process_time()
-    result = deepdream.dream_audio(src, out, settings=settings, backbone=backbone, phase=phase, force=True,
-                                   survival_steps=survival, plot=figure)
+    result = deepdream.dream_audio(
+        src, out, settings=settings, backbone=backbone, phase=phase, force=True, survival_steps=survival, plot=figure
+    )
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     assert result.seconds <= result.options.chunk_seconds, "one window, so the dreamed picture can be recomputed"
     info = deepdream.audio.probe(src)
@@ -82,14 +85,23 @@ def measure(name: str, src: Path, out: Path, backbone, judge, settings, phase: s
     after, _ = picture(out, top)
     with deepdream.Dreamer(backbone, deepdream.build_objective(backbone, settings), settings) as dreamer:
         # the picture dream_audio's one window ended with (after its survival steps)
-        dreamed, _ = dreaming.dream_spectrogram(io.read_all(info), dreamer, Spectrogram.for_rate(info.sample_rate),
-                                                Scale(top, result.options.dynamic_range), result.options, 0)
+        dreamed, _ = dreaming.dream_spectrogram(
+            io.read_all(info),
+            dreamer,
+            Spectrogram.for_rate(info.sample_rate),
+            Scale(top, result.options.dynamic_range),
+            result.options,
+            0,
+        )
         e0, ed, ew = (dreamer.score(p).item() for p in (before, dreamed, after))
     with deepdream.Dreamer(judge, deepdream.build_objective(judge, settings), settings) as other:
         j0, jd, jw = (other.score(p).item() for p in (before, dreamed, after))
-    print(f"| {name} | {phase} | {survival} | {ed / e0:.2f}x | {ew / e0:.2f}x | {(ew - e0) / (ed - e0):.0%} | "
-          f"{jd / j0:.2f}x | {jw / j0:.2f}x | {(jw - j0) / (jd - j0):.0%} | {result.scaled:.2f} | "
-          f"{seconds / result.seconds * 60:.0f} | {cpu / result.seconds * 60:.0f} |", flush=True)
+    print(
+        f"| {name} | {phase} | {survival} | {ed / e0:.2f}x | {ew / e0:.2f}x | {(ew - e0) / (ed - e0):.0%} | "
+        f"{jd / j0:.2f}x | {jw / j0:.2f}x | {(jw - j0) / (jd - j0):.0%} | {result.scaled:.2f} | "
+        f"{seconds / result.seconds * 60:.0f} | {cpu / result.seconds * 60:.0f} |",
+        flush=True,
+    )
 
 
 def memory_child(minutes: float, folder: Path) -> None:
@@ -99,8 +111,11 @@ def memory_child(minutes: float, folder: Path) -> None:
     t = time.perf_counter()
     deepdream.dream_audio(src, folder / f"long_{minutes}.flac", octaves=1, iterations=1, seed=0, force=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"| {minutes:g} min | {src.stat().st_size / 2**20:.0f} MB | {peak / 2**20:.2f} GB | "
-          f"{(peak - base) / 2**20:.2f} GB | {time.perf_counter() - t:.0f} |", flush=True)
+    print(
+        f"| {minutes:g} min | {src.stat().st_size / 2**20:.0f} MB | {peak / 2**20:.2f} GB | "
+        f"{(peak - base) / 2**20:.2f} GB | {time.perf_counter() - t:.0f} |",
+        flush=True,
+    )
 
 
 def test_song(seconds: float, rate: int) -> np.ndarray:
@@ -130,11 +145,15 @@ def sync(folder: Path, seconds: float = 12.0, fps: float = 12) -> None:
     plan = music.music_schedule(env)
     r_rms = np.corrcoef(change, env.rms[1:])[0, 1]
     r_drive = np.corrcoef(change, plan.loudness[1:])[0, 1]
-    print(f"music zoom: {seconds:g} s song at {fps:g} fps -> {result.frames} frames ({result.frames / fps:.2f} s), "
-          f"{settings.size[0]}x{settings.size[1]}, {settings.octaves} octaves x {settings.iterations} steps, "
-          f"{elapsed:.0f} s")
-    print(f"correlation of per-frame change with the RMS envelope: {r_rms:.2f}; with the drive (RMS + onsets): "
-          f"{r_drive:.2f}")
+    print(
+        f"music zoom: {seconds:g} s song at {fps:g} fps -> {result.frames} frames ({result.frames / fps:.2f} s), "
+        f"{settings.size[0]}x{settings.size[1]}, {settings.octaves} octaves x {settings.iterations} steps, "
+        f"{elapsed:.0f} s"
+    )
+    print(
+        f"correlation of per-frame change with the RMS envelope: {r_rms:.2f}; with the drive (RMS + onsets): "
+        f"{r_drive:.2f}"
+    )
 
 
 def _planar_read(path: Path) -> np.ndarray:
@@ -198,12 +217,17 @@ def main() -> None:
         backbone = dreaming.grey(deepdream.load_backbone())
         judge = dreaming.grey(deepdream.load_backbone(args.judge))
         settings = deepdream.Settings(**{**dreaming.AUDIO_DEFAULTS, "seed": 0})
-        print(f"# default audio settings: {backbone.name} {settings.octaves} octaves x {settings.steps} steps, "
-              f"smoothing {settings.smoothing}, {torch.get_num_threads()} threads; judge {judge.name} "
-              f"{settings.layers or 'default layer'}")
-        print("| input | phase | survival steps | dreamed / input | written / input | gain kept | judge: dreamed "
-              "| judge: written | judge: kept | output scaled | s per min | CPU s per min |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        print(
+            f"# default audio settings: {backbone.name} {settings.octaves} octaves x {settings.steps} steps, "
+            f"smoothing {settings.smoothing}, {torch.get_num_threads()} threads; judge {judge.name} "
+            f"{settings.layers or 'default layer'}"
+        )
+        print(
+            "| input | phase | survival steps | dreamed / input | written / input | gain kept | judge: dreamed "
+            "| judge: written | judge: kept | output scaled | s per min | CPU s per min |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            flush=True,
+        )
         inputs = []
         if "signal" in args.inputs:
             signal = write_wav(folder / "signal.wav", test_signal(args.seconds, args.rate), args.rate)
@@ -218,8 +242,17 @@ def main() -> None:
             for phase in ("original", "griffinlim"):
                 for survival in (0, default):
                     figure = args.figure if (src is voice and phase == "original" and survival) else None
-                    measure(name, src, folder / f"{src.stem}_{phase}_{survival}.flac", backbone, judge, settings,
-                            phase, survival, figure)
+                    measure(
+                        name,
+                        src,
+                        folder / f"{src.stem}_{phase}_{survival}.flac",
+                        backbone,
+                        judge,
+                        settings,
+                        phase,
+                        survival,
+                        figure,
+                    )
 
 
 if __name__ == "__main__":

@@ -89,8 +89,14 @@ def plausibility(backbone: deepdream.Backbone, picture: Image.Image, prototype: 
 def make(method: Method, name: str, args, nets: dict) -> tuple[Image.Image, float]:
     """The picture (8-bit, as saved) and the seconds it took."""
     settings = deepdream.Settings(
-        model=method.model, ensemble=method.ensemble, init="maco" if method.look == "maco" else "fourier",
-        target_class=name, size=(args.size, args.size), iterations=args.steps, seed=args.seed, precision="fp32",
+        model=method.model,
+        ensemble=method.ensemble,
+        init="maco" if method.look == "maco" else "fourier",
+        target_class=name,
+        size=(args.size, args.size),
+        iterations=args.steps,
+        seed=args.seed,
+        precision="fp32",
     )
     start = time.perf_counter()
     if method.look in ("class", "maco"):
@@ -104,8 +110,15 @@ def _render_old(settings: deepdream.Settings, backbone: deepdream.Backbone, name
     from deepdream.engine.objectives import ClassLogProb
     from deepdream.featurevis import render
 
-    out = render(backbone, ClassLogProb(backbone.resolve_class(name)), width=settings.size[0], height=settings.size[1],
-                 steps=settings.iterations, generator=torch.Generator().manual_seed(settings.seed), look="feature")
+    out = render(
+        backbone,
+        ClassLogProb(backbone.resolve_class(name)),
+        width=settings.size[0],
+        height=settings.size[1],
+        steps=settings.iterations,
+        generator=torch.Generator().manual_seed(settings.seed),
+        look="feature",
+    )
     return Image.fromarray((out[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
 
 
@@ -117,17 +130,24 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", type=Path, help="folder for the pictures")
-    parser.add_argument("--photos", type=Path, default=Path("/work/shared/data/cats-vs-dogs/train"),
-                        help="real photos, a folder per class (plausibility)")
+    parser.add_argument(
+        "--photos",
+        type=Path,
+        default=Path("/work/shared/data/cats-vs-dogs/train"),
+        help="real photos, a folder per class (plausibility)",
+    )
     parser.add_argument("--photo-count", type=int, default=64)
     args = parser.parse_args()
     methods = {m: METHODS[m] for m in args.methods.split(",")}
     nets = {n: deepdream.load_backbone(n) for n in NETWORKS}
     prototypes: dict[str, torch.Tensor] = {}
-    print(f"{args.size}x{args.size}, {args.steps} steps, seed {args.seed}, fp32, {torch.get_num_threads()} thread(s); "
-          f"looks: {', '.join(f'{k} ({r.views} views)' for k, r in LOOKS.items())}\n")
-    print(f"| class | method | made with | own-net p (224 px) | other-net p (224 px) | plausibility ({JUDGE}) "
-          "| seconds |")
+    print(
+        f"{args.size}x{args.size}, {args.steps} steps, seed {args.seed}, fp32, {torch.get_num_threads()} thread(s); "
+        f"looks: {', '.join(f'{k} ({r.views} views)' for k, r in LOOKS.items())}\n"
+    )
+    print(
+        f"| class | method | made with | own-net p (224 px) | other-net p (224 px) | plausibility ({JUDGE}) | seconds |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in args.classes.split(","):
         index = nets[NETWORKS[0]].resolve_class(name)
@@ -144,8 +164,9 @@ def main() -> None:
             makers = "+".join(n.removeprefix("efficientnet_") for n in method.makers)
             prototype = prototypes.get(name) if name in PHOTO_FOLDERS else None
             if prototype is None and name in PHOTO_FOLDERS and (args.photos / PHOTO_FOLDERS[name]).is_dir():
-                prototype = prototypes[name] = photo_prototype(nets[JUDGE], args.photos / PHOTO_FOLDERS[name],
-                                                               args.photo_count)
+                prototype = prototypes[name] = photo_prototype(
+                    nets[JUDGE], args.photos / PHOTO_FOLDERS[name], args.photo_count
+                )
             plausible = "-" if prototype is None else f"{plausibility(nets[JUDGE], picture, prototype):.3f}"
             print(f"| {name} | {label} | {makers} | {own} | {other} | {plausible} | {seconds:.0f} |", flush=True)
 

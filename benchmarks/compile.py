@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 import deepdream
-from deepdream.runtime import autocast, resolve_device
-from deepdream.runtime import resolve_precision
 from deepdream.engine.folding import fold_batchnorm
+from deepdream.runtime import autocast, resolve_device, resolve_precision
 
 
 def timed(fn, image, repeats, device):
@@ -65,8 +64,10 @@ def main() -> None:
     image = torch.rand(1, 3, h, w, device=device)
     eager, _ = timed(run(truncated), image, args.repeats, device)
     compiled, first = timed(run(torch.compile(truncated, mode=args.mode)), image, args.repeats, device)
-    print(f"# efficientnet_lite0 to blocks.4, {w}x{h}, {device.type}, {precision}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"# efficientnet_lite0 to blocks.4, {w}x{h}, {device.type}, {precision}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"eager    {eager:.4f} s per gradient")
     print(f"compiled {compiled:.4f} s per gradient ({eager / compiled:.2f}x), first call {first:.1f} s (compilation)")
 

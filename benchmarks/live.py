@@ -32,11 +32,11 @@ import av
 import cv2
 import numpy as np
 import torch
-from flicker import pan, static
 
 from deepdream.models.load import load_backbone
 from deepdream.settings import Settings
 from deepdream.video.live import LiveOptions, dream_live
+from flicker import pan, static
 
 CLIPS = {"pan": pan, "static": static}
 
@@ -96,8 +96,14 @@ def browser(args, frames: list[np.ndarray]) -> None:
                 time.sleep(1.0)
                 meter = page.locator("#live-meter .live-meter")
                 stats = page.locator("#live-stats .live-stats")
-                samples.append((float(meter.get_attribute("data-fps")), float(meter.get_attribute("data-delay")),
-                                float(stats.get_attribute("data-fps")), float(stats.get_attribute("data-latency"))))
+                samples.append(
+                    (
+                        float(meter.get_attribute("data-fps")),
+                        float(meter.get_attribute("data-delay")),
+                        float(stats.get_attribute("data-fps")),
+                        float(stats.get_attribute("data-latency")),
+                    )
+                )
         finally:
             chromium.close()
             app.close()

@@ -52,7 +52,10 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         mpx = w * h / 1e6
         above = r["peak_gb"] - r["base_gb"]
-        print(f"{size:>10} {mpx:6.2f} {r['peak_gb']:8.2f} {above:15.2f} {above / mpx:7.3f} {r['seconds']:8.1f}", flush=True)
+        print(
+            f"{size:>10} {mpx:6.2f} {r['peak_gb']:8.2f} {above:15.2f} {above / mpx:7.3f} {r['seconds']:8.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ import time
 import torch
 
 import deepdream
-from deepdream.runtime import autocast, native_bf16, resolve_device
-from deepdream.models.registry import BACKBONES
 from deepdream.engine.folding import fold_batchnorm
 from deepdream.engine.taps import Taps
+from deepdream.models.registry import BACKBONES
+from deepdream.runtime import autocast, native_bf16, resolve_device
 
 
 def seconds_per_gradient(backbone, taps, layer, image, precision, repeats) -> float:
@@ -50,8 +50,10 @@ def main() -> None:
     device = resolve_device(args.device)
     w, h = map(int, args.size.split("x"))
     image = torch.rand(1, 3, h, w, device=device)
-    print(f"# {w}x{h}, {device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"native bf16: {native_bf16(device)}")
+    print(
+        f"# {w}x{h}, {device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"native bf16: {native_bf16(device)}"
+    )
     print(f"{'network':<20} {'layer':<12} {'fp32 s':>8} {'bf16 s':>8} {'bf16 speed-up':>14}")
     for name in BACKBONES:
         backbone = deepdream.load_backbone(name, pretrained=name == "efficientnet_lite0", device=device)

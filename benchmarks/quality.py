@@ -49,11 +49,19 @@ def main() -> None:
             return torch.softmax(taps(backbone.normalize(x))[OUTPUT].float(), 1)[0, target].item()
 
     gains, probs, seconds = [], [], []
-    print(f"# default settings: {backbone.name} layer {build_objective(backbone, settings).layers}, "
-          f"{settings.octaves} octaves x {settings.steps} steps, step {settings.step_size}, precision {settings.precision}")
-    print(f"{'photo':<16} {'size':>9} {'energy before':>14} {'after':>8} {'gain':>6} {'p(target) before':>17} {'after':>7}")
-    with Dreamer(backbone, build_objective(backbone, settings), settings) as dreamer, \
-            Dreamer(backbone, build_objective(backbone, class_settings), class_settings) as classer:
+    print(
+        f"# default settings: {backbone.name} layer {build_objective(backbone, settings).layers}, "
+        f"{settings.octaves} octaves x {settings.steps} steps, step {settings.step_size}, "
+        f"precision {settings.precision}"
+    )
+    print(
+        f"{'photo':<16} {'size':>9} {'energy before':>14} {'after':>8} {'gain':>6} "
+        f"{'p(target) before':>17} {'after':>7}"
+    )
+    with (
+        Dreamer(backbone, build_objective(backbone, settings), settings) as dreamer,
+        Dreamer(backbone, build_objective(backbone, class_settings), class_settings) as classer,
+    ):
         for path in cats + dogs:
             rgb, _ = imagefiles.load_image(path, args.max_size)
             t = time.perf_counter()
@@ -61,7 +69,9 @@ def main() -> None:
             seconds.append(time.perf_counter() - t)
             before, after = dreamer.score(rgb).item(), dreamer.score(out).item()
             gains.append(after / before)
-            line = f"{path.name:<16} {rgb.shape[-1]}x{rgb.shape[-2]:<5} {before:14.1f} {after:8.1f} {after / before:5.2f}x"
+            line = (
+                f"{path.name:<16} {rgb.shape[-1]}x{rgb.shape[-2]:<5} {before:14.1f} {after:8.1f} {after / before:5.2f}x"
+            )
             if path in cats:
                 p0, p1 = prob(rgb), prob(classer.dream(rgb))
                 probs.append((p0, p1))
@@ -75,12 +85,18 @@ def main() -> None:
                 sheet.paste(a, (0, 0))
                 sheet.paste(b, (a.width + 8, 0))
                 sheet.thumbnail((768, 768))
-                imagefiles.save_image(sheet, gallery / f"dream_{path.stem.replace('.', '_')}.jpg", metadata=settings.to_json())
-    print(f"energy gain: mean {statistics.mean(gains):.2f}x, min {min(gains):.2f}x over {len(gains)} photos "
-          f"({statistics.mean(seconds):.1f} s per dream)")
+                imagefiles.save_image(
+                    sheet, gallery / f"dream_{path.stem.replace('.', '_')}.jpg", metadata=settings.to_json()
+                )
+    print(
+        f"energy gain: mean {statistics.mean(gains):.2f}x, min {min(gains):.2f}x over {len(gains)} photos "
+        f"({statistics.mean(seconds):.1f} s per dream)"
+    )
     if probs:
-        print(f"p({args.target}) on cats: before max {max(p for p, _ in probs):.4f}, "
-              f"after min {min(q for _, q in probs):.3f}, mean {statistics.mean(q for _, q in probs):.3f}")
+        print(
+            f"p({args.target}) on cats: before max {max(p for p, _ in probs):.4f}, "
+            f"after min {min(q for _, q in probs):.3f}, mean {statistics.mean(q for _, q in probs):.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -93,8 +93,10 @@ def video_tab(page, photo: Path, out: Path) -> None:
     field.fill("3")
     field.press("Enter")
     page.click("#video-go")
-    page.wait_for_function("document.querySelector('#video-jobs') && "
-                           "document.querySelector('#video-jobs').innerText.includes('done')", timeout=JOB_S * 1000)
+    page.wait_for_function(
+        "document.querySelector('#video-jobs') && document.querySelector('#video-jobs').innerText.includes('done')",
+        timeout=JOB_S * 1000,
+    )
     page.wait_for_selector("#video-player video", timeout=60_000)
     shoot(page, out / "video.png", 1000)
 
@@ -171,8 +173,10 @@ def main() -> None:
     finally:
         shutil.rmtree(library_dir, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} in {out} "
-          f"({time.monotonic() - began:.0f} s; photo {photo.name})")
+    print(
+        f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} in {out} "
+        f"({time.monotonic() - began:.0f} s; photo {photo.name})"
+    )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ import time
 import torch
 
 import deepdream
-from deepdream.runtime import autocast, resolve_device
 from deepdream.engine.objectives import build_objective
 from deepdream.engine.octaves import Dreamer, octave_sizes, resize
 from deepdream.engine.tiling import fits_one_tile
+from deepdream.runtime import autocast, resolve_device
 
 
 def synthetic(width: int, height: int) -> torch.Tensor:
@@ -89,8 +89,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--precisions", default=None, help="default: fp32,bf16 (CPU), fp32,fp16,bf16 (CUDA)")
     parser.add_argument("--no-naive", action="store_true")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="time a torchvision network without its download (speed does not depend on the values)")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="time a torchvision network without its download (speed does not depend on the values)",
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -101,21 +104,29 @@ def main() -> None:
     naive_model = deepdream.load_backbone(args.model, device=device, channels_last=False, pretrained=pretrained).model
     mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1)
-    base = deepdream.Settings(seed=0, layers=args.layers, octaves=args.octaves, iterations=args.iterations, max_size=max(w, h))
+    base = deepdream.Settings(
+        seed=0, layers=args.layers, octaves=args.octaves, iterations=args.iterations, max_size=max(w, h)
+    )
     layer = build_objective(backbone, base).layers
     layer = next(iter(layer))
     sizes = octave_sizes(h, w, base.octaves, base.octave_scale, backbone.min_size)
     steps = base.steps
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"# {args.model} {layer} {w}x{h}, {len(sizes)} octaves x {steps} steps, {device.type} ({name}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"# {args.model} {layer} {w}x{h}, {len(sizes)} octaves x {steps} steps, {device.type} ({name}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     precisions = args.precisions or ("fp32,fp16,bf16" if device.type == "cuda" else "fp32,bf16")
-    dreamers = {p: Dreamer(backbone, build_objective(backbone, base.replace(precision=p)), base.replace(precision=p))
-                for p in precisions.split(",")}
+    dreamers = {
+        p: Dreamer(backbone, build_objective(backbone, base.replace(precision=p)), base.replace(precision=p))
+        for p in precisions.split(",")
+    }
     jobs = {}
     if not args.no_naive:
-        jobs["naive fp32 NCHW"] = lambda: naive_dream(naive_model, mean, std, layer, image, sizes, steps, base.step_size)
+        jobs["naive fp32 NCHW"] = lambda: naive_dream(
+            naive_model, mean, std, layer, image, sizes, steps, base.step_size
+        )
     for p, d in dreamers.items():
         jobs[f"ours {p}"] = lambda d=d: d.dream(image)
         jobs[f"bare {p}"] = lambda d=d: bare(d, image, sizes, steps)
@@ -135,7 +146,9 @@ def main() -> None:
     d = next(iter(dreamers.values()))
     if d.tile:
         one = fits_one_tile(h, w, d.tile, d.margin)
-        print(f"# tile core {d.tile} px + margin {d.margin} px: the full-size octave is {'one pass' if one else 'tiled'}")
+        print(
+            f"# tile core {d.tile} px + margin {d.margin} px: the full-size octave is {'one pass' if one else 'tiled'}"
+        )
     ref = med.get("naive fp32 NCHW")
     print(f"{'variant':<18} {'s/dream':>8} {'speed-up vs naive':>18} {'overhead vs bare':>17}")
     for k, t in med.items():

@@ -56,8 +56,10 @@ def main() -> None:
                 assert out.shape == strip.shape
                 gains.append(dreamer.score(resize(out, size)).item() / dreamer.score(resize(strip, size)).item())
             steps = dreamer.steps_per_image(height, args.long)
-        print(f"| {height} | {size[1]}x{size[0]} | {steps} | {statistics.mean(gains):.2f}x | {min(gains):.2f}x "
-              f"| {statistics.mean(cpu):.1f} | {statistics.mean(wall):.1f} |")
+        print(
+            f"| {height} | {size[1]}x{size[0]} | {steps} | {statistics.mean(gains):.2f}x | {min(gains):.2f}x "
+            f"| {statistics.mean(cpu):.1f} | {statistics.mean(wall):.1f} |"
+        )
 
 
 if __name__ == "__main__":

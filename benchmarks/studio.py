@@ -111,14 +111,18 @@ def main() -> None:
             cpu[name].append(time.process_time() - began_cpu)
     app.close()
 
-    print(f"{size[0]}x{size[1]} photo, default settings (4 octaves x 10 steps, {settings.model}), "
-          f"{torch_threads()} threads, medians of {args.repeats}")
+    print(
+        f"{size[0]}x{size[1]} photo, default settings (4 octaves x 10 steps, {settings.model}), "
+        f"{torch_threads()} threads, medians of {args.repeats}"
+    )
     print("| path | wall s / dream | CPU s / dream |\n|---|---|---|")
     med = {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in runs}
     print(f"| library `deepdream.dream` + save | {med['library'][0]:.2f} | {med['library'][1]:.2f} |")
     w, c = (med["studio"][i] / med["library"][i] - 1 for i in (0, 1))
-    print(f"| studio `/dream` via gradio_client, previews streamed | {med['studio'][0]:.2f} ({w * 100:+.1f}%) "
-          f"| {med['studio'][1]:.2f} (**{c * 100:+.1f}%**) |")
+    print(
+        f"| studio `/dream` via gradio_client, previews streamed | {med['studio'][0]:.2f} ({w * 100:+.1f}%) "
+        f"| {med['studio'][1]:.2f} (**{c * 100:+.1f}%**) |"
+    )
     print("wall:", {k: [round(v, 2) for v in vs] for k, vs in wall.items()})
     print("cpu:", {k: [round(v, 2) for v in vs] for k, vs in cpu.items()})
 
@@ -145,21 +149,24 @@ def soak_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
         stop_studio(proc)
     dreams = [2 * args.dreams * r for r in range(len(series))]
     mean_x, mean_y = statistics.fmean(dreams), statistics.fmean(series)
-    slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(dreams, series))
-             / sum((x - mean_x) ** 2 for x in dreams))
-    print(f"{size[0]}x{size[1]} photo, {SOAK_SETTINGS}, 2 clients x {args.dreams} dreams x {args.rounds} rounds "
-          f"after a warm-up round; {dreams[-1]} dreams in {wall:.0f} s wall, server CPU {cpu:.0f} s")
-    print(f"server RSS after warm-up {series[0]:.0f} MB, at the end {series[-1]:.0f} MB "
-          f"(growth {series[-1] - series[0]:+.0f} MB, max {max(series):.0f} MB); "
-          f"slope {slope * 100:+.1f} MB per 100 dreams")
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(dreams, series)) / sum((x - mean_x) ** 2 for x in dreams)
+    print(
+        f"{size[0]}x{size[1]} photo, {SOAK_SETTINGS}, 2 clients x {args.dreams} dreams x {args.rounds} rounds "
+        f"after a warm-up round; {dreams[-1]} dreams in {wall:.0f} s wall, server CPU {cpu:.0f} s"
+    )
+    print(
+        f"server RSS after warm-up {series[0]:.0f} MB, at the end {series[-1]:.0f} MB "
+        f"(growth {series[-1] - series[0]:+.0f} MB, max {max(series):.0f} MB); "
+        f"slope {slope * 100:+.1f} MB per 100 dreams"
+    )
 
 
 def trim_cost_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
     import torch
-    from test_soak import SOAK_SETTINGS
 
     import deepdream
     from deepdream.studio.jobs import heap_trimmer
+    from test_soak import SOAK_SETTINGS
 
     torch.set_num_threads(1)
     folder = Path(tempfile.mkdtemp(prefix="studio-trim-"))
@@ -179,8 +186,10 @@ def trim_cost_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
                 trim()
                 trimming += time.perf_counter() - began
         n = args.dreams
-        print(f"| {'heap trim' if trimmed else 'nothing'} | {(time.perf_counter() - wall) / n:.3f} "
-              f"| {(time.process_time() - cpu) / n:.3f} | {trimming / n:.4f} |")
+        print(
+            f"| {'heap trim' if trimmed else 'nothing'} | {(time.perf_counter() - wall) / n:.3f} "
+            f"| {(time.process_time() - cpu) / n:.3f} | {trimming / n:.4f} |"
+        )
 
 
 def cpu_seconds(pid: int) -> float:

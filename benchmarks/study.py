@@ -68,8 +68,8 @@ def dream_demo(data: Path, checkpoint: Path, out: Path) -> dict:
 
     import deepdream
     from deepdream.models.checkpoint import load_checkpoint
-    from deepdream.training.data import square_uint8
     from deepdream.training import predict
+    from deepdream.training.data import square_uint8
 
     net, info, _ = load_checkpoint(checkpoint)
     dogs = info.classes.index("dogs")

@@ -32,9 +32,11 @@ from deepdream.text.registry import DEFAULT_MODEL
 from deepdream.text.scoring import Scorer
 
 DEPTHS = (5, 15, 25)  # of 30 layers
-SENTENCES = ("The weather today is mild and the streets are quiet.",
-             "She opened the window and looked at the garden.",
-             "Our team will present the results at the meeting.")
+SENTENCES = (
+    "The weather today is mild and the streets are quiet.",
+    "She opened the window and looked at the garden.",
+    "Our team will present the results at the meeting.",
+)
 TARGETS = (" dog", " water", " city", " music", " red")
 
 
@@ -83,16 +85,26 @@ def speed(args, out) -> None:
     result = dream_text(lm=lm, layer=f"model.layers.{DEPTHS[1]}.mlp", neuron=123, seed=0, **kw)
     w2, c2 = clocks()
     its = result.settings.iterations
-    emit(out, {
-        "part": "speed", "threads": torch.get_num_threads(), "iterations": its,
-        "population": result.settings.population,
-        "children": result.settings.children, "length": result.settings.length,
-        "wall_s": round(w2 - w1, 1), "cpu_s": round(c2 - c1, 1), "s_per_iteration": round((w2 - w1) / its, 2),
-        "cpu_s_per_iteration": round((c2 - c1) / its, 2), "converged_at": converged_at(result.history),
-        "timings_s": {k: round(v, 1) for k, v in result.timings.items()}, "peak_rss_mb": round(peak_rss_mb()),
-        "best": [round(result.frontier[-1].activation, 3), round(result.frontier[-1].xent, 3)],
-        "chosen": result.chosen.text,
-    })
+    emit(
+        out,
+        {
+            "part": "speed",
+            "threads": torch.get_num_threads(),
+            "iterations": its,
+            "population": result.settings.population,
+            "children": result.settings.children,
+            "length": result.settings.length,
+            "wall_s": round(w2 - w1, 1),
+            "cpu_s": round(c2 - c1, 1),
+            "s_per_iteration": round((w2 - w1) / its, 2),
+            "cpu_s_per_iteration": round((c2 - c1) / its, 2),
+            "converged_at": converged_at(result.history),
+            "timings_s": {k: round(v, 1) for k, v in result.timings.items()},
+            "peak_rss_mb": round(peak_rss_mb()),
+            "best": [round(result.frontier[-1].activation, 3), round(result.frontier[-1].xent, 3)],
+            "chosen": result.chosen.text,
+        },
+    )
 
 
 def corpus_scores(lm, objectives, length: int, limit: int):
@@ -100,8 +112,12 @@ def corpus_scores(lm, objectives, length: int, limit: int):
     w, c = clocks()
     scores = score_windows(lm, objectives, found)
     w2, c2 = clocks()
-    return scores, {"windows": len(found), "wall_s": round(w2 - w, 1), "cpu_s": round(c2 - c, 1),
-                    "median_xent": round(float(scores.xent.median()), 3)}
+    return scores, {
+        "windows": len(found),
+        "wall_s": round(w2 - w, 1),
+        "cpu_s": round(c2 - c, 1),
+        "median_xent": round(float(scores.xent.median()), 3),
+    }
 
 
 def quality(args, out) -> None:
@@ -122,13 +138,22 @@ def quality(args, out) -> None:
         fluent = [p for p in result.frontier if p.xent <= median]
         dreamed = max((p.activation for p in fluent), default=float("nan"))
         corpus_best = float(scores.activation[best_window, i])
-        emit(out, {"part": "quality", "layer": depth, "neuron": neuron, "corpus_best": round(corpus_best, 3),
-                   "corpus_text": lm.decode(scores.tokens[best_window].tolist()),
-                   "dreamed_at_median_xent": round(dreamed, 3),
-                   "ratio": round(dreamed / corpus_best, 3) if corpus_best > 0 and math.isfinite(dreamed) else None,
-                   "dream_text": max(fluent, key=lambda p: p.activation).text if fluent else None,
-                   "best_any_xent": round(result.frontier[-1].activation, 3),
-                   "wall_s": round(w2 - w, 1), "cpu_s": round(c2 - c, 1)})
+        emit(
+            out,
+            {
+                "part": "quality",
+                "layer": depth,
+                "neuron": neuron,
+                "corpus_best": round(corpus_best, 3),
+                "corpus_text": lm.decode(scores.tokens[best_window].tolist()),
+                "dreamed_at_median_xent": round(dreamed, 3),
+                "ratio": round(dreamed / corpus_best, 3) if corpus_best > 0 and math.isfinite(dreamed) else None,
+                "dream_text": max(fluent, key=lambda p: p.activation).text if fluent else None,
+                "best_any_xent": round(result.frontier[-1].activation, 3),
+                "wall_s": round(w2 - w, 1),
+                "cpu_s": round(c2 - c, 1),
+            },
+        )
 
 
 def sentence(args, out) -> None:
@@ -151,11 +176,23 @@ def sentence(args, out) -> None:
         w2, c2 = clocks()
         s, d = result.start, result.chosen
         kept = sum(a == b for a, b in zip(s.tokens, d.tokens)) / len(s.tokens)
-        emit(out, {"part": "sentence", "text": text, "dream": d.text, "layer": layer, "neuron": neuron,
-                   "kept": round(kept, 3), "xent_ratio": round(d.xent / s.xent, 3),
-                   "activation_ratio": round(d.activation / s.activation, 3) if s.activation > 0 else None,
-                   "start": [round(s.activation, 3), round(s.xent, 3)], "dreamed": [round(d.activation, 3),
-                   round(d.xent, 3)], "wall_s": round(w2 - w, 1), "cpu_s": round(c2 - c, 1)})
+        emit(
+            out,
+            {
+                "part": "sentence",
+                "text": text,
+                "dream": d.text,
+                "layer": layer,
+                "neuron": neuron,
+                "kept": round(kept, 3),
+                "xent_ratio": round(d.xent / s.xent, 3),
+                "activation_ratio": round(d.activation / s.activation, 3) if s.activation > 0 else None,
+                "start": [round(s.activation, 3), round(s.xent, 3)],
+                "dreamed": [round(d.activation, 3), round(d.xent, 3)],
+                "wall_s": round(w2 - w, 1),
+                "cpu_s": round(c2 - c, 1),
+            },
+        )
 
 
 def nexttoken(args, out) -> None:
@@ -170,10 +207,19 @@ def nexttoken(args, out) -> None:
         kw = {"iterations": args.iterations} if args.iterations else {}
         result = dream_text(lm=lm, target_token=target, seed=i, **kw)
         w2, c2 = clocks()
-        emit(out, {"part": "nexttoken", "target": target, "p_random_start": float(f"{before:.3g}"),
-                   "p_chosen": round(math.exp(result.chosen.activation), 4),
-                   "p_best": round(math.exp(result.frontier[-1].activation), 4), "text": result.chosen.text,
-                   "wall_s": round(w2 - w, 1), "cpu_s": round(c2 - c, 1)})
+        emit(
+            out,
+            {
+                "part": "nexttoken",
+                "target": target,
+                "p_random_start": float(f"{before:.3g}"),
+                "p_chosen": round(math.exp(result.chosen.activation), 4),
+                "p_best": round(math.exp(result.frontier[-1].activation), 4),
+                "text": result.chosen.text,
+                "wall_s": round(w2 - w, 1),
+                "cpu_s": round(c2 - c, 1),
+            },
+        )
 
 
 PARTS = {"speed": speed, "quality": quality, "sentence": sentence, "nexttoken": nexttoken}

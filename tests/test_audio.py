@@ -122,12 +122,12 @@ def test_windows_and_crossfades_rebuild_the_signal_exactly():
     x = signal(seconds=2.0, channels=2)
     length, overlap = 3000, 700
     out = np.zeros_like(x)
-    blocks = (x[:, i:i + 1111] for i in range(0, x.shape[1], 1111))
+    blocks = (x[:, i : i + 1111] for i in range(0, x.shape[1], 1111))
     starts = []
     for start, w in audio_io.windows(blocks, length, overlap):
         n = w.shape[1]
         starts.append(start)
-        out[:, start:start + n] += w * dreaming.crossfade(n, overlap, start > 0, start + n < x.shape[1])
+        out[:, start : start + n] += w * dreaming.crossfade(n, overlap, start > 0, start + n < x.shape[1])
     assert len(starts) == 7
     np.testing.assert_allclose(out, x, atol=1e-6)
 
@@ -142,9 +142,15 @@ def test_resynthesis_with_no_change_is_the_input_and_griffin_lim_follows_new_mag
     # a new magnitude (every other 100 ms muted above 1 kHz): Griffin-Lim lands closer to it than the old phase
     target = spec.abs().clone()
     target[:, 64:, ::4] *= 0.05
-    misfit = {name: (geometry.stft(geometry.istft(target * fn(phasors, target, geometry, x.shape[1], 16),
-                                                  x.shape[1])).abs() - target).norm().item()
-              for name, fn in PHASES.items()}
+    misfit = {
+        name: (
+            geometry.stft(geometry.istft(target * fn(phasors, target, geometry, x.shape[1], 16), x.shape[1])).abs()
+            - target
+        )
+        .norm()
+        .item()
+        for name, fn in PHASES.items()
+    }
     assert misfit["griffinlim"] < 0.9 * misfit["original"], misfit
     assert griffin_lim(phasors, target, geometry, x.shape[1], 4).shape == spec.shape
 
@@ -157,13 +163,16 @@ def test_survival_steps_put_the_dream_where_the_written_file_keeps_it(tmp_path, 
     before, top = picture_of(src)
     kept = {}
     for steps in (0, 6):
-        result = deepdream.dream_audio(src, tmp_path / f"out{steps}.wav", backbone=grey_lite0, survival_steps=steps,
-                                       **FAST)
+        result = deepdream.dream_audio(
+            src, tmp_path / f"out{steps}.wav", backbone=grey_lite0, survival_steps=steps, **FAST
+        )
         after, _ = picture_of(result.path, top)
-        with deepdream.Dreamer(grey_lite0, deepdream.build_objective(grey_lite0, result.settings),
-                               result.settings) as dreamer:
-            dreamed, _ = dreaming.dream_spectrogram(x, dreamer, Spectrogram.for_rate(RATE), Scale(top),
-                                                    result.options, 0)
+        with deepdream.Dreamer(
+            grey_lite0, deepdream.build_objective(grey_lite0, result.settings), result.settings
+        ) as dreamer:
+            dreamed, _ = dreaming.dream_spectrogram(
+                x, dreamer, Spectrogram.for_rate(RATE), Scale(top), result.options, 0
+            )
             e0, ed, ew = (dreamer.score(p).item() for p in (before, dreamed, after))
         kept[steps] = (ew - e0) / (ed - e0)
     assert kept[6] >= 0.7 and kept[6] > kept[0] + 0.2, kept
@@ -192,8 +201,9 @@ def test_long_input_in_several_windows_keeps_its_length_and_a_video_soundtrack_d
         box.mux(sound.encode(frame))
         box.mux(sound.encode(None))
         box.mux(video.encode(None))
-    result = deepdream.dream_audio(src, tmp_path / "out.wav", backbone=grey_lite0, chunk_seconds=0.8,
-                                   overlap_seconds=0.2, **FAST)
+    result = deepdream.dream_audio(
+        src, tmp_path / "out.wav", backbone=grey_lite0, chunk_seconds=0.8, overlap_seconds=0.2, **FAST
+    )
     decoded = audio_io.read_all(audio.probe(src))
     assert result.samples == decoded.shape[1] >= 2 * RATE
     assert audio_io.read_all(audio.probe(result.path)).shape == decoded.shape
@@ -264,11 +274,14 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, case):
     assert_one_line_and_no_file(*cli_error(src, "-o", tmp_path / "out.wav"), expected, tmp_path, before)
 
 
-@pytest.mark.parametrize("output, expected", [
-    ("out.aac", "unknown audio output format"),
-    ("in.wav", "refusing to overwrite the input"),
-    ("out.mp3", ".mp3 cannot store 12345 Hz"),
-])
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        ("out.aac", "unknown audio output format"),
+        ("in.wav", "refusing to overwrite the input"),
+        ("out.mp3", ".mp3 cannot store 12345 Hz"),
+    ],
+)
 def test_bad_output_is_one_line_and_no_file(tmp_path, output, expected):
     src = write(tmp_path / "in.wav", signal(seconds=0.3), rate=12345)
     before = set(tmp_path.iterdir())
@@ -317,18 +330,45 @@ def test_bad_audio_options_are_settings_errors(tmp_path):
 
 def test_cli_end_to_end_in_a_subprocess(tmp_path):
     src = write(tmp_path / "in.wav", signal(seconds=1.0))
-    done = subprocess.run([sys.executable, "-m", "deepdream", "audio", str(src), "-o", str(tmp_path / "out.ogg"),
-                           "--octaves", "1", "--iterations", "2", "--phase", "griffinlim",
-                           "--griffin-lim-iterations", "4", "--plot", str(tmp_path / "fig.png"), "-q"],
-                          env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepdream",
+            "audio",
+            str(src),
+            "-o",
+            str(tmp_path / "out.ogg"),
+            "--octaves",
+            "1",
+            "--iterations",
+            "2",
+            "--phase",
+            "griffinlim",
+            "--griffin-lim-iterations",
+            "4",
+            "--plot",
+            str(tmp_path / "fig.png"),
+            "-q",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     out = audio.probe(tmp_path / "out.ogg")
     assert (out.sample_rate, out.channels) == (RATE, 1)
     assert audio_io.read_all(out).shape == (1, RATE)
     assert audio.read_metadata(out.path)["audio"]["phase"] == "griffinlim"
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = subprocess.run([sys.executable, "-m", "deepdream", "audio", str(tmp_path / "fig.png"), "-o",
-                          str(tmp_path / "x.wav")], env=ENV, capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "deepdream", "audio", str(tmp_path / "fig.png"), "-o", str(tmp_path / "x.wav")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no audio stream" in bad.stderr
 
 
@@ -339,22 +379,48 @@ def test_eight_channels_are_read_and_written_without_a_crash(tmp_path):
     pcm = (signal(seconds=0.3, channels=1).repeat(8, 0) * np.linspace(1, 0.3, 8)[:, None] * 32767).astype("<i2")
     with wave.open(str(src), "wb") as w:
         w.setnchannels(8), w.setsampwidth(2), w.setframerate(RATE), w.writeframes(pcm.T.tobytes())
-    done = subprocess.run([sys.executable, "-m", "deepdream", "audio", str(src), "-o", str(tmp_path / "out.flac"),
-                           "--octaves", "1", "--iterations", "1", "--survival-steps", "1", "--chunk-seconds", "0.1",
-                           "--overlap-seconds", "0.01", "-q"], env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepdream",
+            "audio",
+            str(src),
+            "-o",
+            str(tmp_path / "out.flac"),
+            "--octaves",
+            "1",
+            "--iterations",
+            "1",
+            "--survival-steps",
+            "1",
+            "--chunk-seconds",
+            "0.1",
+            "--overlap-seconds",
+            "0.01",
+            "-q",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     out = audio.probe(tmp_path / "out.flac")
     assert (out.channels, out.sample_rate) == (8, RATE) and audio_io.read_all(out).shape == (8, pcm.shape[1])
     np.testing.assert_array_equal(audio_io.read_all(audio.probe(src)), pcm / np.float32(32768))
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--survival-steps", "1000000000"], "survival steps must be 0-1000"),
-    (["--griffin-lim-iterations", "1000000000"], "Griffin-Lim iterations must be 1-1000"),
-    (["--chunk-seconds", "0.00002", "--overlap-seconds", "0.00001"], "chunk must be 0.1-600 seconds"),
-    (["--chunk-seconds", "3600"], "chunk must be 0.1-600 seconds"),
-    (["--overlap-seconds", "0.001"], "overlap must be 0.01 s to half the chunk"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--survival-steps", "1000000000"], "survival steps must be 0-1000"),
+        (["--griffin-lim-iterations", "1000000000"], "Griffin-Lim iterations must be 1-1000"),
+        (["--chunk-seconds", "0.00002", "--overlap-seconds", "0.00001"], "chunk must be 0.1-600 seconds"),
+        (["--chunk-seconds", "3600"], "chunk must be 0.1-600 seconds"),
+        (["--overlap-seconds", "0.001"], "overlap must be 0.01 s to half the chunk"),
+    ],
+)
 def test_options_that_would_never_finish_are_one_line(tmp_path, args, expected):
     src = write(tmp_path / "in.wav", signal(seconds=0.3))
     before = set(tmp_path.iterdir())
@@ -410,8 +476,28 @@ def test_music_zoom_lasts_as_long_as_the_song_and_carries_it(tmp_path):
     out = tmp_path / "zoom.mp4"
     err = stdio.StringIO()
     with redirect_stderr(err):
-        code = cli_main(["zoom", "-o", str(out), "--audio", str(src), "--init", "noise", "--size", "64x48",
-                         "--fps", "6", "--octaves", "1", "--iterations", "1", "--seed", "1", "-q"])
+        code = cli_main(
+            [
+                "zoom",
+                "-o",
+                str(out),
+                "--audio",
+                str(src),
+                "--init",
+                "noise",
+                "--size",
+                "64x48",
+                "--fps",
+                "6",
+                "--octaves",
+                "1",
+                "--iterations",
+                "1",
+                "--seed",
+                "1",
+                "-q",
+            ]
+        )
     assert code == 0, err.getvalue()
     with av.open(str(out)) as box:
         frames = sum(1 for _ in box.decode(video=0))

@@ -3,12 +3,12 @@ import torch
 from safetensors.torch import save_file
 
 import deepdream
+from deepdream.engine.objectives import Energy
+from deepdream.engine.taps import OUTPUT, Taps
+from deepdream.errors import ModelError, WeightsUnavailable
 from deepdream.models.backbone import list_layer_names
 from deepdream.models.load import load_backbone
 from deepdream.models.registry import BACKBONES
-from deepdream.errors import ModelError, WeightsUnavailable
-from deepdream.engine.objectives import Energy
-from deepdream.engine.taps import OUTPUT, Taps
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))

@@ -18,9 +18,9 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_photo
 from PIL import Image
 
+from conftest import synthetic_photo
 from deepdream import Settings, dream, locks
 from deepdream.batch import (
     BatchJob,
@@ -85,8 +85,10 @@ def assert_same_outputs(a: Path, b: Path) -> None:
 def manifest_rows(out: Path) -> list[dict]:
     with Manifest(out / "manifest.sqlite") as manifest:
         rows = [vars(r) for r in manifest.records()]
-    return [{k: v for k, v in row.items() if k not in VOLATILE} | {"output": Path(row["output"]).relative_to(out)}
-            for row in rows]
+    return [
+        {k: v for k, v in row.items() if k not in VOLATILE} | {"output": Path(row["output"]).relative_to(out)}
+        for row in rows
+    ]
 
 
 # ------------------------------------------------------------------------------------------ planning

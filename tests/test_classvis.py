@@ -76,8 +76,16 @@ def test_class_picture_is_recognised_by_a_network_that_did_not_make_it(lite0, li
     """
     target = "golden retriever"
     index = lite1.resolve_class(target)
-    img = deepdream.dream(None, init="fourier", target_class=target, size=(160, 160), iterations=128, seed=0,
-                          precision="fp32", backbone=lite0)
+    img = deepdream.dream(
+        None,
+        init="fourier",
+        target_class=target,
+        size=(160, 160),
+        iterations=128,
+        seed=0,
+        precision="fp32",
+        backbone=lite0,
+    )
     picture = pil_to_tensor(img)[0]  # 1 x 3 x 160 x 160, as saved
     start = FourierImage(160, 160, generator=torch.Generator().manual_seed(0), decay_power=1.5)
     with torch.no_grad():
@@ -93,8 +101,15 @@ def test_ensemble_makes_the_picture_for_every_network(lite0, lite1):
     index = lite0.resolve_class("lemon")
 
     def logp(ensemble) -> list[float]:
-        out = render(lite0, ClassLogProb(index), width=64, height=64, steps=16,
-                     generator=torch.Generator().manual_seed(0), ensemble=ensemble)
+        out = render(
+            lite0,
+            ClassLogProb(index),
+            width=64,
+            height=64,
+            steps=16,
+            generator=torch.Generator().manual_seed(0),
+            ensemble=ensemble,
+        )
         return [math.log(_p(n, out, index)) for n in (lite0, lite1)]
 
     alone, both = logp([]), logp([lite1])
@@ -115,8 +130,9 @@ def test_ensemble_and_recipe_refusals(lite0, monkeypatch):
     with pytest.raises(SettingsError, match="fourier"):
         deepdream.Settings(ensemble=("efficientnet_lite1",), init="image")
     with pytest.raises(ModelError, match="unknown model"):
-        deepdream.dream(None, init="fourier", size=(32, 32), iterations=1, ensemble=("efficientnet_lite9",),
-                        backbone=lite0)
+        deepdream.dream(
+            None, init="fourier", size=(32, 32), iterations=1, ensemble=("efficientnet_lite9",), backbone=lite0
+        )
 
 
 # ---------------------------------------------------------------- MACO
@@ -156,8 +172,15 @@ def test_packaged_spectrum_is_a_natural_image_spectrum():
 
 def test_maco_class_picture_rises_and_gives_an_importance_map(lite0):
     index = lite0.resolve_class("lemon")
-    rendering = grow(lite0, ClassLogProb(index), width=64, height=64, steps=16,
-                     generator=torch.Generator().manual_seed(0), look="maco")
+    rendering = grow(
+        lite0,
+        ClassLogProb(index),
+        width=64,
+        height=64,
+        steps=16,
+        generator=torch.Generator().manual_seed(0),
+        look="maco",
+    )
     start = MacoImage(64, 64, generator=torch.Generator().manual_seed(0), spectrum=natural_spectrum())
 
     def log_p(picture: torch.Tensor) -> float:  # mean over 8 fixed views of the look (crops and noise)
@@ -173,11 +196,46 @@ def test_maco_class_picture_rises_and_gives_an_importance_map(lite0):
 
 def test_cli_maco_picture_with_its_importance_plot(tmp_path, capsys):
     out, plot = tmp_path / "maco.png", tmp_path / "importance.png"
-    assert main(["dream", "--init", "maco", "--size", "48x40", "--iterations", "2", "--layers", "blocks.2", "-q",
-                 "-o", str(out), "--plot", str(plot), "--precision", "fp32"]) == 0
+    assert (
+        main(
+            [
+                "dream",
+                "--init",
+                "maco",
+                "--size",
+                "48x40",
+                "--iterations",
+                "2",
+                "--layers",
+                "blocks.2",
+                "-q",
+                "-o",
+                str(out),
+                "--plot",
+                str(plot),
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (48, 40) and Image.open(plot).size == (48, 40)
     assert Image.open(plot).mode == "L"
-    assert main(["dream", "--init", "fourier", "--size", "48x40", "-o", str(tmp_path / "f.png"),
-                 "--plot", str(tmp_path / "p.png")]) != 0
+    assert (
+        main(
+            [
+                "dream",
+                "--init",
+                "fourier",
+                "--size",
+                "48x40",
+                "-o",
+                str(tmp_path / "f.png"),
+                "--plot",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        != 0
+    )
     assert "needs --init maco" in capsys.readouterr().err
     assert not (tmp_path / "f.png").exists() and not (tmp_path / "p.png").exists()

@@ -5,8 +5,9 @@ import struct
 import zlib
 
 import pytest
-from conftest import run_cli
 from PIL import Image
+
+from conftest import run_cli
 
 FAST = ["--octaves", "2", "--iterations", "3", "--seed", "1", "-q"]
 

@@ -99,7 +99,6 @@ def test_small_pictures_get_the_steps_of_the_octaves_they_lose():
 
 def test_default_dream_takes_hold_on_a_thumbnail(lite0):
     from conftest import synthetic_photo
-
     from deepdream.imagefiles import pil_to_tensor
 
     thumb = pil_to_tensor(synthetic_photo(64, 48, seed=5))[0]
@@ -158,7 +157,6 @@ def test_a_strip_below_the_minimum_is_dreamed_and_its_mask_kept(lite0):
     """Issue 23: a 20 px strip was refused ('needs at least 32 px a side'); now it is dreamed through a copy
     32 px high, its objective rises there, and mask-0 pixels come back exactly."""
     from conftest import synthetic_photo
-
     from deepdream.engine.octaves import resize, working_size
     from deepdream.imagefiles import pil_to_tensor
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_cli, synthetic_photo
 from PIL import Image
 
 import deepdream
+from conftest import run_cli, synthetic_photo
 from deepdream import explore
 from deepdream.cli import main
 from deepdream.engine.objectives import Channels, build_objective

@@ -20,9 +20,9 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_photo
 from PIL import Image
 
+from conftest import synthetic_photo
 from deepdream import locks
 from deepdream.cli import main
 from deepdream.errors import NonFiniteError, OutputError

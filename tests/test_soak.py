@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
 from conftest import synthetic_photo
 
 STARTUP_S = 240  # a cold start imports torch and Gradio; on a loaded 2-core machine that takes a while
@@ -44,9 +45,24 @@ def start_studio(library: Path, runs: Path, env: dict[str, str] | None = None) -
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     library.parent.mkdir(parents=True, exist_ok=True)
     with open(library.with_suffix(".stderr"), "w") as terminal:
-        proc = subprocess.Popen([sys.executable, "-m", "deepdream", "studio", "--port", str(port), "--library",
-                                 str(library), "--runs", str(runs)], stdout=subprocess.PIPE, stderr=terminal,
-                                text=True, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deepdream",
+                "studio",
+                "--port",
+                str(port),
+                "--library",
+                str(library),
+                "--runs",
+                str(runs),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env=env,
+        )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
     reader.start()
@@ -74,8 +90,9 @@ def connect(url: str, downloads: Path, clients: int = 2) -> list:
     return [Client(url, verbose=False, download_files=str(downloads / f"client{i}")) for i in range(clients)]
 
 
-def soak(clients: list, photo: Path, dreams: int, settings: dict,
-         after_each: Callable[[int], None] | None = None) -> float:
+def soak(
+    clients: list, photo: Path, dreams: int, settings: dict, after_each: Callable[[int], None] | None = None
+) -> float:
     """`dreams` dreams of `photo` through /dream from each client at once (seeds differ);
     `after_each(count)` runs after every finished dream. Returns the wall seconds."""
     from gradio_client import handle_file
@@ -138,8 +155,10 @@ def test_soak_two_clients_memory_stays_bounded(studio_process):
     time.sleep(IDLE_S)
     end = rss_mb(proc.pid)
     saved = len(list((root / "library" / "results").glob("*.png")))
-    print(f"soak: {2 * DREAMS} dreams in {seconds:.1f} s; server RSS {start:.0f} MB after warm-up, "
-          f"{end:.0f} MB after (peak {max(samples):.0f} MB while dreaming)")
+    print(
+        f"soak: {2 * DREAMS} dreams in {seconds:.1f} s; server RSS {start:.0f} MB after warm-up, "
+        f"{end:.0f} MB after (peak {max(samples):.0f} MB while dreaming)"
+    )
     assert saved == 2 * (WARMUP + DREAMS)  # every dream really ran and was saved
     assert end - start < GROWTH_MB, samples
 
@@ -152,12 +171,13 @@ def test_failed_job_traceback_goes_to_the_log_and_one_line_to_the_client(studio_
     synthetic_photo(64, 48).save(photo)
     client = Client(url, verbose=False, download_files=str(root / "failing"))
     with pytest.raises(Exception) as caught:
-        client.predict(handle_file(str(photo)), json.dumps({**SOAK_SETTINGS, "layers": "no.such.layer"}), None,
-                       api_name="/dream")
+        client.predict(
+            handle_file(str(photo)), json.dumps({**SOAK_SETTINGS, "layers": "no.such.layer"}), None, api_name="/dream"
+        )
     message = str(caught.value)
     assert "no.such.layer" in message and "Traceback" not in message and "\n" not in message.strip()
     log = (root / "library" / "logs" / "studio.log").read_text()
-    failed = log[log.index("failed: "):]
+    failed = log[log.index("failed: ") :]
     assert "no.such.layer" in failed and "Traceback (most recent call last)" in failed
     assert "ModelError" in failed  # the real exception, with the frames that raised it
 
@@ -165,12 +185,14 @@ def test_failed_job_traceback_goes_to_the_log_and_one_line_to_the_client(studio_
 def test_busy_port_and_impossible_port_get_one_line(studio_process):
     proc, url, root = studio_process
     busy = int(url.rstrip("/").rsplit(":", 1)[1])
-    code = ("import sys, deepdream.cli as c\n"
-            f"for port in ('{busy}', '70000'):\n"
-            f"    try:\n"
-            f"        print(c.main(['studio', '--port', port, '--library', {str(root / 'other')!r}]), flush=True)\n"
-            f"    except SystemExit as exit:\n"
-            f"        print(exit.code, flush=True)\n")
+    code = (
+        "import sys, deepdream.cli as c\n"
+        f"for port in ('{busy}', '70000'):\n"
+        f"    try:\n"
+        f"        print(c.main(['studio', '--port', port, '--library', {str(root / 'other')!r}]), flush=True)\n"
+        f"    except SystemExit as exit:\n"
+        f"        print(exit.code, flush=True)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.stdout.split() == ["1", "2"], r.stderr
     lines = r.stderr.splitlines()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_photo
 from PIL import Image
 
+from conftest import synthetic_photo
 from deepdream.audio import probe as audio_probe
 from deepdream.audio import read_metadata as audio_metadata
 from deepdream.audio.io import read_all as audio_read_all
@@ -125,14 +125,16 @@ def test_api_bad_settings_get_one_line(client, files):
 def test_api_cannot_make_the_studio_read_other_files(client, files):
     for field in ("guide", "weights", "checkpoint"):
         with pytest.raises(Exception, match=f"the {field} file passwd is not in the studio library"):
-            client.predict(handle_file(str(files["photo"])), json.dumps({field: "/etc/passwd"}), None,
-                           api_name="/dream")
+            client.predict(
+                handle_file(str(files["photo"])), json.dumps({field: "/etc/passwd"}), None, api_name="/dream"
+            )
 
 
 def test_api_sound_dreams_a_file_into_the_library(server, client, files):
     studio = server[0]
-    out, figure, status = client.predict(handle_file(str(files["sound"])), json.dumps({"seed": 5}),
-                                         json.dumps({"survival_steps": 2}), api_name="/sound")
+    out, figure, status = client.predict(
+        handle_file(str(files["sound"])), json.dumps({"seed": 5}), json.dumps({"survival_steps": 2}), api_name="/sound"
+    )
     assert status == "done"
     saved = {p.suffix for p in studio.library.sub("sounds").iterdir() if not p.name.startswith(".")}
     assert saved == {".flac", ".png"}
@@ -340,8 +342,10 @@ def test_e2e_zoom_job_survives_a_reload(page, server):
     page.reload()
     page.wait_for_selector("#dream")
     page.get_by_role("tab", name="Video and zoom").click()
-    page.wait_for_function("document.querySelector('#video-jobs') && "
-                           "document.querySelector('#video-jobs').innerText.includes('done')", timeout=120_000)
+    page.wait_for_function(
+        "document.querySelector('#video-jobs') && document.querySelector('#video-jobs').innerText.includes('done')",
+        timeout=120_000,
+    )
     page.wait_for_selector("#video-player video")
     page.wait_for_timeout(500)
     done = [json.loads(p.read_text()) for p in server[0].library.sub("jobs").glob("zoom-*.json")]

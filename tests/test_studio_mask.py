@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, synthetic_photo
 from PIL import Image
 
 import deepdream
+from conftest import run_cli, synthetic_photo
 from deepdream.engine.objectives import Energy
 from deepdream.imagefiles import read_metadata
 
@@ -75,8 +75,9 @@ def test_mask_errors(lite0, tmp_path, photo):
     with pytest.raises(deepdream.SettingsError, match="does not apply to --init fourier"):
         deepdream.dream(None, backbone=lite0, mask=str(mask), init="fourier", iterations=2, size=(32, 32))
     settings = deepdream.Settings(mask=str(mask), **TINY)
-    with deepdream.Dreamer(lite0, Energy("blocks.4"), settings) as dreamer, pytest.raises(
-        deepdream.SettingsError, match="does not apply masks"
+    with (
+        deepdream.Dreamer(lite0, Energy("blocks.4"), settings) as dreamer,
+        pytest.raises(deepdream.SettingsError, match="does not apply masks"),
     ):
         dreamer.dream(torch.rand(1, 3, 48, 64))  # a front end that forgot the mask says so instead of ignoring it
 

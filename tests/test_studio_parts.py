@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_photo
 from PIL import Image
 
+from conftest import synthetic_photo
 from deepdream.errors import ImageError, OutputError, SettingsError
 from deepdream.explore import sweep_layers
 from deepdream.settings import Settings, preset
@@ -66,8 +66,10 @@ def test_host_needs_auth_or_insecure():
 def test_cli_refuses_an_open_host_without_auth_and_never_imports_gradio_elsewhere():
     """One subprocess: `deepdream studio --host 0.0.0.0` fails in one line before Gradio is imported,
     and neither `import deepdream` nor building every other command imported it."""
-    code = ("import sys, deepdream.cli as c; c.build_parser(); code = c.main(['studio', '--host', '0.0.0.0']); "
-            "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'gradio_client')))")
+    code = (
+        "import sys, deepdream.cli as c; c.build_parser(); code = c.main(['studio', '--host', '0.0.0.0']); "
+        "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'gradio_client')))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.stdout.strip() == "1 []", r.stderr
     assert r.stderr.count("\n") == 1 and "--auth USER:PASS" in r.stderr
@@ -233,9 +235,17 @@ def test_library_hands_out_only_its_own_paths(tmp_path):
 
 
 def test_form_round_trips_every_setting():
-    s = preset("vgg19-blend").replace(layers="features.10:0.5,features.20", channels=(1, 2, 5), target_class="volcano",
-                                      iterations=7, tile_size=256, seed=12, size=(96, 64), guide="/g.png",
-                                      guide_layer="features.20")
+    s = preset("vgg19-blend").replace(
+        layers="features.10:0.5,features.20",
+        channels=(1, 2, 5),
+        target_class="volcano",
+        iterations=7,
+        tile_size=256,
+        seed=12,
+        size=(96, 64),
+        guide="/g.png",
+        guide_layer="features.20",
+    )
     values = form.from_settings(s)
     assert form.to_settings(Settings(), values, seed=12) == s
     checkpoint = form.to_settings(s, {**values, "model": form.CHECKPOINT + "/runs/x/best.pt"}, None)
@@ -271,13 +281,27 @@ def test_video_job_resumes_from_its_frames_after_a_restart(tmp_path, lite0):
     lib = Library(tmp_path / "lib")
     settings = Settings(octaves=1, iterations=1, jitter=0, seed=4, init="noise", size=(32, 32), device="cpu")
     params = {"frames": 3, "zoom": 1.05}
-    record = {"id": "zoom-test", "kind": "zoom", "source": None, "settings": settings.to_dict(), "params": params,
-              "state": "running", "created": time.time(), "message": "",
-              "output": str(lib.sub("videos") / "zoom-test.mp4")}
+    record = {
+        "id": "zoom-test",
+        "kind": "zoom",
+        "source": None,
+        "settings": settings.to_dict(),
+        "params": params,
+        "state": "running",
+        "created": time.time(),
+        "message": "",
+        "output": str(lib.sub("videos") / "zoom-test.mp4"),
+    }
     (lib.sub("jobs") / "zoom-test.json").write_text(json.dumps(record))
     # what the stopped studio had done: the first two frames in the job's work folder
-    dream_zoom(None, tmp_path / "partial.mp4", settings, **{**params, "frames": 2},
-               work_dir=lib.sub("work") / "zoom-test", backbone=lite0)
+    dream_zoom(
+        None,
+        tmp_path / "partial.mp4",
+        settings,
+        **{**params, "frames": 2},
+        work_dir=lib.sub("work") / "zoom-test",
+        backbone=lite0,
+    )
     studio = Studio(lib, runs=None)
     studio.backbones.keep(Settings(device="cpu"), lite0)
     jobs = VideoJobs(studio)
@@ -305,8 +329,11 @@ def test_explore_jobs_make_sheets_in_the_library(tmp_path, lite0):
     atlas = studio.atlas(tiny, "blocks.4", (0, 3), 32)
     recommended = studio.sweep(tiny.replace(layers="blocks.1"), photo)  # no layers: the network's recommended
     shown = ["input", *sweep_layers(lite0)]
-    for job, tiles in ((sweep, ["input", "blocks.2", "blocks.4"]), (atlas, ["blocks.4:0", "blocks.4:3"]),
-                       (recommended, shown)):
+    for job, tiles in (
+        (sweep, ["input", "blocks.2", "blocks.4"]),
+        (atlas, ["blocks.4:0", "blocks.4:3"]),
+        (recommended, shown),
+    ):
         assert job.finished.wait(120) and job.error is None, job.error
         assert job.done == job.total > 0
         meta = json.loads(Image.open(job.result).info["deepdream"])
@@ -325,8 +352,11 @@ def test_the_studio_calls_the_library_jobs_only_through_service():
     jobs = {"still", "explore", "video"}  # the library's job modules (audio's options are plain values)
     for path in sorted(folder.glob("*.py")):
         tree = ast.parse(path.read_text())
-        imported = {(node.module or "").split(".")[0] for node in ast.walk(tree)
-                    if isinstance(node, ast.ImportFrom) and node.level == 2}
+        imported = {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 2
+        }
         assert "cli" not in imported, path.name
         if path.name in ("api.py", "background.py", "dreamtab.py", "exploretab.py", "form.py", "soundtab.py"):
             assert not imported & jobs, (path.name, imported & jobs)
@@ -341,8 +371,13 @@ def test_cli_serves_on_loopback_and_prints_the_url(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_DATA_HOME": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "deepdream", "studio", "--port", str(port), "--runs", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepdream", "studio", "--port", str(port), "--runs", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"deepdream studio: http://127.0.0.1:{port}/"), line + proc.stderr.read()

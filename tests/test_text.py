@@ -26,8 +26,10 @@ from deepdream.text.registry import load_language_model  # noqa: E402
 from deepdream.text.scoring import Scorer  # noqa: E402
 from deepdream.text.taps import TextTaps, find_taps, resolve_tap, tap_widths  # noqa: E402
 
-WORDS = ("the cat dog sat on a mat and ran to red blue big small house tree sun moon day night is was very "
-         "happy sad old new car road city green bird sky water fish boat sea").split()
+WORDS = (
+    "the cat dog sat on a mat and ran to red blue big small house tree sun moon day night is was very "
+    "happy sad old new car road city green bird sky water fish boat sea"
+).split()
 MLP = "model.layers.1.mlp"
 
 
@@ -42,12 +44,33 @@ def tiny_model_folder(folder: Path, kind: str = "llama") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(folder / "tokenizer.json"))
     if kind == "llama":
-        config = dict(model_type="llama", vocab_size=len(vocab), hidden_size=32, intermediate_size=48,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                      bos_token_id=0, eos_token_id=0, tie_word_embeddings=False, initializer_range=0.3)
+        config = dict(
+            model_type="llama",
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            tie_word_embeddings=False,
+            initializer_range=0.3,
+        )
     else:
-        config = dict(model_type="gpt2", vocab_size=len(vocab), n_embd=32, n_inner=40, n_layer=2, n_head=2,
-                      n_positions=64, bos_token_id=0, eos_token_id=0, initializer_range=0.3)
+        config = dict(
+            model_type="gpt2",
+            vocab_size=len(vocab),
+            n_embd=32,
+            n_inner=40,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            initializer_range=0.3,
+        )
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -64,8 +87,18 @@ def lm(folder):
 
 
 def run(lm, **kw):
-    values = dict(model=lm.name, layer=MLP, neuron=3, length=6, iterations=6, population=4, children=6, topk=8,
-                  seed=1, restart_every=2)
+    values = dict(
+        model=lm.name,
+        layer=MLP,
+        neuron=3,
+        length=6,
+        iterations=6,
+        population=4,
+        children=6,
+        topk=8,
+        seed=1,
+        restart_every=2,
+    )
     values.update(kw)
     return dream_text(lm=lm, **values)
 
@@ -124,8 +157,12 @@ def test_the_objective_really_rises(lm):
 
 def test_best_never_gets_worse_and_the_frontier_is_pareto(lm):
     seen: list[list[float]] = []
-    result = run(lm, iterations=8, restart_every=2, on_iteration=lambda s: seen.append(
-        [s.frontier.best(lam).fitness(lam) for lam in s.lambdas]))
+    result = run(
+        lm,
+        iterations=8,
+        restart_every=2,
+        on_iteration=lambda s: seen.append([s.frontier.best(lam).fitness(lam) for lam in s.lambdas]),
+    )
     for before, after in zip(seen, seen[1:]):  # restarts at 2, 4, 6 included
         assert all(b <= a + 1e-9 for b, a in zip(before, after))
     acts = [h["best_activation"] for h in result.history]
@@ -137,8 +174,15 @@ def test_best_never_gets_worse_and_the_frontier_is_pareto(lm):
 
 
 def test_frontier_drops_dominated_points():
-    f = Frontier([Point((1,), 1.0, 2.0, 0), Point((2,), 2.0, 1.0, 0), Point((3,), 0.5, 3.0, 0),
-                  Point((4,), 3.0, 4.0, 0), Point((5,), 3.0, 5.0, 0)])
+    f = Frontier(
+        [
+            Point((1,), 1.0, 2.0, 0),
+            Point((2,), 2.0, 1.0, 0),
+            Point((3,), 0.5, 3.0, 0),
+            Point((4,), 3.0, 4.0, 0),
+            Point((5,), 3.0, 5.0, 0),
+        ]
+    )
     assert [p.tokens for p in f.points] == [(2,), (4,)]
 
 
@@ -178,20 +222,23 @@ def test_next_token_rises_and_direction_is_checked(lm, tmp_path):
     assert Scorer(lm, t).score(torch.tensor([[5, 6]])).activation.shape == (1,)
 
 
-@pytest.mark.parametrize("changes, error, message", [
-    (dict(neuron=48), ModelError, "neuron 48 is past the width of model.layers.1.mlp"),
-    (dict(layer="model.layers.7.mlp"), ModelError, "unknown layer"),
-    (dict(text="   "), SettingsError, "start text is empty"),
-    (dict(text="the cat sat on a mat and ran"), TextError, "longer than --length"),
-    (dict(length=0), SettingsError, "length"),
-    (dict(population=0), SettingsError, "population"),
-    (dict(lambda_min=float("nan")), SettingsError, "lambda-min"),
-    (dict(lambda_max=-1.0), SettingsError, "lambda-max"),
-    (dict(lambda_min=5.0, lambda_max=1.0), SettingsError, "above"),
-    (dict(target_token="cat dog", layer=None, neuron=None), SettingsError, "is 2 tokens"),
-    (dict(text="the cat", keep=(0, 1)), SettingsError, "nothing is left"),
-    (dict(position=9), SettingsError, "outside a text of 6 tokens"),
-])
+@pytest.mark.parametrize(
+    "changes, error, message",
+    [
+        (dict(neuron=48), ModelError, "neuron 48 is past the width of model.layers.1.mlp"),
+        (dict(layer="model.layers.7.mlp"), ModelError, "unknown layer"),
+        (dict(text="   "), SettingsError, "start text is empty"),
+        (dict(text="the cat sat on a mat and ran"), TextError, "longer than --length"),
+        (dict(length=0), SettingsError, "length"),
+        (dict(population=0), SettingsError, "population"),
+        (dict(lambda_min=float("nan")), SettingsError, "lambda-min"),
+        (dict(lambda_max=-1.0), SettingsError, "lambda-max"),
+        (dict(lambda_min=5.0, lambda_max=1.0), SettingsError, "above"),
+        (dict(target_token="cat dog", layer=None, neuron=None), SettingsError, "is 2 tokens"),
+        (dict(text="the cat", keep=(0, 1)), SettingsError, "nothing is left"),
+        (dict(position=9), SettingsError, "outside a text of 6 tokens"),
+    ],
+)
 def test_bad_settings_are_one_clear_error(lm, changes, error, message):
     with pytest.raises(error, match=message):
         run(lm, **changes)
@@ -207,7 +254,7 @@ def test_corpus_windows_are_scored_like_dreams(lm, tmp_path):
     assert found.shape == (len(lm.encode(path.read_text())) - 5, 6)
     scores = score_windows(lm, [Neuron(MLP, 3), Neuron(MLP, 4)], found, batch=7)
     best = scores.top(1)[0]
-    alone = Scorer(lm, Neuron(MLP, 3)).score(found[best:best + 1])
+    alone = Scorer(lm, Neuron(MLP, 3)).score(found[best : best + 1])
     assert math.isclose(float(scores.activation[best, 0]), float(alone.activation), rel_tol=1e-4, abs_tol=1e-5)
     assert math.isclose(float(scores.xent[best]), float(alone.xent), rel_tol=1e-4)
     assert float(scores.activation[best, 0]) == float(scores.activation[:, 0].max())
@@ -242,21 +289,43 @@ def test_corrupt_gguf_and_offline_hub_names_are_one_line(tmp_path, monkeypatch):
 
 
 def cli(folder: Path, *extra: str) -> list[str]:
-    return ["text", "--model", f"config:{folder}", "--layer", MLP, "--neuron", "3", "--length", "5",
-            "--iterations", "3", "--population", "3", "--children", "4", "--topk", "8", "-q", *extra]
+    return [
+        "text",
+        "--model",
+        f"config:{folder}",
+        "--layer",
+        MLP,
+        "--neuron",
+        "3",
+        "--length",
+        "5",
+        "--iterations",
+        "3",
+        "--population",
+        "3",
+        "--children",
+        "4",
+        "--topk",
+        "8",
+        "-q",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--neuron", "99"], "neuron 99 is past the width"),
-    (["--layer", "model.layers.1.mpl"], "did you mean model.layers.1.mlp"),
-    (["", "--seed", "1"], "start text is empty"),
-    (["the cat sat on a mat and ran", "--seed", "1"], "longer than --length (5)"),
-    (["--corpus", "CORPUS_LATIN1"], "not UTF-8"),
-    (["--corpus", "CORPUS_EMPTY"], "is empty"),
-    (["--direction", "PROBE"], "has 7 values"),
-    (["--config", "PROBE"], "not a dreams.json"),
-    (["-o", "out.txt"], "written as .json"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--neuron", "99"], "neuron 99 is past the width"),
+        (["--layer", "model.layers.1.mpl"], "did you mean model.layers.1.mlp"),
+        (["", "--seed", "1"], "start text is empty"),
+        (["the cat sat on a mat and ran", "--seed", "1"], "longer than --length (5)"),
+        (["--corpus", "CORPUS_LATIN1"], "not UTF-8"),
+        (["--corpus", "CORPUS_EMPTY"], "is empty"),
+        (["--direction", "PROBE"], "has 7 values"),
+        (["--config", "PROBE"], "not a dreams.json"),
+        (["-o", "out.txt"], "written as .json"),
+    ],
+)
 def test_cli_bad_input_is_one_line(folder, tmp_path, capsys, extra, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
@@ -284,9 +353,18 @@ def test_cli_bad_numbers_are_usage_errors(folder, capsys, option):
 def test_cli_end_to_end_in_a_subprocess(folder, tmp_path):
     out, plot = tmp_path / "dreams.json", tmp_path / "frontier.png"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "deepdream", *cli(folder, "--seed", "3", "-o", str(out), "--plot",
-                                                                  str(plot), "the cat sat on a")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepdream",
+            *cli(folder, "--seed", "3", "-o", str(out), "--plot", str(plot), "the cat sat on a"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "activation" in done.stdout and "x-entropy" in done.stdout and "# start beside dream" in done.stdout
     data = json.loads(out.read_text())
@@ -300,16 +378,34 @@ def test_cli_end_to_end_in_a_subprocess(folder, tmp_path):
     # the corpus mode prints its top windows
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the big dog sat on the old mat and the small cat ran to the sea " * 2)
-    assert main(["text", "--model", f"config:{folder}", "--layer", MLP, "--neuron", "3", "--length", "5",
-                 "--corpus", str(corpus), "--top", "3", "-q"]) == 0
+    assert (
+        main(
+            [
+                "text",
+                "--model",
+                f"config:{folder}",
+                "--layer",
+                MLP,
+                "--neuron",
+                "3",
+                "--length",
+                "5",
+                "--corpus",
+                str(corpus),
+                "--top",
+                "3",
+                "-q",
+            ]
+        )
+        == 0
+    )
 
 
 def test_ctrl_c_leaves_no_file(folder, tmp_path):
     out = tmp_path / "dreams.json"
     args = [sys.executable, "-m", "deepdream", *cli(folder, "--iterations", "100000", "-o", str(out))]
     args.remove("-q")
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     while not (tmp_path / ".dreams.json.lock").exists():
         assert proc.poll() is None and time.monotonic() < deadline

@@ -13,12 +13,11 @@ pytest.importorskip("transformers")
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-from test_text import MLP, tiny_model_folder  # noqa: E402
-
 from deepdream.studio.app import launch  # noqa: E402
 from deepdream.studio.library import Library  # noqa: E402
 from deepdream.studio.service import Studio  # noqa: E402
 from deepdream.studio.texttab import TextModels, submit  # noqa: E402
+from test_text import MLP, tiny_model_folder  # noqa: E402
 
 
 def free_port() -> int:
@@ -41,8 +40,9 @@ def server(tmp_path_factory):
 
 
 def settings(model, **kw) -> str:
-    values = dict(model=f"config:{model}", layer=MLP, neuron=3, length=5, iterations=3, population=3, children=4,
-                  topk=8, seed=2)
+    values = dict(
+        model=f"config:{model}", layer=MLP, neuron=3, length=5, iterations=3, population=3, children=4, topk=8, seed=2
+    )
     values.update(kw)
     return json.dumps(values)
 
@@ -62,9 +62,11 @@ def test_api_text_saves_dreams_and_figure_in_the_library(server):
 def test_api_text_refuses_files_outside_the_library_and_bad_settings(server):
     _, url, _ = server
     client = gradio_client.Client(url, verbose=False)
-    for values, message in ((settings("/etc"), "outside the studio library"),
-                            (json.dumps({"model": "/etc/passwd.gguf", "layer": MLP}), "the studio dreams with"),
-                            (settings(server[2], population=0), "population")):
+    for values, message in (
+        (settings("/etc"), "outside the studio library"),
+        (json.dumps({"model": "/etc/passwd.gguf", "layer": MLP}), "the studio dreams with"),
+        (settings(server[2], population=0), "population"),
+    ):
         with pytest.raises(Exception, match=message):
             client.predict(values, api_name="/text")
 

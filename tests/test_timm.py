@@ -141,7 +141,11 @@ def test_offline_pretrained_request_is_one_clear_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     run = subprocess.run(
         [sys.executable, "-m", "deepdream", "layers", "--model", "timm:resnet10t.c3_in1k", "--device", "cpu"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert run.returncode != 0
     lines = run.stderr.strip().splitlines()
@@ -193,8 +197,28 @@ def test_train_a_timm_vit_and_dream_with_its_checkpoint(tmp_path):
                 pixels = (shade + 0.1 * torch.rand(40, 40, 3, generator=rng)).clamp(0, 1) * 255
                 Image.fromarray(pixels.byte().numpy()).save(folder / f"{i}.png")
     run = tmp_path / "run"
-    assert main(["train", str(tmp_path / "data"), "--arch", "timm:vit_tiny_patch16_224", "--epochs", "1",
-                 "--size", "32", "--batch-size", "6", "--out", str(run), "--threads", "1", "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "data"),
+                "--arch",
+                "timm:vit_tiny_patch16_224",
+                "--epochs",
+                "1",
+                "--size",
+                "32",
+                "--batch-size",
+                "6",
+                "--out",
+                str(run),
+                "--threads",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
     backbone = load_backbone(checkpoint=run / "best.pt")
     assert backbone.categories == ("dark", "light") and backbone.name == "timm:vit_tiny_patch16_224"
     assert "blocks.7.mlp.act" in layouts_of(backbone.model)  # the checkpoint's ViT is read as a patch grid too

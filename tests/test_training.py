@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 from PIL import Image
 
 import deepdream
+from conftest import run_cli
 from deepdream.cli import main
 from deepdream.errors import ModelError, OutputError, SettingsError
 from deepdream.models.architectures import build_model, set_trainable

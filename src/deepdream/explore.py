@@ -221,8 +221,9 @@ def layer_sweep(
             with Dreamer.from_settings(s, backbone, guide) as dreamer:
                 if bar is None:
                     bar = _Bar(progress, dreamer.steps_per_image(*rgb.shape[-2:]) * len(names))
-                out = dreamer.dream(rgb, torch.Generator().manual_seed(s.seed), bar.tile(i, len(names), name),
-                                    mask=mask)
+                out = dreamer.dream(
+                    rgb, torch.Generator().manual_seed(s.seed), bar.tile(i, len(names), name), mask=mask
+                )
             tiles.append(imagefiles.tensor_to_pil(out))
             labels.append(name)
     finally:
@@ -260,8 +261,14 @@ def channel_atlas(
     layer = backbone.resolve_layer(layer)
     steps = settings.iterations or FOURIER_STEPS
     settings = settings.replace(
-        layers=layer, channels=tuple(channels), target_class=None, guide=None, mask=None, init="fourier",
-        size=(tile_size, tile_size), iterations=steps,
+        layers=layer,
+        channels=tuple(channels),
+        target_class=None,
+        guide=None,
+        mask=None,
+        init="fourier",
+        size=(tile_size, tile_size),
+        iterations=steps,
     )
     build_objective(backbone, settings)  # checks every channel index against the layer, before any work
     precision = resolve_precision(settings.precision, backbone.device, backbone.model)
@@ -271,9 +278,15 @@ def channel_atlas(
     try:
         for i, (channel, label) in enumerate(zip(channels, labels)):
             out = render(
-                backbone, Channels(layer, (channel,)), width=tile_size, height=tile_size, steps=steps,
-                generator=torch.Generator().manual_seed(settings.seed), precision=precision,
-                progress=bar.tile(i, len(channels), label), lr=lr,
+                backbone,
+                Channels(layer, (channel,)),
+                width=tile_size,
+                height=tile_size,
+                steps=steps,
+                generator=torch.Generator().manual_seed(settings.seed),
+                precision=precision,
+                progress=bar.tile(i, len(channels), label),
+                lr=lr,
             )
             tiles.append(imagefiles.tensor_to_pil(out))
     finally:
@@ -281,7 +294,16 @@ def channel_atlas(
     sheet = make_sheet(tiles, labels, columns=columns)
     sheet.info["deepdream"] = _metadata(
         settings,
-        {"kind": "channel_atlas", "model": backbone.name, "source": backbone.source, "layer": layer,
-         "channels": list(channels), "tile_size": tile_size, "steps": steps, "lr": lr, "tiles": labels},
+        {
+            "kind": "channel_atlas",
+            "model": backbone.name,
+            "source": backbone.source,
+            "layer": layer,
+            "channels": list(channels),
+            "tile_size": tile_size,
+            "steps": steps,
+            "lr": lr,
+            "tiles": labels,
+        },
     )
     return sheet

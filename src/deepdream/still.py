@@ -83,5 +83,15 @@ def _fourier(
     # a class is drawn with the look another network recognises (docs/explore.md); --init maco has its own
     look = "maco" if settings.init == "maco" else "class" if settings.target_class is not None else "feature"
     with reporting(progress, steps) as bar:
-        return grow(backbone, objective, width=width, height=height, steps=steps, generator=generator,
-                    precision=precision, progress=bar, look=look, ensemble=ensemble)
+        return grow(
+            backbone,
+            objective,
+            width=width,
+            height=height,
+            steps=steps,
+            generator=generator,
+            precision=precision,
+            progress=bar,
+            look=look,
+            ensemble=ensemble,
+        )

@@ -116,7 +116,7 @@ def crossfade(n: int, overlap: int, fade_in: bool, fade_out: bool) -> np.ndarray
     if fade_in:  # a window that follows another is longer than the overlap
         w[:overlap] *= ramp
     if fade_out:  # a window that another follows is full length, at least twice the overlap
-        w[n - overlap:] *= ramp[::-1]
+        w[n - overlap :] *= ramp[::-1]
     return w
 
 
@@ -155,8 +155,9 @@ def scan(info: io.AudioInfo, geometry: Spectrogram, options: AudioOptions) -> Sc
     return Scan(samples, peak, top)
 
 
-def check_resources(info: io.AudioInfo, samples: int, output: Path, options: AudioOptions,
-                    geometry: Spectrogram) -> None:
+def check_resources(
+    info: io.AudioInfo, samples: int, output: Path, options: AudioOptions, geometry: Spectrogram
+) -> None:
     """Refuse up front what cannot finish: the scratch file and the output must fit on the output's disk (they
     grow with the duration), and one window (which does not) must fit in memory."""
     fmt = io.output_format(output)
@@ -164,16 +165,20 @@ def check_resources(info: io.AudioInfo, samples: int, output: Path, options: Aud
     parent = output.parent if str(output.parent) else Path(".")
     free = shutil.disk_usage(parent).free
     if disk > free:
-        raise OutputError(f"{samples / info.sample_rate / 3600:.1f} h of audio needs {disk / 2**30:.1f} GB free "
-                          f"in {parent} for the scratch and output files; {free / 2**30:.1f} GB is free")
+        raise OutputError(
+            f"{samples / info.sample_rate / 3600:.1f} h of audio needs {disk / 2**30:.1f} GB free "
+            f"in {parent} for the scratch and output files; {free / 2**30:.1f} GB is free"
+        )
     length, _ = window_lengths(info.sample_rate, options)
     cells = geometry.bins * geometry.columns(length)
     # complex spectra of every channel (x8 for Griffin-Lim's copies), the picture's dream, and the network
     need = cells * (8 * info.channels * 8 + 3 * 4 * 16) + (512 << 20)
     have = available_memory()
     if need > have:
-        raise OutputError(f"not enough memory for one {options.chunk_seconds:g} s window: needs "
-                          f"{need / 2**30:.1f} GB, {have / 2**30:.1f} GB available (try a smaller --chunk-seconds)")
+        raise OutputError(
+            f"not enough memory for one {options.chunk_seconds:g} s window: needs "
+            f"{need / 2**30:.1f} GB, {have / 2**30:.1f} GB available (try a smaller --chunk-seconds)"
+        )
 
 
 def split_overrides(overrides: dict) -> tuple[dict, dict]:
@@ -243,8 +248,17 @@ def _checked_outputs(source: str | Path, output: str | Path, plot: str | Path | 
     return output, plot
 
 
-def _dream_file(output: Path, info: io.AudioInfo, found: Scan, backbone: Backbone, settings: Settings,
-                options: AudioOptions, geometry: Spectrogram, scale: Scale, progress: bool | Progress) -> float:
+def _dream_file(
+    output: Path,
+    info: io.AudioInfo,
+    found: Scan,
+    backbone: Backbone,
+    settings: Settings,
+    options: AudioOptions,
+    geometry: Spectrogram,
+    scale: Scale,
+    progress: bool | Progress,
+) -> float:
     """Dream the whole sound into a scratch file beside `output`, then write `output` from it (atomically);
     returns the gain that kept it from clipping."""
     fd, scratch_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".f32", dir=output.parent or Path("."))
@@ -254,9 +268,9 @@ def _dream_file(output: Path, info: io.AudioInfo, found: Scan, backbone: Backbon
         mix = np.memmap(scratch, np.float32, "w+", shape=(info.channels, found.samples))
         with Dreamer.from_settings(settings, backbone) as dreamer:
             _dream_into(mix, info, found, dreamer, geometry, scale, options, progress)
-        peak = max((float(np.abs(mix[:, i:i + io.BLOCK]).max()) for i in range(0, found.samples, io.BLOCK)))
+        peak = max((float(np.abs(mix[:, i : i + io.BLOCK]).max()) for i in range(0, found.samples, io.BLOCK)))
         gain = 1.0 if peak <= 0.999 else 0.999 / peak
-        blocks = (mix[:, i:i + io.BLOCK] * gain for i in range(0, found.samples, io.BLOCK))
+        blocks = (mix[:, i : i + io.BLOCK] * gain for i in range(0, found.samples, io.BLOCK))
         fmt = io.output_format(output)
         text = metadata(settings, options)
         imagefiles.atomic_write(output, lambda tmp: io.write_audio(tmp, blocks, info, fmt, text))
@@ -266,8 +280,16 @@ def _dream_file(output: Path, info: io.AudioInfo, found: Scan, backbone: Backbon
     return gain
 
 
-def _dream_into(mix: np.ndarray, info: io.AudioInfo, found: Scan, dreamer: Dreamer, geometry: Spectrogram,
-                scale: Scale, options: AudioOptions, progress: bool | Progress) -> None:
+def _dream_into(
+    mix: np.ndarray,
+    info: io.AudioInfo,
+    found: Scan,
+    dreamer: Dreamer,
+    geometry: Spectrogram,
+    scale: Scale,
+    options: AudioOptions,
+    progress: bool | Progress,
+) -> None:
     """Dream every window and overlap-add it, cross-faded, into `mix` (C x samples)."""
     length, overlap = window_lengths(info.sample_rate, options)
     count = 1 + math.ceil(max(0, found.samples - length) / (length - overlap))
@@ -280,7 +302,7 @@ def _dream_into(mix: np.ndarray, info: io.AudioInfo, found: Scan, dreamer: Dream
             n = x.shape[1]
             bar.set_description(f"window {k + 1}/{count}")
             y = dream_window(x, dreamer, geometry, scale, options, k, bar)
-            mix[:, start:start + n] += y * crossfade(n, overlap, start > 0, start + n < found.samples)
+            mix[:, start : start + n] += y * crossfade(n, overlap, start > 0, start + n < found.samples)
 
 
 def _dream_size(height: int, width: int, dreamer: Dreamer) -> tuple[int, int]:
@@ -312,15 +334,29 @@ class WindowSound:
         return self.scale.picture(decibels(self.geometry.stft(self.sound(picture)).abs().mean(0)))
 
 
-def dream_window(x: np.ndarray, dreamer: Dreamer, geometry: Spectrogram, scale: Scale, options: AudioOptions,
-                 index: int, progress: Progress | None = None) -> np.ndarray:
+def dream_window(
+    x: np.ndarray,
+    dreamer: Dreamer,
+    geometry: Spectrogram,
+    scale: Scale,
+    options: AudioOptions,
+    index: int,
+    progress: Progress | None = None,
+) -> np.ndarray:
     """One window (C x n samples) dreamed through its spectrogram and resynthesised (C x n)."""
     picture, sound = dream_spectrogram(x, dreamer, geometry, scale, options, index, progress)
-    return sound.sound(picture)[:, :x.shape[1]].numpy()
+    return sound.sound(picture)[:, : x.shape[1]].numpy()
 
 
-def dream_spectrogram(x: np.ndarray, dreamer: Dreamer, geometry: Spectrogram, scale: Scale, options: AudioOptions,
-                      index: int, progress: Progress | None = None) -> tuple[torch.Tensor, WindowSound]:
+def dream_spectrogram(
+    x: np.ndarray,
+    dreamer: Dreamer,
+    geometry: Spectrogram,
+    scale: Scale,
+    options: AudioOptions,
+    index: int,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, WindowSound]:
     """One window (C x n samples) -> (its dreamed picture, how that picture sounds)."""
     n = x.shape[1]
     # pad with silence up to the network's smallest input (a window shorter than min_size columns)
@@ -339,14 +375,16 @@ def dream_spectrogram(x: np.ndarray, dreamer: Dreamer, geometry: Spectrogram, sc
     noise = torch.rand(spec.shape, generator=torch.Generator().manual_seed(seed)) * (2 * math.pi)
     phasors = torch.polar(torch.ones_like(magnitude), torch.where(lit, noise, spec.angle()))
     sound = WindowSound(geometry, scale, db, share, phasors, lit, n + pad)
-    phasors = PHASES[options.phase](phasors, sound.magnitudes(dreamed), geometry, n + pad,
-                                    options.griffin_lim_iterations)
+    phasors = PHASES[options.phase](
+        phasors, sound.magnitudes(dreamed), geometry, n + pad, options.griffin_lim_iterations
+    )
     sound = dataclasses.replace(sound, phasors=phasors)
     return survive(dreamer, sound, dreamed, options.survival_steps, seed, progress), sound
 
 
-def survive(dreamer: Dreamer, sound: WindowSound, picture: torch.Tensor, steps: int, seed: int,
-            progress: Progress | None = None) -> torch.Tensor:
+def survive(
+    dreamer: Dreamer, sound: WindowSound, picture: torch.Tensor, steps: int, seed: int, progress: Progress | None = None
+) -> torch.Tensor:
     """`steps` more ascent steps on the picture, scored on what the written file will hold (`sound.heard`).
 
     A change finer than the STFT's overlap, or one the kept phase contradicts, is smeared away when the
@@ -365,8 +403,15 @@ def survive(dreamer: Dreamer, sound: WindowSound, picture: torch.Tensor, steps: 
         return g
 
     s = dreamer.settings
-    return ascend(picture, grad, steps=steps, step_size=s.step_size, optimizer=s.optimizer, blur=dreamer.smooth,
-                  on_step=progress.update if progress is not None else None)
+    return ascend(
+        picture,
+        grad,
+        steps=steps,
+        step_size=s.step_size,
+        optimizer=s.optimizer,
+        blur=dreamer.smooth,
+        on_step=progress.update if progress is not None else None,
+    )
 
 
 def dream_picture(dreamer: Dreamer, picture: torch.Tensor, seed: int, progress: Progress | None = None) -> torch.Tensor:

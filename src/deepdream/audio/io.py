@@ -66,8 +66,9 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), "r")
     except av.error.FFmpegError as exc:
-        raise ImageError(f"{path} is not a sound or video file FFmpeg can read (corrupt or unsupported format)") \
-            from exc
+        raise ImageError(
+            f"{path} is not a sound or video file FFmpeg can read (corrupt or unsupported format)"
+        ) from exc
 
 
 def _stream(container: av.container.InputContainer, path: Path) -> av.audio.stream.AudioStream:
@@ -111,8 +112,8 @@ def _riff_data_bytes(path: Path) -> int | None:
         return None
     pos = 12
     while pos + 8 <= len(head):
-        size = int.from_bytes(head[pos + 4:pos + 8], "little")
-        if head[pos:pos + 4] == b"data":
+        size = int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if head[pos : pos + 4] == b"data":
             return None if size in (0, 0xFFFFFFFF) else size  # RF64 and streamed WAVs leave it open
         pos += 8 + size + (size & 1)
     return None
@@ -154,8 +155,10 @@ def check_length(info: AudioInfo, samples: int) -> None:
         raise ImageError(f"{info.path} holds no audio samples")
     declared = info.declared_samples
     if declared and samples < TRUNCATED * declared:
-        raise ImageError(f"{info.path} is truncated: {samples / info.sample_rate:.2f} s decoded of the "
-                         f"{declared / info.sample_rate:.2f} s its header announces")
+        raise ImageError(
+            f"{info.path} is truncated: {samples / info.sample_rate:.2f} s decoded of the "
+            f"{declared / info.sample_rate:.2f} s its header announces"
+        )
 
 
 def read_all(info: AudioInfo) -> np.ndarray:

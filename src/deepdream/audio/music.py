@@ -50,8 +50,14 @@ def envelope(path: str | Path, fps: float) -> Envelope:
         np.add.at(counts, index, 1)
         signal = np.concatenate([tail, mono])
         if signal.size >= geometry.n_fft:
-            cols = torch.stft(torch.from_numpy(signal), geometry.n_fft, geometry.hop, center=False,
-                              window=torch.hann_window(geometry.n_fft), return_complex=True).abs()
+            cols = torch.stft(
+                torch.from_numpy(signal),
+                geometry.n_fft,
+                geometry.hop,
+                center=False,
+                window=torch.hann_window(geometry.n_fft),
+                return_complex=True,
+            ).abs()
             db = decibels(cols)  # F x T, columns every hop from the first sample of `signal`
             first = start - tail.size
             # a rise in decibels shows as soon as a sound enters the window: date each column by its leading edge
@@ -60,7 +66,7 @@ def envelope(path: str | Path, fps: float) -> Envelope:
             rises = (rows[:, 1:] - rows[:, :-1]).clamp_min(0).mean(0).tolist()
             flux.extend(([0.0] if previous is None else []) + rises)
             previous = db[:, -1:]
-            tail = signal[db.shape[1] * geometry.hop:]
+            tail = signal[db.shape[1] * geometry.hop :]
         else:
             tail = signal
         samples = start + mono.size
@@ -93,8 +99,9 @@ class MusicSchedule:
     loudness: np.ndarray  # the [0, 1] drive, for measurements
 
 
-def music_schedule(env: Envelope, *, zoom: float = 1.04, strength: tuple[float, float] = (0.3, 1.5),
-                   onset_kick: float = 0.5) -> MusicSchedule:
+def music_schedule(
+    env: Envelope, *, zoom: float = 1.04, strength: tuple[float, float] = (0.3, 1.5), onset_kick: float = 0.5
+) -> MusicSchedule:
     """Loud frames zoom faster and dream harder, onsets add a kick; quiet ones nearly hold still.
 
     drive = max(loudness, onset_kick * onsets), each in [0, 1]; zoom_i = 1 + (zoom - 1) * 2 * drive_i (the
@@ -110,12 +117,29 @@ def music_schedule(env: Envelope, *, zoom: float = 1.04, strength: tuple[float, 
     return MusicSchedule(env.frames, zooms, strengths, drive)
 
 
-def music_zoom(source: str | Path | None, output: str | Path, settings: Settings | None = None, *, song: str | Path,
-               zoom: float = 1.04, strength: tuple[float, float] = (0.3, 1.5), fps: float = 24,
-               **options) -> VideoResult:
+def music_zoom(
+    source: str | Path | None,
+    output: str | Path,
+    settings: Settings | None = None,
+    *,
+    song: str | Path,
+    zoom: float = 1.04,
+    strength: tuple[float, float] = (0.3, 1.5),
+    fps: float = 24,
+    **options,
+) -> VideoResult:
     """`dream_zoom` driven by a song: one frame per 1/fps s of it, zoom speed and dream strength following its
     loudness and onsets, the song muxed in; the video ends with the song. `options` go to `dream_zoom`
     (rotate, translate, work_dir, resume, force, backbone, progress...)."""
     plan = music_schedule(envelope(song, fps), zoom=zoom, strength=strength)
-    return dream_zoom(source, output, settings, frames=plan.frames, zoom=plan.zoom, strength=plan.strength, fps=fps,
-                      soundtrack=song, **options)
+    return dream_zoom(
+        source,
+        output,
+        settings,
+        frames=plan.frames,
+        zoom=plan.zoom,
+        strength=plan.strength,
+        fps=fps,
+        soundtrack=song,
+        **options,
+    )

@@ -46,8 +46,14 @@ def before_after(source: io.AudioInfo, output: io.AudioInfo, scale: Scale, sampl
     seconds = samples / source.sample_rate
     fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True, constrained_layout=True)
     for ax, info in zip(axes, (source, output)):
-        ax.imshow(strip(info, geometry, scale, samples), aspect="auto", cmap="magma", vmin=0, vmax=1,
-                  extent=(0, seconds, 0, source.sample_rate / 2000))
+        ax.imshow(
+            strip(info, geometry, scale, samples),
+            aspect="auto",
+            cmap="magma",
+            vmin=0,
+            vmax=1,
+            extent=(0, seconds, 0, source.sample_rate / 2000),
+        )
         ax.set_ylabel("kHz")
         ax.set_title(info.path.name, fontsize=9)
     axes[-1].set_xlabel("seconds")

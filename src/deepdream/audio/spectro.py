@@ -34,8 +34,7 @@ class Spectrogram:
     def stft(self, x: torch.Tensor) -> torch.Tensor:
         """C x n samples -> C x F x T complex; zero padding at the ends (silence before and after)."""
         window = torch.hann_window(self.n_fft, device=x.device)
-        return torch.stft(x, self.n_fft, self.hop, window=window, center=True, pad_mode="constant",
-                          return_complex=True)
+        return torch.stft(x, self.n_fft, self.hop, window=window, center=True, pad_mode="constant", return_complex=True)
 
     def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """C x F x T complex -> C x length samples (exact inverse of `stft` for an unchanged spectrum)."""
@@ -63,8 +62,9 @@ class Scale:
         grey = ((db - self.floor) / self.range).clamp(0, 1).flip(0)
         return grey[None, None].expand(1, 3, *grey.shape).contiguous()
 
-    def levels(self, db: torch.Tensor, dreamed: torch.Tensor,
-               lit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def levels(
+        self, db: torch.Tensor, dreamed: torch.Tensor, lit: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(decibels per bin, lit) for a dreamed picture (1 x 3 x F x T) of the window whose levels are `db`.
 
         Bins inside the window move by the dream's change; bins below the floor (black in the picture) keep
@@ -77,14 +77,21 @@ class Scale:
         return torch.where(db >= self.floor, db + level - source, torch.where(lit, level, db)), lit
 
 
-def original_phase(phasors: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
-                   iterations: int) -> torch.Tensor:
+def original_phase(
+    phasors: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int, iterations: int
+) -> torch.Tensor:
     """The input's phase, kept: where the dream changed nothing, the output is the input."""
     return phasors
 
 
-def griffin_lim(phasors: torch.Tensor, magnitude: torch.Tensor, geometry: Spectrogram, length: int,
-                iterations: int, momentum: float = 0.99) -> torch.Tensor:
+def griffin_lim(
+    phasors: torch.Tensor,
+    magnitude: torch.Tensor,
+    geometry: Spectrogram,
+    length: int,
+    iterations: int,
+    momentum: float = 0.99,
+) -> torch.Tensor:
     """Fast Griffin-Lim (Perraudin et al. 2013) from the given phase: the phase follows the new magnitudes
     until the STFT is consistent."""
     previous = torch.zeros_like(phasors)

@@ -13,7 +13,21 @@ from .run import BatchSummary, Executor, run_batch
 from .worker import ItemRunner, Task
 
 __all__ = [
-    "MANIFEST_NAME", "BatchItem", "BatchJob", "BatchSummary", "Executor", "ItemResult", "ItemRunner",
-    "LocalExecutor", "Manifest", "RayExecutor", "Record", "Task", "VideoOptions", "expand_inputs", "item_seed",
-    "plan_batch", "run_batch",
+    "MANIFEST_NAME",
+    "BatchItem",
+    "BatchJob",
+    "BatchSummary",
+    "Executor",
+    "ItemResult",
+    "ItemRunner",
+    "LocalExecutor",
+    "Manifest",
+    "RayExecutor",
+    "Record",
+    "Task",
+    "VideoOptions",
+    "expand_inputs",
+    "item_seed",
+    "plan_batch",
+    "run_batch",
 ]

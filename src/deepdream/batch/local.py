@@ -145,8 +145,10 @@ class LocalExecutor:
     def _after_death(self, flying: dict[Future, Task], pending: list[Task], deaths: dict[str, int],
                      on_result: ResultHook) -> list[Task]:  # fmt: skip
         """A process died: finished items count, the others go back in line unless out of retries."""
-        log.warning("a worker process died holding %s: the pool is started again",
-                    ", ".join(t.key for f, t in flying.items() if not f.done() or f.exception() is not None))
+        log.warning(
+            "a worker process died holding %s: the pool is started again",
+            ", ".join(t.key for f, t in flying.items() if not f.done() or f.exception() is not None),
+        )
         again = []
         for future, task in flying.items():
             if future.done() and future.exception() is None:

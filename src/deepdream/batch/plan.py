@@ -219,8 +219,10 @@ def plan_batch(inputs: list[str | Path], outdir: str | Path, job: BatchJob) -> l
     log.debug("%d items planned into %s", len(items), outdir)
     for output, relpath in outputs.items():
         if output.resolve() in sources:
-            raise SettingsError(f"the output of {relpath} would overwrite the input {sources[output.resolve()]} "
-                                "(choose an output folder that is not an input)")
+            raise SettingsError(
+                f"the output of {relpath} would overwrite the input {sources[output.resolve()]} "
+                "(choose an output folder that is not an input)"
+            )
     return list(items.values())
 
 

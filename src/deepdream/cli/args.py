@@ -175,11 +175,19 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     from ..models.registry import list_backbones
 
     g = parser.add_argument_group("network")
-    g.add_argument("--model", type=model_name, metavar="NAME",
-                   help=f"backbone: {', '.join(list_backbones())} (default efficientnet_lite0, embedded), "
-                   "or any timm:NAME / torchvision:NAME image model")
-    g.add_argument("--ensemble", type=name_list, metavar="NAME,...",
-                   help="--init fourier/maco: also make the picture for these networks (names as for --model)")
+    g.add_argument(
+        "--model",
+        type=model_name,
+        metavar="NAME",
+        help=f"backbone: {', '.join(list_backbones())} (default efficientnet_lite0, embedded), "
+        "or any timm:NAME / torchvision:NAME image model",
+    )
+    g.add_argument(
+        "--ensemble",
+        type=name_list,
+        metavar="NAME,...",
+        help="--init fourier/maco: also make the picture for these networks (names as for --model)",
+    )
     g.add_argument("--weights", metavar="FILE", help="local state dict (.pth/.safetensors) instead of downloading")
     g.add_argument("--checkpoint", metavar="FILE", help="a model trained with 'deepdream train'")
     g.add_argument("--device", choices=DEVICE_CHOICES)
@@ -207,15 +215,24 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--jitter", type=non_negative_int, help="max random shift (roll) in pixels per step")
     g.add_argument("--smoothing", type=non_negative_float, help="Gaussian sigma applied to the gradient")
     g.add_argument("--seed", type=seed)
-    g.add_argument("--precision", choices=PRECISION_CHOICES,
-                   help="auto (default): bf16 on CUDA and on CPUs with native bf16, except depthwise networks on "
-                   "the CPU")
-    g.add_argument("--tile-size", type=positive_int,
-                   help="compute gradients in tiles of this size (default: from free memory and the image size)")
+    g.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        help="auto (default): bf16 on CUDA and on CPUs with native bf16, except depthwise networks on the CPU",
+    )
+    g.add_argument(
+        "--tile-size",
+        type=positive_int,
+        help="compute gradients in tiles of this size (default: from free memory and the image size)",
+    )
     g = parser.add_argument_group("image")
     g.add_argument("--max-size", type=positive_int, help="cap on the long side (default 1024)")
-    g.add_argument("--init", choices=INITS, help="start from the image, grey noise, or a feature visualisation: "
-                   "fourier (lucid's spectrum) or maco (only the phase moves, amplitude of real photos)")
+    g.add_argument(
+        "--init",
+        choices=INITS,
+        help="start from the image, grey noise, or a feature visualisation: "
+        "fourier (lucid's spectrum) or maco (only the phase moves, amplitude of real photos)",
+    )
     g.add_argument("--size", type=size, help="WIDTHxHEIGHT for --init noise/fourier/maco")
     g = parser.add_argument_group("settings")
     g.add_argument("--preset", choices=list(PRESETS))

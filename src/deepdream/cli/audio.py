@@ -26,17 +26,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("sound")
-    g.add_argument("--phase", choices=list(PHASES),
-                   help="original (default): keep the input's phase; griffinlim: let it follow the new magnitudes")
-    g.add_argument("--griffin-lim-iterations", type=positive_int,
-                   help=f"iterations for --phase griffinlim (32, at most {MAX_STEPS})")
-    g.add_argument("--survival-steps", type=non_negative_int,
-                   help="last steps scored on the sound as it will be written, so the dream survives resynthesis "
-                   f"(10, at most {MAX_STEPS})")
-    g.add_argument("--chunk-seconds", type=positive_float,
-                   help=f"window length (10 s, {MIN_CHUNK:g}-{MAX_CHUNK:g}): memory does not grow with duration")
-    g.add_argument("--overlap-seconds", type=positive_float,
-                   help=f"cross-fade between windows (1 s, {MIN_OVERLAP:g} s to half the chunk)")
+    g.add_argument(
+        "--phase",
+        choices=list(PHASES),
+        help="original (default): keep the input's phase; griffinlim: let it follow the new magnitudes",
+    )
+    g.add_argument(
+        "--griffin-lim-iterations",
+        type=positive_int,
+        help=f"iterations for --phase griffinlim (32, at most {MAX_STEPS})",
+    )
+    g.add_argument(
+        "--survival-steps",
+        type=non_negative_int,
+        help="last steps scored on the sound as it will be written, so the dream survives resynthesis "
+        f"(10, at most {MAX_STEPS})",
+    )
+    g.add_argument(
+        "--chunk-seconds",
+        type=positive_float,
+        help=f"window length (10 s, {MIN_CHUNK:g}-{MAX_CHUNK:g}): memory does not grow with duration",
+    )
+    g.add_argument(
+        "--overlap-seconds",
+        type=positive_float,
+        help=f"cross-fade between windows (1 s, {MIN_OVERLAP:g} s to half the chunk)",
+    )
     g.add_argument("--dynamic-range", type=positive_float, help="decibels below the loudest bin the picture shows (80)")
     g.add_argument("--plot", metavar="PNG", help="also write a before/after spectrogram figure")
     add_dream_options(p)
@@ -84,10 +99,20 @@ def options_from_args(args: argparse.Namespace) -> tuple[Settings, AudioOptions]
 
 def run_audio(args: argparse.Namespace) -> int:
     settings, options = options_from_args(args)
-    result = dream_audio(args.input, args.output, settings=settings, options=options, force=args.force,
-                         progress=not args.quiet, plot=args.plot)
+    result = dream_audio(
+        args.input,
+        args.output,
+        settings=settings,
+        options=options,
+        force=args.force,
+        progress=not args.quiet,
+        plot=args.plot,
+    )
     if not args.quiet:
         scaled = f", scaled by {result.scaled:.2f} to avoid clipping" if result.scaled < 1 else ""
-        print(f"wrote {result.path} ({result.seconds:.2f} s, {result.sample_rate} Hz, {result.channels} ch{scaled})"
-              + (f" and {args.plot}" if args.plot else ""), file=sys.stderr)
+        print(
+            f"wrote {result.path} ({result.seconds:.2f} s, {result.sample_rate} Hz, {result.channels} ch{scaled})"
+            + (f" and {args.plot}" if args.plot else ""),
+            file=sys.stderr,
+        )
     return 0

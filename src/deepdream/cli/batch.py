@@ -26,37 +26,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (recursive), globs")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
-    p.add_argument("--format", choices=sorted(e.lstrip(".") for e in FORMATS),
-                   help="image output format (default: the input's, PNG for formats that cannot be written)")
+    p.add_argument(
+        "--format",
+        choices=sorted(e.lstrip(".") for e in FORMATS),
+        help="image output format (default: the input's, PNG for formats that cannot be written)",
+    )
     p.add_argument("--force", action="store_true", help="redo every item, finished or not")
     p.add_argument("--retry-failed", action="store_true", help="try again items that failed with the same input")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("workers")
-    g.add_argument("--workers", type=int_in(1, MAX_THREADS),
-                   help="local worker processes (default 1; one per GPU on a multi-GPU box), or Ray actors with --ray "
-                   "(default: one per GPU, else one per --cpus-per-worker CPUs)")
-    g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                   help="run on a Ray cluster (ADDRESS, or 'auto'); without ADDRESS start a local one on 127.0.0.1")
-    g.add_argument("--threads", type=int_in(1, MAX_THREADS), default=1,
-                   help="CPU threads each item is dreamed with, on every worker and engine, so the pixels do not "
-                   "depend on --workers or --ray (default 1; for throughput use --workers = cores / threads)")
-    g.add_argument("--cpus-per-worker", type=int_in(1, MAX_THREADS),
-                   help="CPUs each Ray actor reserves (default: --threads)")
+    g.add_argument(
+        "--workers",
+        type=int_in(1, MAX_THREADS),
+        help="local worker processes (default 1; one per GPU on a multi-GPU box), or Ray actors with --ray "
+        "(default: one per GPU, else one per --cpus-per-worker CPUs)",
+    )
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on a Ray cluster (ADDRESS, or 'auto'); without ADDRESS start a local one on 127.0.0.1",
+    )
+    g.add_argument(
+        "--threads",
+        type=int_in(1, MAX_THREADS),
+        default=1,
+        help="CPU threads each item is dreamed with, on every worker and engine, so the pixels do not "
+        "depend on --workers or --ray (default 1; for throughput use --workers = cores / threads)",
+    )
+    g.add_argument(
+        "--cpus-per-worker", type=int_in(1, MAX_THREADS), help="CPUs each Ray actor reserves (default: --threads)"
+    )
     g = p.add_argument_group("videos")
     g.add_argument("--flow", choices=list(FLOWS), default="dis", help="optical flow for coherence (default dis)")
     g.add_argument("--evolve", action="store_true", help="patterns keep changing, slowly (see 'deepdream video')")
-    g.add_argument("--flow-blend", type=unit_float,
-                   help="share of the previous frame's warped dream each frame carries "
-                   "(default 1, or 0.8 with --evolve)")
+    g.add_argument(
+        "--flow-blend",
+        type=unit_float,
+        help="share of the previous frame's warped dream each frame carries (default 1, or 0.8 with --evolve)",
+    )
     g.add_argument("--start", type=time_value, default=0.0, help="start time, seconds or HH:MM:SS (default 0)")
     g.add_argument("--duration", type=positive_time, help="seconds (or HH:MM:SS) to dream (default: to the end)")
-    g.add_argument("--video-format", choices=sorted(e.lstrip(".") for e in OUTPUT_EXTENSIONS),
-                   help="video output format (default: the input's container, MP4 for others)")
+    g.add_argument(
+        "--video-format",
+        choices=sorted(e.lstrip(".") for e in OUTPUT_EXTENSIONS),
+        help="video output format (default: the input's container, MP4 for others)",
+    )
     g.add_argument("--video-max-size", type=positive_int, help="cap on the frames' long side (default: keep)")
-    g.add_argument("--segments", type=int_in(1, MAX_THREADS), default=1,
-                   help="split each video into N overlapping segments dreamed in parallel (default 1)")
-    g.add_argument("--overlap", type=positive_int, default=8,
-                   help="frames shared by neighbouring segments, cross-faded (default 8)")
+    g.add_argument(
+        "--segments",
+        type=int_in(1, MAX_THREADS),
+        default=1,
+        help="split each video into N overlapping segments dreamed in parallel (default 1)",
+    )
+    g.add_argument(
+        "--overlap",
+        type=positive_int,
+        default=8,
+        help="frames shared by neighbouring segments, cross-faded (default 8)",
+    )
     add_dream_options(p)
     p.set_defaults(run=run_batch_command)
 

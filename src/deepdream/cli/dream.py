@@ -22,17 +22,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output image; format from the extension")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--plot", metavar="IMAGE",
-                   help="--init maco: also write where the picture matters (gradient sizes summed over the steps)")
+    p.add_argument(
+        "--plot",
+        metavar="IMAGE",
+        help="--init maco: also write where the picture matters (gradient sizes summed over the steps)",
+    )
     add_dream_options(p)
     p.set_defaults(run=run_dream)
 
-    p = sub.add_parser("layers", help="list a network's layers", description="List dotted layer names.",
-                       conflict_handler="resolve")
+    p = sub.add_parser(
+        "layers", help="list a network's layers", description="List dotted layer names.", conflict_handler="resolve"
+    )
     add_model_options(p)
     # also language models (`deepdream text`): registered, a Hugging Face id, or config:FOLDER
-    p.add_argument("--model", help=f"backbone ({', '.join(list_backbones())}, timm:NAME, torchvision:NAME) "
-                   "or language model (smollm2-135m, a Hugging Face id, config:FOLDER)")
+    p.add_argument(
+        "--model",
+        help=f"backbone ({', '.join(list_backbones())}, timm:NAME, torchvision:NAME) "
+        "or language model (smollm2-135m, a Hugging Face id, config:FOLDER)",
+    )
     p.set_defaults(run=run_layers)
 
     p = sub.add_parser("models", help="list registered backbones and language models")

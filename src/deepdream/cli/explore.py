@@ -51,11 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, help="output sheet; format from the extension")
     p.add_argument("--layer", dest="layers", help="layer name or index (default: the network's first recommended)")
-    p.add_argument("--channels", type=int_list, default=tuple(range(16)),
-                   help="channels, e.g. 0-35 or 1,4,9 (default 0-15)")
+    p.add_argument(
+        "--channels", type=int_list, default=tuple(range(16)), help="channels, e.g. 0-35 or 1,4,9 (default 0-15)"
+    )
     p.add_argument("--tile", type=positive_int, default=128, help="tile side in pixels (default 128)")
-    p.add_argument("--steps", dest="iterations", type=positive_int,
-                   help=f"optimisation steps per tile (default {FOURIER_STEPS})")
+    p.add_argument(
+        "--steps", dest="iterations", type=positive_int, help=f"optimisation steps per tile (default {FOURIER_STEPS})"
+    )
     p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate on the spectrum (default 0.05)")
     p.add_argument("--columns", type=positive_int, help="tiles per row (default: a near-square grid)")
     p.add_argument("--seed", type=seed)
@@ -78,7 +80,12 @@ def run_sweep(args: argparse.Namespace) -> int:
         backbone = backbone_from_settings(settings)  # the one network load for the whole sheet
         layers = sweep_layers(backbone, specs, args.every)
         sheet = layer_sweep(
-            photo, backbone, settings, layers, columns=args.columns, with_input=args.with_input,
+            photo,
+            backbone,
+            settings,
+            layers,
+            columns=args.columns,
+            with_input=args.with_input,
             progress=not args.quiet,
         )
         imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])
@@ -93,7 +100,13 @@ def run_atlas(args: argparse.Namespace) -> int:
         backbone = backbone_from_settings(settings)
         layer = settings.layers or (backbone.recommended_layers or tuple(backbone.layer_names()[-1:]))[0]
         sheet = channel_atlas(
-            backbone, layer, args.channels, settings, args.tile, columns=args.columns, lr=args.lr,
+            backbone,
+            layer,
+            args.channels,
+            settings,
+            args.tile,
+            columns=args.columns,
+            lr=args.lr,
             progress=not args.quiet,
         )
         imagefiles.save_image(sheet, output, metadata=sheet.info["deepdream"])

@@ -22,13 +22,21 @@ def port_number(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("studio", help="the local web app (Gradio)",
-                       description="Serve the studio on this machine; its URL is printed.")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; anything else needs --auth or --insecure)")
+    p = sub.add_parser(
+        "studio", help="the local web app (Gradio)", description="Serve the studio on this machine; its URL is printed."
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; anything else needs --auth or --insecure)",
+    )
     p.add_argument("--port", type=port_number, help="port, 1-65535 (default: the first free one from 7860)")
-    p.add_argument("--library", metavar="DIR", help="where results, masks and video jobs are kept "
-                   "(default: $XDG_DATA_HOME/deepdream/studio, i.e. ~/.local/share/deepdream/studio)")
+    p.add_argument(
+        "--library",
+        metavar="DIR",
+        help="where results, masks and video jobs are kept "
+        "(default: $XDG_DATA_HOME/deepdream/studio, i.e. ~/.local/share/deepdream/studio)",
+    )
     p.add_argument("--runs", metavar="DIR", default="runs", help="trained checkpoints to offer (default runs/)")
     p.add_argument("--auth", metavar="USER:PASS", help="ask for this user name and password")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --auth")

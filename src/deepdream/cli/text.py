@@ -15,9 +15,26 @@ from ..settings import DEVICE_CHOICES
 from ..text.settings import START_CHOICES
 from .args import int_list, non_negative_int, positive_float, positive_int, seed
 
-SETTINGS_OPTIONS = ("model", "layer", "neuron", "direction", "target_token", "position", "keep", "length", "start",
-                    "iterations", "population", "children", "topk", "lambda_min", "lambda_max", "restart_every",
-                    "seed", "device")
+SETTINGS_OPTIONS = (
+    "model",
+    "layer",
+    "neuron",
+    "direction",
+    "target_token",
+    "position",
+    "keep",
+    "length",
+    "start",
+    "iterations",
+    "population",
+    "children",
+    "topk",
+    "lambda_min",
+    "lambda_max",
+    "restart_every",
+    "seed",
+    "device",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("text", nargs="?", help="start sentence to dream (omit to dream from nothing)")
     g = p.add_argument_group("model and objective")
-    g.add_argument("--model", help="language model: smollm2-135m (default, embedded), a Hugging Face id such as "
-                   "gpt2, or config:FOLDER (random weights from FOLDER/config.json and tokenizer.json)")
+    g.add_argument(
+        "--model",
+        help="language model: smollm2-135m (default, embedded), a Hugging Face id such as "
+        "gpt2, or config:FOLDER (random weights from FOLDER/config.json and tokenizer.json)",
+    )
     g.add_argument("--layer", help="MLP or block, e.g. model.layers.6.mlp (see 'deepdream layers --model ...')")
     g.add_argument("--neuron", type=non_negative_int, help="MLP neuron (unit of the down projection's input)")
     g.add_argument("--direction", metavar="FILE", help="maximise the projection on a vector (.pt or .npy)")
@@ -39,8 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", choices=DEVICE_CHOICES)
     g = p.add_argument_group("search")
     g.add_argument("--keep", type=int_list, metavar="I,J-K", help="token indices of the start text never edited")
-    g.add_argument("--start", choices=START_CHOICES, help="from nothing: sample (default) starts from texts the "
-                   "model writes itself, random from uniformly random tokens (EPO's start)")
+    g.add_argument(
+        "--start",
+        choices=START_CHOICES,
+        help="from nothing: sample (default) starts from texts the "
+        "model writes itself, random from uniformly random tokens (EPO's start)",
+    )
     g.add_argument("--length", type=positive_int, help="tokens to dream from nothing; most a start text holds (12)")
     g.add_argument("--iterations", type=positive_int, help="EPO iterations (40)")
     g.add_argument("--population", type=positive_int, help="texts kept, one per fluency weight (8)")
@@ -113,8 +137,10 @@ def _show(text: str) -> str:
 
 def print_frontier(result, top: int) -> None:
     s = result.settings
-    print(f"# {result.objective} on {s.model}: Pareto frontier (seed {s.seed}, {s.iterations} iterations, "
-          f"{result.seconds:.0f} s)")
+    print(
+        f"# {result.objective} on {s.model}: Pareto frontier (seed {s.seed}, {s.iterations} iterations, "
+        f"{result.seconds:.0f} s)"
+    )
     print(f"{'activation':>10} {'x-entropy':>9}  text")
     for p in sorted(result.frontier, key=lambda p: -p.activation)[:top]:
         print(f"{p.activation:10.3f} {p.xent:9.3f}  {_show(p.text)}")
@@ -149,12 +175,16 @@ def run_corpus(args: argparse.Namespace, settings) -> int:
     with progress_bar(len(found), unit="window", enabled=not args.quiet) as bar:
         scores = score_windows(lm, [objective], found, settings.position, progress=bar)
     median = float(scores.xent.median())
-    print(f"# {objective.describe()} on {settings.model}: top {min(args.top, len(found))} of {len(found)} windows "
-          f"of {settings.length} tokens in {args.corpus} (median x-entropy {median:.3f})")
+    print(
+        f"# {objective.describe()} on {settings.model}: top {min(args.top, len(found))} of {len(found)} windows "
+        f"of {settings.length} tokens in {args.corpus} (median x-entropy {median:.3f})"
+    )
     print(f"{'activation':>10} {'x-entropy':>9}  text")
     for i in scores.top(args.top):
-        print(f"{float(scores.activation[i, 0]):10.3f} {float(scores.xent[i]):9.3f}  "
-              f"{_show(lm.decode(found[i].tolist()))}")
+        print(
+            f"{float(scores.activation[i, 0]):10.3f} {float(scores.xent[i]):9.3f}  "
+            f"{_show(lm.decode(found[i].tolist()))}"
+        )
     return 0
 
 
@@ -169,8 +199,10 @@ def run_text(args: argparse.Namespace) -> int:
     inputs = tuple(f for f in (args.config, settings.direction) if f)
     if args.output and args.plot and Path(args.output).resolve() == Path(args.plot).resolve():
         raise OutputError("-o and --plot name the same file")
-    with claimed(args.output, ".json", args.force, inputs) as output, \
-            claimed(args.plot, ".png", args.force, inputs) as plot:
+    with (
+        claimed(args.output, ".json", args.force, inputs) as output,
+        claimed(args.plot, ".png", args.force, inputs) as plot,
+    ):
         from ..text.dreaming import dream_text
 
         result = dream_text(settings=settings, progress=not args.quiet)
@@ -189,4 +221,3 @@ def run_text(args: argparse.Namespace) -> int:
         if written:
             print(f"wrote {' and '.join(written)}", file=sys.stderr)
     return 0
-

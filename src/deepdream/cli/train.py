@@ -77,9 +77,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="start over in a run folder that holds a run")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", type=_arch, metavar="ARCH",
-                   help=f"architecture: {', '.join(ARCHITECTURES)}, or timm:NAME / torchvision:NAME "
-                   "(default simple_cnn)")
+    g.add_argument(
+        "--arch",
+        type=_arch,
+        metavar="ARCH",
+        help=f"architecture: {', '.join(ARCHITECTURES)}, or timm:NAME / torchvision:NAME (default simple_cnn)",
+    )
     g.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights, new head")
     g.add_argument(
         "--weights", metavar="FILE", help="start from a local state dict (.pth/.safetensors); implies --pretrained"

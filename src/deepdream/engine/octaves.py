@@ -47,7 +47,7 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: 
     """Sizes from smallest to full; octaves that would go below min_size are dropped."""
     sizes = []
     for i in range(octaves):
-        s = scale ** -i
+        s = scale**-i
         h, w = round(height * s), round(width * s)
         if min(h, w) < min_size and sizes:
             break
@@ -178,8 +178,9 @@ class Dreamer:
     def steps_per_image(self, height: int, width: int) -> int:
         return self.plan(height, width).total
 
-    def _ascend(self, start, plan: OctavePlan, grad_fn, generator, progress, keep=None,
-                watch: Watch | None = None) -> torch.Tensor:
+    def _ascend(
+        self, start, plan: OctavePlan, grad_fn, generator, progress, keep=None, watch: Watch | None = None
+    ) -> torch.Tensor:
         """Ascend `start` in place. `keep` = (picture, mask): after every step the pixels the mask marks
         0 are put back to the picture, so the dream never spreads there (partial values are blended once,
         at the end, in `dream`)."""

@@ -79,5 +79,10 @@ def build(studio: Studio) -> None:
         out, plot = job.result
         yield str(out), str(plot), "done"
 
-    sound_trigger.click(sound, [sound_file, settings_json, options_json], [sound_out, figure, sound_status],
-                        api_name="sound", concurrency_limit=None)
+    sound_trigger.click(
+        sound,
+        [sound_file, settings_json, options_json],
+        [sound_out, figure, sound_status],
+        api_name="sound",
+        concurrency_limit=None,
+    )

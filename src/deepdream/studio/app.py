@@ -48,8 +48,7 @@ def prepare_environment(library: Library) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def launch(studio: Studio, *, host: str = "127.0.0.1", port: int | None = None,
-           auth: tuple[str, str] | None = None):
+def launch(studio: Studio, *, host: str = "127.0.0.1", port: int | None = None, auth: tuple[str, str] | None = None):
     """Start serving the studio in the background; returns (app, local URL). Block with app.block_thread().
 
     Only the library folder is served from disk (its job records, frame caches and log not even that).
@@ -60,9 +59,19 @@ def launch(studio: Studio, *, host: str = "127.0.0.1", port: int | None = None,
     app.queue(default_concurrency_limit=None)  # the studio's own job line orders the work per device
     folder = studio.library.folder
     _, url, _ = app.launch(
-        server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, allowed_paths=[str(folder)],
-        blocked_paths=[str(folder / name) for name in ("jobs", "work", "logs")], max_file_size=2 * 1024**3,
-        quiet=True, show_error=False, footer_links=["api"], ssr_mode=False, mcp_server=False, pwa=False,
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        prevent_thread_lock=True,
+        allowed_paths=[str(folder)],
+        blocked_paths=[str(folder / name) for name in ("jobs", "work", "logs")],
+        max_file_size=2 * 1024**3,
+        quiet=True,
+        show_error=False,
+        footer_links=["api"],
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
         state_session_capacity=SESSIONS,
     )
     return app, url

@@ -62,9 +62,17 @@ class VideoJobs:
                 os.link(self.studio.library.inside(source), kept)
             except OSError:
                 shutil.copyfile(source, kept)
-        record = {"id": job_id, "kind": kind, "source": str(kept) if kept else None, "settings": settings.to_dict(),
-                  "params": params, "state": "queued", "created": time.time(), "message": "",
-                  "output": str(self.studio.library.sub("videos") / f"{job_id}.mp4")}
+        record = {
+            "id": job_id,
+            "kind": kind,
+            "source": str(kept) if kept else None,
+            "settings": settings.to_dict(),
+            "params": params,
+            "state": "queued",
+            "created": time.time(),
+            "message": "",
+            "output": str(self.studio.library.sub("videos") / f"{job_id}.mp4"),
+        }
         self._write(record)
         self._submit(record)
         return record
@@ -95,5 +103,12 @@ class VideoJobs:
             self._write(record)
             log.info("video job %s %s%s", record["id"], state, f": {message}" if message else "")
 
-        return self.studio.video(record["kind"], record["source"], record["output"], from_mapping(record["settings"]),
-                                 dict(record["params"]), job_id=record["id"], on_state=on_state)
+        return self.studio.video(
+            record["kind"],
+            record["source"],
+            record["output"],
+            from_mapping(record["settings"]),
+            dict(record["params"]),
+            job_id=record["id"],
+            on_state=on_state,
+        )

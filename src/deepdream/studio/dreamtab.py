@@ -44,8 +44,10 @@ def progress_html(job: Job | None, text: str = "") -> str:
         text = job.status()
         if job.total and not job.finished.is_set() and not job.place:
             fraction = min(job.done / job.total, 1.0)
-            return (f'<progress value="{fraction:.3f}" max="1" style="width:100%"></progress>'
-                    f'<div class="status-text">{html.escape(text)}</div>')
+            return (
+                f'<progress value="{fraction:.3f}" max="1" style="width:100%"></progress>'
+                f'<div class="status-text">{html.escape(text)}</div>'
+            )
     return f'<div class="status-text">{html.escape(text)}</div>'
 
 
@@ -64,27 +66,43 @@ def _controls(studio: Studio, default: Settings) -> dict[str, Any]:
     categories = studio.backbones.get(default).categories
     c: dict[str, Any] = {}
     with gr.Accordion("Network and objective", open=True):
-        c["model"] = gr.Dropdown(studio.backbones.choices(), value=default.model, label="Model",
-                                 allow_custom_value=True, info="or type timm:NAME / torchvision:NAME")
-        c["layers"] = gr.Dropdown([(x.label, x.name) for x in layers], value=form.from_settings(default)["layers"],
-                                  multiselect=True, allow_custom_value=True,
-                                  label="Layers (★ recommended; none: the first recommended)", elem_id="layers")
-        c["target_class"] = gr.Dropdown(list(categories), value=default.target_class, filterable=True,
-                                        label="Target class",
-                                        elem_id="target-class")
+        c["model"] = gr.Dropdown(
+            studio.backbones.choices(),
+            value=default.model,
+            label="Model",
+            allow_custom_value=True,
+            info="or type timm:NAME / torchvision:NAME",
+        )
+        c["layers"] = gr.Dropdown(
+            [(x.label, x.name) for x in layers],
+            value=form.from_settings(default)["layers"],
+            multiselect=True,
+            allow_custom_value=True,
+            label="Layers (★ recommended; none: the first recommended)",
+            elem_id="layers",
+        )
+        c["target_class"] = gr.Dropdown(
+            list(categories), value=default.target_class, filterable=True, label="Target class", elem_id="target-class"
+        )
         c["channels"] = gr.Textbox(label="Channels of the layers", placeholder="e.g. 0-7,12")
         c["guide"] = gr.File(type="filepath", label="Guide image (optional)", height=80)
-        c["guide_layer"] = gr.Textbox(value=default.guide_layer or "",
-                                      label="Guide layer (empty: the last of the layers)")
+        c["guide_layer"] = gr.Textbox(
+            value=default.guide_layer or "", label="Guide layer (empty: the last of the layers)"
+        )
     with gr.Accordion("Algorithm", open=False):
         c["preset"] = gr.Dropdown(list(PRESETS), value="default", label="Preset")
         c["octaves"] = gr.Slider(1, 8, step=1, value=default.octaves, label="Octaves", elem_id="octaves")
         c["octave_scale"] = gr.Slider(1.1, 2.0, step=0.05, value=default.octave_scale, label="Octave scale")
         c["octave_mode"] = gr.Radio(list(OCTAVE_MODES), value=default.octave_mode, label="Octave mode")
         c["octave_blend"] = gr.Slider(0, 1, step=0.05, value=default.octave_blend, label="Octave blend (blend mode)")
-        c["iterations"] = gr.Slider(0, 100, step=1, value=default.iterations or 0,
-                                    label="Iterations per octave (0: 10, or 30 with a class)",
-                                    elem_id="iterations")
+        c["iterations"] = gr.Slider(
+            0,
+            100,
+            step=1,
+            value=default.iterations or 0,
+            label="Iterations per octave (0: 10, or 30 with a class)",
+            elem_id="iterations",
+        )
         c["step_size"] = gr.Number(value=default.step_size, label="Step size")
         c["optimizer"] = gr.Dropdown(list(OPTIMIZER_CHOICES), value=default.optimizer, label="Optimizer")
         c["jitter"] = gr.Slider(0, 64, step=1, value=default.jitter, label="Jitter (px)")
@@ -113,20 +131,39 @@ def build(studio: Studio) -> DreamTab:
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Photo: upload or drop", type="filepath", elem_id="photo", height=120)
-            editor = gr.ImageEditor(label="Mask: paint where to dream (nothing painted: everywhere)", sources=(),
-                                    type="numpy", layers=False, transforms=(), elem_id="mask", height=360,
-                                    brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"))
+            editor = gr.ImageEditor(
+                label="Mask: paint where to dream (nothing painted: everywhere)",
+                sources=(),
+                type="numpy",
+                layers=False,
+                transforms=(),
+                elem_id="mask",
+                height=360,
+                brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"),
+            )
             with gr.Row():
                 go = gr.Button("Dream", variant="primary", elem_id="dream")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
             c = _controls(studio, default)
         with gr.Column(scale=1):
-            result = gr.Image(label="Dream", type="filepath", format="png", interactive=False, elem_id="result",
-                              height=420, buttons=["fullscreen"])
+            result = gr.Image(
+                label="Dream",
+                type="filepath",
+                format="png",
+                interactive=False,
+                elem_id="result",
+                height=420,
+                buttons=["fullscreen"],
+            )
             status = gr.HTML(progress_html(None, "upload a photo, or start from noise"), elem_id="status")
             download = gr.DownloadButton("Download PNG with its settings", visible=False, elem_id="download")
-    gallery = gr.Gallery(label="Library: click a picture to dream again with its settings", columns=6, height=300,
-                         allow_preview=False, elem_id="gallery")
+    gallery = gr.Gallery(
+        label="Library: click a picture to dream again with its settings",
+        columns=6,
+        height=300,
+        allow_preview=False,
+        elem_id="gallery",
+    )
     tab = DreamTab(photo_path, base, c, gallery)
     _events(studio, tab, upload, editor, go, cancel, result, status, download, base)
     return tab
@@ -210,13 +247,23 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
         if job.result is None:
             return
         path = job.result
-        yield {result: str(path), status: progress_html(None, f"saved {path.name} ({time.strftime('%H:%M:%S')})"),
-               gallery: gallery_items(studio), download: gr.DownloadButton(value=str(path), visible=True),
-               c["seed"]: studio.library.settings_of(path).seed}
+        yield {
+            result: str(path),
+            status: progress_html(None, f"saved {path.name} ({time.strftime('%H:%M:%S')})"),
+            gallery: gallery_items(studio),
+            download: gr.DownloadButton(value=str(path), visible=True),
+            c["seed"]: studio.library.settings_of(path).seed,
+        }
 
     inputs = {*form_inputs(c, base), tab.photo, editor}
-    go.click(run, inputs, [result, status, gallery, download, c["seed"]], show_progress="hidden",
-             concurrency_limit=None, api_visibility="private")
+    go.click(
+        run,
+        inputs,
+        [result, status, gallery, download, c["seed"]],
+        show_progress="hidden",
+        concurrency_limit=None,
+        api_visibility="private",
+    )
 
     def stop(request: gr.Request) -> None:
         studio.jobs.cancel(owner=request.session_hash, kind="dream")
@@ -236,9 +283,11 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
             categories = studio.backbones.get(settings).categories
         except DeepDreamError as exc:
             return {status: progress_html(None, f"error: {exc}")}
-        return {c["layers"]: gr.Dropdown(choices=[(x.label, x.name) for x in layers]),
-                c["target_class"]: gr.Dropdown(choices=list(categories)),
-                status: progress_html(None, f"{model} loaded")}
+        return {
+            c["layers"]: gr.Dropdown(choices=[(x.label, x.name) for x in layers]),
+            c["target_class"]: gr.Dropdown(choices=list(categories)),
+            status: progress_html(None, f"{model} loaded"),
+        }
 
     c["model"].input(on_model, [c["model"], base], [c["layers"], c["target_class"], status], api_visibility="private")
 
@@ -249,9 +298,14 @@ def _events(studio: Studio, tab: DreamTab, upload, editor, go, cancel, result, s
         except (DeepDreamError, KeyError, TypeError) as exc:
             return {status: progress_html(None, f"error: {exc}")}
         restored = f"settings of {path.name} restored: Dream to dream again"
-        return {**_restore(c, base, settings), result: str(path),
-                download: gr.DownloadButton(value=str(path), visible=True), c["seed_lock"]: True,
-                status: progress_html(None, restored)}
+        return {
+            **_restore(c, base, settings),
+            result: str(path),
+            download: gr.DownloadButton(value=str(path), visible=True),
+            c["seed_lock"]: True,
+            status: progress_html(None, restored),
+        }
 
-    gallery.select(on_select, None, [*controls, base, result, download, c["seed_lock"], status],
-                   api_visibility="private")
+    gallery.select(
+        on_select, None, [*controls, base, result, download, c["seed_lock"], status], api_visibility="private"
+    )

@@ -17,23 +17,36 @@ log = logging.getLogger(__name__)
 
 def build(studio: Studio, dream: DreamTab) -> None:
     c = dream.controls
-    gr.Markdown("Uses the photo, model and settings of the Dream tab. A sweep dreams the photo at each chosen "
-                "layer (none chosen: the recommended ones); an atlas grows one picture per channel from nothing.")
+    gr.Markdown(
+        "Uses the photo, model and settings of the Dream tab. A sweep dreams the photo at each chosen "
+        "layer (none chosen: the recommended ones); an atlas grows one picture per channel from nothing."
+    )
     with gr.Row():
         with gr.Column(scale=1):
             kind = gr.Radio(["layer sweep", "channel atlas"], value="layer sweep", label="Sheet", elem_id="sheet-kind")
             names = [x.name for x in studio.backbones.layers(studio.defaults)]
-            layer = gr.Dropdown(choices=names, allow_custom_value=True, label="Atlas layer (name or index)",
-                                value=studio.backbones.get(studio.defaults).recommended_layers[0],
-                                elem_id="atlas-layer")
+            layer = gr.Dropdown(
+                choices=names,
+                allow_custom_value=True,
+                label="Atlas layer (name or index)",
+                value=studio.backbones.get(studio.defaults).recommended_layers[0],
+                elem_id="atlas-layer",
+            )
             channels = gr.Textbox(value="0-7", label="Atlas channels", elem_id="atlas-channels")
             tile = gr.Slider(32, 256, step=16, value=96, label="Atlas tile size (px)", elem_id="atlas-tile")
             with gr.Row():
                 go = gr.Button("Make sheet", variant="primary", elem_id="explore-go")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="explore-cancel")
         with gr.Column(scale=2):
-            sheet = gr.Image(label="Sheet", type="filepath", format="png", interactive=False, elem_id="sheet",
-                             buttons=["download", "fullscreen"], height=420)
+            sheet = gr.Image(
+                label="Sheet",
+                type="filepath",
+                format="png",
+                interactive=False,
+                elem_id="sheet",
+                buttons=["download", "fullscreen"],
+                height=420,
+            )
             status = gr.HTML(progress_html(None, ""), elem_id="explore-status")
 
     def run(data: dict, request: gr.Request):
@@ -45,8 +58,9 @@ def build(studio: Studio, dream: DreamTab) -> None:
                     raise DeepDreamError("upload a photo in the Dream tab first")
                 job = studio.sweep(settings, data[dream.photo], data[c["layers"]] or None, owner=owner)
             else:
-                job = studio.atlas(settings, str(data[layer]), form.channel_list(data[channels]), int(data[tile]),
-                                   owner=owner)
+                job = studio.atlas(
+                    settings, str(data[layer]), form.channel_list(data[channels]), int(data[tile]), owner=owner
+                )
         except DeepDreamError as exc:
             log.info("sheet refused: %s", exc)
             yield {status: progress_html(None, f"error: {exc}")}
@@ -54,12 +68,21 @@ def build(studio: Studio, dream: DreamTab) -> None:
         yield from watch_to_end(job, sheet, status)
         if job.result is None:
             return
-        yield {sheet: str(job.result), status: progress_html(None, f"saved {job.result.name}"),
-               dream.gallery: gallery_items(studio)}
+        yield {
+            sheet: str(job.result),
+            status: progress_html(None, f"saved {job.result.name}"),
+            dream.gallery: gallery_items(studio),
+        }
 
     inputs = {*form_inputs(c, dream.base), dream.photo, kind, layer, channels, tile}
-    go.click(run, inputs, [sheet, status, dream.gallery], show_progress="hidden", concurrency_limit=None,
-             api_visibility="private")
+    go.click(
+        run,
+        inputs,
+        [sheet, status, dream.gallery],
+        show_progress="hidden",
+        concurrency_limit=None,
+        api_visibility="private",
+    )
 
     def stop(request: gr.Request) -> None:
         studio.jobs.cancel(owner=request.session_hash, kind="explore")

@@ -16,10 +16,34 @@ MAX_CHANNELS = 65536
 CHECKPOINT = "checkpoint:"  # model-list values that name a trained checkpoint file
 
 # controls that are Settings fields as they are
-PLAIN = ("octaves", "octave_scale", "octave_mode", "octave_blend", "step_size", "optimizer", "jitter", "smoothing",
-         "precision", "device", "max_size", "init")
-CONTROLS = (*PLAIN, "model", "layers", "channels", "target_class", "iterations", "tile_size", "seed", "width",
-            "height", "guide", "guide_layer")
+PLAIN = (
+    "octaves",
+    "octave_scale",
+    "octave_mode",
+    "octave_blend",
+    "step_size",
+    "optimizer",
+    "jitter",
+    "smoothing",
+    "precision",
+    "device",
+    "max_size",
+    "init",
+)
+CONTROLS = (
+    *PLAIN,
+    "model",
+    "layers",
+    "channels",
+    "target_class",
+    "iterations",
+    "tile_size",
+    "seed",
+    "width",
+    "height",
+    "guide",
+    "guide_layer",
+)
 
 
 def _int(value: Any, name: str) -> int:

@@ -139,8 +139,17 @@ class Jobs:
         self._trim_heap = heap_trimmer()
         self._ids = itertools.count(1)
 
-    def submit(self, kind: str, device: str, work: Callable[[Job], Any], *, owner: str = "", job_id: str | None = None,
-               total: int = 0, steps_per_octave: int = 0) -> Job:
+    def submit(
+        self,
+        kind: str,
+        device: str,
+        work: Callable[[Job], Any],
+        *,
+        owner: str = "",
+        job_id: str | None = None,
+        total: int = 0,
+        steps_per_octave: int = 0,
+    ) -> Job:
         """Start `work(job)` in a thread once the device is free; returns the job at once."""
         job = Job(job_id or f"{kind}-{next(self._ids)}", kind, device, owner, total, steps_per_octave)
         with self._lock:
@@ -214,9 +223,14 @@ class Jobs:
     def cancel(self, job_id: str | None = None, *, owner: str | None = None, kind: str | None = None) -> int:
         """Cancel one job by id, or every unfinished job of an owner (and kind); returns how many."""
         with self._lock:
-            hits = [j for j in self._live.values() if not j.finished.is_set()
-                    and (job_id is None or j.id == job_id) and (owner is None or j.owner == owner)
-                    and (kind is None or j.kind == kind)]
+            hits = [
+                j
+                for j in self._live.values()
+                if not j.finished.is_set()
+                and (job_id is None or j.id == job_id)
+                and (owner is None or j.owner == owner)
+                and (kind is None or j.kind == kind)
+            ]
             for job in hits:
                 job.stop.set()
             self._lock.notify_all()

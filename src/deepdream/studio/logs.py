@@ -28,8 +28,9 @@ def file_logging(library: Library, level: int = logging.INFO) -> Iterator[Path]:
     """Send the `deepdream` loggers' records at `level` and above to the library's log file while inside;
     yields its path. The package logger is made at least that verbose and put back afterwards."""
     path = log_path(library)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=BACKUPS, encoding="utf-8",
-                                                   delay=True)  # no file until there is something to say
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True
+    )  # no file until there is something to say
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(FORMAT))
     package = logging.getLogger("deepdream")

@@ -36,8 +36,10 @@ def check_image(path: str | Path) -> Image.Image:
     except OSError as exc:
         raise ImageError(f"cannot read {name}: {exc}") from None
     if width * height > MAX_PIXELS:
-        raise ImageError(f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); "
-                         f"the studio takes up to {MAX_PIXELS // 1_000_000} MP")
+        raise ImageError(
+            f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); "
+            f"the studio takes up to {MAX_PIXELS // 1_000_000} MP"
+        )
     try:
         return imagefiles.open_image(path)
     except ImageError as exc:
@@ -78,8 +80,9 @@ def check_host(host: str, auth: tuple[str, str] | None, insecure: bool) -> str |
             "(or --insecure to serve it to anyone who can reach this port)"
         )
     protection = "password protected" if auth else "with NO password (--insecure)"
-    return (f"warning: the studio listens on {host}, reachable from other machines, {protection}; "
-            "traffic is not encrypted")
+    return (
+        f"warning: the studio listens on {host}, reachable from other machines, {protection}; traffic is not encrypted"
+    )
 
 
 def check_port(host: str, port: int | None) -> None:
@@ -99,8 +102,10 @@ def check_port(host: str, port: int | None) -> None:
         raise SettingsError(f"--host {host} is not an address of this machine: {exc.strerror}") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise SettingsError(f"port {port} is already in use on {host}: give another --port, or none to take "
-                                "the first free one from 7860") from None
+            raise SettingsError(
+                f"port {port} is already in use on {host}: give another --port, or none to take "
+                "the first free one from 7860"
+            ) from None
         if exc.errno == errno.EACCES:
             raise SettingsError(f"port {port} needs administrator rights: give a --port above 1023") from None
         raise SettingsError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None

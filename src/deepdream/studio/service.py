@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 
 def mask_from_layers(layers: Sequence[np.ndarray]) -> np.ndarray | None:
     """A painted mask (white = dream) from the editor's RGBA layers: their strongest alpha; None if blank."""
-    alphas = [np.asarray(layer)[..., 3] for layer in layers if layer is not None and np.asarray(layer).ndim == 3
-              and np.asarray(layer).shape[-1] == 4]
+    alphas = [
+        np.asarray(layer)[..., 3]
+        for layer in layers
+        if layer is not None and np.asarray(layer).ndim == 3 and np.asarray(layer).shape[-1] == 4
+    ]
     if not alphas:
         return None
     mask = np.max(np.stack(alphas), axis=0).astype(np.uint8)
@@ -58,13 +61,16 @@ class Studio:
                 continue
             allowed = roots if name in ("weights", "checkpoint") else roots[:1]
             if not any(Path(path).resolve().is_relative_to(root) for root in allowed):
-                raise OutputError(f"the {name} file {Path(path).name} is not in the studio library"
-                                  + (" or the runs folder" if len(allowed) > 1 else ""))
+                raise OutputError(
+                    f"the {name} file {Path(path).name} is not in the studio library"
+                    + (" or the runs folder" if len(allowed) > 1 else "")
+                )
             if name == "guide":
                 check_image(path)
 
-    def dream(self, settings: Settings, photo: str | Path | None, mask: np.ndarray | None = None, *,
-              owner: str = "") -> Job:
+    def dream(
+        self, settings: Settings, photo: str | Path | None, mask: np.ndarray | None = None, *, owner: str = ""
+    ) -> Job:
         """Queue a dream of `photo` (None: from noise); the job's result is the saved PNG's path."""
         self.check_files(settings.replace(mask=None))
         if settings.init == "image":
@@ -92,8 +98,9 @@ class Studio:
         log.debug("job %s: dream of %s with %s", job.id, Path(photo).name if photo else "noise", settings.to_json())
         return job
 
-    def sweep(self, settings: Settings, photo: str | Path, layers: Sequence[str] | None = None, *,
-              owner: str = "") -> Job:
+    def sweep(
+        self, settings: Settings, photo: str | Path, layers: Sequence[str] | None = None, *, owner: str = ""
+    ) -> Job:
         """Queue a layer sweep sheet of `photo` at `layers` (None: the network's recommended ones); the
         result is the saved sheet's path."""
         from ..explore import layer_sweep, sweep_layers
@@ -112,8 +119,7 @@ class Studio:
 
         return self.jobs.submit("explore", self.device_of(settings), work, owner=owner)
 
-    def atlas(self, settings: Settings, layer: str, channels: Sequence[int], tile_size: int, *,
-              owner: str = "") -> Job:
+    def atlas(self, settings: Settings, layer: str, channels: Sequence[int], tile_size: int, *, owner: str = "") -> Job:
         """Queue a channel atlas of one layer; the result is the saved sheet's path."""
         from ..explore import channel_atlas
 
@@ -127,9 +133,9 @@ class Studio:
 
         return self.jobs.submit("explore", self.device_of(settings), work, owner=owner)
 
-
-    def sound(self, settings: Settings, source: str | Path, options: AudioOptions | None = None, *,
-              owner: str = "") -> Job:
+    def sound(
+        self, settings: Settings, source: str | Path, options: AudioOptions | None = None, *, owner: str = ""
+    ) -> Job:
         """Queue a dream of a sound file (or a video's soundtrack); the result is (the FLAC, its before/after
         spectrogram PNG), both in the library's sounds/."""
         from ..audio import dream_audio
@@ -143,16 +149,24 @@ class Studio:
             stem = f"{Path(source).stem}-{backbone.name}"
             out, plot = self.library.new_path("sounds", stem, ".flac"), self.library.new_path("sounds", stem, ".png")
             try:
-                dream_audio(source, out, settings=settings, options=options, backbone=backbone, progress=job,
-                            plot=plot)
+                dream_audio(source, out, settings=settings, options=options, backbone=backbone, progress=job, plot=plot)
             except DeepDreamError as exc:  # the page names the upload, not where the library keeps it
                 raise type(exc)(str(exc).replace(str(source), source.name)) from None
             return out, plot
 
         return self.jobs.submit("sound", self.device_of(settings), work, owner=owner)
 
-    def video(self, kind: str, source: str | Path | None, output: str | Path, settings: Settings, params: dict,
-              *, job_id: str, on_state: Callable[[str, str], None] | None = None) -> Job:
+    def video(
+        self,
+        kind: str,
+        source: str | Path | None,
+        output: str | Path,
+        settings: Settings,
+        params: dict,
+        *,
+        job_id: str,
+        on_state: Callable[[str, str], None] | None = None,
+    ) -> Job:
         """Queue a resumable video job: kind 'video' dreams the clip `source`, 'zoom' makes a zoom loop from
         the still `source` (None: from noise); `params` are the keyword arguments of `dream_video` /
         `dream_zoom`. Frames are cached in work/<job_id>, so the same job queued again after a restart skips
@@ -165,9 +179,18 @@ class Studio:
         def work(job: Job) -> Path:
             tell("running", "")
             try:
-                result = VIDEO_KINDS[kind](job, source, output, settings, params,
-                                           work_dir=self.library.sub("work") / job_id, resume=True, force=True,
-                                           backbone=self.backbones.get(settings), on_frame=frame_counter(job))
+                result = VIDEO_KINDS[kind](
+                    job,
+                    source,
+                    output,
+                    settings,
+                    params,
+                    work_dir=self.library.sub("work") / job_id,
+                    resume=True,
+                    force=True,
+                    backbone=self.backbones.get(settings),
+                    on_frame=frame_counter(job),
+                )
             except BaseException as exc:
                 tell("cancelled" if job.stop.is_set() else "failed", str(exc))
                 raise

@@ -47,11 +47,12 @@ def check_model(studio: Studio, name: str) -> None:
     if name in list_language_models():
         return
     if name.startswith(CONFIG_PREFIX):
-        studio.library.inside(name[len(CONFIG_PREFIX):])
+        studio.library.inside(name[len(CONFIG_PREFIX) :])
         return
     if not HUB_ID.match(name) or name.lower().endswith(".gguf") or Path(name).exists():
-        raise SettingsError(f"the studio dreams with {', '.join(list_language_models())} or a Hugging Face id, "
-                            f"not {name!r}")
+        raise SettingsError(
+            f"the studio dreams with {', '.join(list_language_models())} or a Hugging Face id, not {name!r}"
+        )
 
 
 @dataclass
@@ -88,8 +89,10 @@ def submit(studio: Studio, models: TextModels, values: dict, owner: str = "") ->
 
         frontier_figure(result, plot)
         imagefiles.atomic_write(out, lambda tmp: tmp.write_text(body, encoding="utf-8"))
-        live["rows"] = [[round(p.activation, 3), round(p.xent, 3), p.text]
-                        for p in sorted(result.frontier, key=lambda p: -p.activation)[:12]]
+        live["rows"] = [
+            [round(p.activation, 3), round(p.xent, 3), p.text]
+            for p in sorted(result.frontier, key=lambda p: -p.activation)[:12]
+        ]
         return out, plot
 
     return TextJob(studio.jobs.submit("text", str(resolve_device(settings.device)), work, owner=owner), live)
@@ -100,15 +103,23 @@ def build(studio: Studio) -> None:
     from ..text.registry import DEFAULT_MODEL, list_language_models
 
     models = TextModels()
-    gr.Markdown("The text that makes one neuron of a language model fire, found by EPO: a population of texts "
-                "traded off between activation and fluency. Give a start sentence to edit it instead.")
+    gr.Markdown(
+        "The text that makes one neuron of a language model fire, found by EPO: a population of texts "
+        "traded off between activation and fluency. Give a start sentence to edit it instead."
+    )
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(list_language_models(), value=DEFAULT_MODEL, allow_custom_value=True,
-                                label="Language model", elem_id="text-model")
+            model = gr.Dropdown(
+                list_language_models(),
+                value=DEFAULT_MODEL,
+                allow_custom_value=True,
+                label="Language model",
+                elem_id="text-model",
+            )
             layer = gr.Textbox("model.layers.15.mlp", label="Layer (MLP for neurons)", elem_id="text-layer")
-            neuron = gr.Number(123, precision=0, minimum=0, label="Neuron (empty: the layer's energy)",
-                               elem_id="text-neuron")
+            neuron = gr.Number(
+                123, precision=0, minimum=0, label="Neuron (empty: the layer's energy)", elem_id="text-neuron"
+            )
             target = gr.Textbox("", label="Or a target token (e.g. ' dog')", elem_id="text-target")
             start = gr.Textbox("", label="Start sentence (optional)", elem_id="text-start")
             iterations = gr.Slider(1, 200, step=1, value=40, label="Iterations", elem_id="text-iterations")
@@ -119,8 +130,9 @@ def build(studio: Studio) -> None:
         with gr.Column(scale=2):
             table = gr.Dataframe(headers=COLUMNS, label="Frontier (live)", interactive=False, elem_id="text-frontier")
             status = gr.HTML(progress_html(None, "choose a neuron"), elem_id="text-status")
-            figure = gr.Image(type="filepath", label="Frontier and token-coloured texts", interactive=False,
-                              elem_id="text-figure")
+            figure = gr.Image(
+                type="filepath", label="Frontier and token-coloured texts", interactive=False, elem_id="text-figure"
+            )
             saved = gr.File(label="dreams.json", interactive=False, elem_id="text-json")
 
     def run(model_name, layer_name, neuron_index, target_token, sentence, steps, seed_value, request: gr.Request):
@@ -146,8 +158,14 @@ def build(studio: Studio) -> None:
         out, plot = task.job.result
         yield task.live["rows"], progress_html(None, f"saved {out.name}"), str(plot), str(out)
 
-    go.click(run, [model, layer, neuron, target, start, iterations, seed], [table, status, figure, saved],
-             show_progress="hidden", concurrency_limit=None, api_visibility="private")
+    go.click(
+        run,
+        [model, layer, neuron, target, start, iterations, seed],
+        [table, status, figure, saved],
+        show_progress="hidden",
+        concurrency_limit=None,
+        api_visibility="private",
+    )
 
     def stop(request: gr.Request) -> None:
         studio.jobs.cancel(owner=request.session_hash, kind="text")
@@ -176,5 +194,6 @@ def build(studio: Studio) -> None:
         out, plot = task.job.result
         yield str(out), str(plot), json.dumps({"status": "done", "frontier": task.live["rows"]})
 
-    trigger.click(endpoint, [settings_json], [json_out, figure_out, api_status], api_name="text",
-                  concurrency_limit=None)
+    trigger.click(
+        endpoint, [settings_json], [json_out, figure_out, api_status], api_name="text", concurrency_limit=None
+    )

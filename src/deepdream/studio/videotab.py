@@ -35,12 +35,17 @@ def job_table(jobs: VideoJobs) -> str:
         state = live.status() if live is not None and not live.finished.is_set() else record["state"]
         frames = f"{live.done}/{live.total or '?'}" if live is not None else ""
         message = record.get("message", "")
-        rows.append(f"<tr><td>{html.escape(record['id'])}</td><td>{html.escape(state)}</td><td>{frames}</td>"
-                    f"<td>{html.escape(message)}</td></tr>")
+        rows.append(
+            f"<tr><td>{html.escape(record['id'])}</td><td>{html.escape(state)}</td><td>{frames}</td>"
+            f"<td>{html.escape(message)}</td></tr>"
+        )
     if not rows:
         return "<p>no video jobs yet</p>"
-    return ('<table id="video-jobs"><tr><th>job</th><th>state</th><th>frames</th><th></th></tr>'
-            + "".join(rows) + "</table>")
+    return (
+        '<table id="video-jobs"><tr><th>job</th><th>state</th><th>frames</th><th></th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def latest_video(jobs: VideoJobs) -> str | None:
@@ -53,13 +58,19 @@ def latest_video(jobs: VideoJobs) -> str | None:
 def build(studio: Studio, dream: DreamTab) -> VideoTab:
     jobs = VideoJobs(studio)
     c = dream.controls
-    gr.Markdown("A clip is dreamed frame by frame (optical-flow coherence, audio kept); a photo, or nothing, "
-                "makes a zoom loop. Model and settings come from the Dream tab. Jobs run in the background: "
-                "reload the page or restart the studio, they carry on from their saved frames.")
+    gr.Markdown(
+        "A clip is dreamed frame by frame (optical-flow coherence, audio kept); a photo, or nothing, "
+        "makes a zoom loop. Model and settings come from the Dream tab. Jobs run in the background: "
+        "reload the page or restart the studio, they carry on from their saved frames."
+    )
     with gr.Row():
         with gr.Column(scale=1):
-            source = gr.File(label="Clip, or a still for a zoom loop (none: zoom from noise)", type="filepath",
-                             elem_id="video-source", height=120)
+            source = gr.File(
+                label="Clip, or a still for a zoom loop (none: zoom from noise)",
+                type="filepath",
+                elem_id="video-source",
+                height=120,
+            )
             note = gr.HTML("", elem_id="video-note")
             frames = gr.Slider(2, 600, step=1, value=48, label="Zoom frames", elem_id="zoom-frames")
             zoom = gr.Slider(1.0, 1.2, step=0.005, value=1.04, label="Zoom per frame")
@@ -97,8 +108,12 @@ def build(studio: Studio, dream: DreamTab) -> VideoTab:
             if is_clip:
                 jobs.start("video", path, settings, {"flow": data[flow], "max_side": int(data[size])})
             else:
-                jobs.start("zoom", path, settings.replace(init="image" if path else "noise"),
-                           {"frames": int(data[frames]), "zoom": float(data[zoom])})
+                jobs.start(
+                    "zoom",
+                    path,
+                    settings.replace(init="image" if path else "noise"),
+                    {"frames": int(data[frames]), "zoom": float(data[zoom])},
+                )
         except DeepDreamError as exc:
             return progress_html(None, f"error: {exc}"), job_table(jobs)
         return "", job_table(jobs)
@@ -136,6 +151,7 @@ def on_load(app: gr.Blocks, tab: VideoTab) -> None:
         shown[key] = newest
         return job_table(tab.jobs), video
 
-    tab.timer.tick(refresh, None, [tab.table, tab.player], show_progress="hidden", concurrency_limit=None,
-                   api_visibility="private")
+    tab.timer.tick(
+        refresh, None, [tab.table, tab.player], show_progress="hidden", concurrency_limit=None, api_visibility="private"
+    )
     app.load(refresh, None, [tab.table, tab.player], api_visibility="private")

@@ -61,8 +61,14 @@ class CorpusScores:
         return self.activation[:, column].topk(min(n, len(self.tokens))).indices.tolist()
 
 
-def score_windows(lm: LanguageModel, objectives: list[TextObjective], tokens: torch.Tensor,
-                  position: int = -1, batch: int = 64, progress=None) -> CorpusScores:
+def score_windows(
+    lm: LanguageModel,
+    objectives: list[TextObjective],
+    tokens: torch.Tensor,
+    position: int = -1,
+    batch: int = 64,
+    progress=None,
+) -> CorpusScores:
     """Every objective on every window in one forward per batch (a benchmark scores many neurons at once)."""
     for objective in objectives:
         Scorer(lm, objective, position).check_length(tokens.shape[1])  # checks layers, widths and position

@@ -57,8 +57,10 @@ def build_text_objective(settings: TextSettings, lm: LanguageModel) -> TextObjec
         ids = lm.encode(settings.target_token)
         if len(ids) != 1:
             pieces = " + ".join(repr(p) for p in lm.pieces(ids)) or "nothing"
-            raise SettingsError(f"target token {settings.target_token!r} is {len(ids)} tokens ({pieces}) for this "
-                                "model: give one token (often with its leading space, e.g. ' dog')")
+            raise SettingsError(
+                f"target token {settings.target_token!r} is {len(ids)} tokens ({pieces}) for this "
+                "model: give one token (often with its leading space, e.g. ' dog')"
+            )
         terms.append(NextToken(ids[0], settings.target_token))
     objective = terms[0]
     for term in terms[1:]:
@@ -79,8 +81,15 @@ class DreamedText:
     per_token: list[float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "tokens": self.tokens, "activation": self.activation, "cross_entropy": self.xent,
-                "iteration": self.iteration, "pieces": self.pieces, "per_token": self.per_token}
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "activation": self.activation,
+            "cross_entropy": self.xent,
+            "iteration": self.iteration,
+            "pieces": self.pieces,
+            "per_token": self.per_token,
+        }
 
 
 @dataclass
@@ -117,8 +126,12 @@ def choose(frontier: list[DreamedText], start: DreamedText | None) -> DreamedTex
     cross-entropy (the start itself if none does); from nothing, the best at fluency weight 1."""
     if start is None:
         return max(frontier, key=lambda p: p.activation - p.xent)
-    fits = [p for p in frontier if p.xent <= XENT_RATIO * start.xent
-            and sum(a == b for a, b in zip(p.tokens, start.tokens)) >= KEPT_FRACTION * len(start.tokens)]
+    fits = [
+        p
+        for p in frontier
+        if p.xent <= XENT_RATIO * start.xent
+        and sum(a == b for a, b in zip(p.tokens, start.tokens)) >= KEPT_FRACTION * len(start.tokens)
+    ]
     return max(fits, key=lambda p: p.activation, default=start)
 
 
@@ -132,8 +145,9 @@ def start_tokens(lm: LanguageModel, settings: TextSettings) -> tuple[list[int] |
     limit = min(settings.length, lm.context - len(lm.prefix))
     if len(ids) > limit:
         what = "--length" if settings.length <= lm.context - len(lm.prefix) else "the model's context"
-        raise TextError(f"the start text is {len(ids)} tokens, longer than {what} ({limit}): raise --length "
-                        "or shorten it")
+        raise TextError(
+            f"the start text is {len(ids)} tokens, longer than {what} ({limit}): raise --length or shorten it"
+        )
     editable = torch.ones(len(ids), dtype=torch.bool)
     for i in settings.keep:
         if i >= len(ids):
@@ -182,6 +196,7 @@ def dream_text(
     else:
         start = torch.tensor([ids] * options.population, dtype=torch.long)
     with reporting(progress, options.iterations, unit="it") as bar:
+
         def step(search: Search) -> None:
             bar.update(1)
             if on_iteration is not None:
@@ -207,10 +222,18 @@ def _texts(lm: LanguageModel, scorer: Scorer, points: list[Point]) -> list[Dream
     """Points as texts, rescored together for their per-token values (figures come from this one pass)."""
     tokens = torch.tensor([p.tokens for p in points], dtype=torch.long)
     scores = scorer.score(tokens, per_token=True)
-    return [DreamedText(lm.decode(p.tokens), list(p.tokens), float(a), float(x), p.iteration, lm.pieces(p.tokens),
-                        [round(v, 5) for v in row])
-            for p, a, x, row in zip(points, scores.activation.tolist(), scores.xent.tolist(),
-                                    scores.per_token.tolist())]
+    return [
+        DreamedText(
+            lm.decode(p.tokens),
+            list(p.tokens),
+            float(a),
+            float(x),
+            p.iteration,
+            lm.pieces(p.tokens),
+            [round(v, 5) for v in row],
+        )
+        for p, a, x, row in zip(points, scores.activation.tolist(), scores.xent.tolist(), scores.per_token.tolist())
+    ]
 
 
 def frontier_of(result: TextDream) -> Frontier:

@@ -113,19 +113,23 @@ class Search:
 
 
 def _points(tokens: torch.Tensor, scores: Scores, iteration: int) -> list[Point]:
-    return [Point(tuple(t), a, x, iteration)
-            for t, a, x in zip(tokens.tolist(), scores.activation.tolist(), scores.xent.tolist())
-            if math.isfinite(a) and math.isfinite(x)]
+    return [
+        Point(tuple(t), a, x, iteration)
+        for t, a, x in zip(tokens.tolist(), scores.activation.tolist(), scores.xent.tolist())
+        if math.isfinite(a) and math.isfinite(x)
+    ]
 
 
-def random_tokens(scorer: Scorer, count: int, length: int, allowed: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
+def random_tokens(
+    scorer: Scorer, count: int, length: int, allowed: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """count x length ids drawn uniformly from the allowed ids (EPO's start: unreadable, cross-entropy ~11)."""
     return allowed[torch.randint(len(allowed), (count, length), generator=generator)]
 
 
-def sampled_tokens(scorer: Scorer, count: int, length: int, allowed: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
+def sampled_tokens(
+    scorer: Scorer, count: int, length: int, allowed: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """count x length ids sampled from the model itself after its prefix: texts that already read like the
     model's own (cross-entropy near its entropy), so a short search spends its iterations on the activation."""
     lm = scorer.lm
@@ -140,7 +144,7 @@ def sampled_tokens(scorer: Scorer, count: int, length: int, allowed: torch.Tenso
                 logits = torch.zeros(count, lm.vocab_size)
             probs = torch.softmax(logits + mask, dim=-1)
             tokens = torch.cat([tokens, torch.multinomial(probs, 1, generator=generator)], dim=1)
-    return tokens[:, len(lm.prefix):].clone()
+    return tokens[:, len(lm.prefix) :].clone()
 
 
 STARTS = {"sample": sampled_tokens, "random": random_tokens}  # how a search from nothing begins
@@ -159,8 +163,11 @@ def epo(
     lambdas = options.lambdas()
     pop = start.clone()
     scores = scorer.score(pop)
-    search = Search(Frontier(_points(pop, scores, 0)), lambdas.tolist(),
-                    timings=dict.fromkeys(("gradient", "children", "scoring", "selection"), 0.0))
+    search = Search(
+        Frontier(_points(pop, scores, 0)),
+        lambdas.tolist(),
+        timings=dict.fromkeys(("gradient", "children", "scoring", "selection"), 0.0),
+    )
     if not search.frontier.points:
         raise NonFiniteError("the objective or the cross-entropy is NaN or infinite for every start text")
     positions = editable.nonzero().flatten()
@@ -169,9 +176,15 @@ def epo(
     n, k = options.population * options.children, min(options.topk, len(allowed))
     stuck_since = scores.activation - lambdas * scores.xent  # slot fitness at the last restart
     started = time.perf_counter()
-    search.history.append(Record(0, search.frontier.points[-1].activation,
-                                 [search.frontier.best(lam).fitness(lam) for lam in lambdas.tolist()],
-                                 len(search.frontier), 0.0))
+    search.history.append(
+        Record(
+            0,
+            search.frontier.points[-1].activation,
+            [search.frontier.best(lam).fitness(lam) for lam in lambdas.tolist()],
+            len(search.frontier),
+            0.0,
+        )
+    )
     for it in range(1, options.iterations + 1):
         t0 = time.perf_counter()
         grad, _ = scorer.gradients(pop, lambdas)  # P x T x V
@@ -195,14 +208,16 @@ def epo(
         pop, scores = pool[pick].clone(), Scores(act[pick], xent[pick])
         search.frontier.add(_points(kids, kid_scores, it))
         if options.restart_every and it % options.restart_every == 0 and it < options.iterations:
-            pop, scores, stuck_since = _restart(scorer, pop, scores, search.frontier, lambdas, stuck_since,
-                                                positions, allowed, generator, it)
+            pop, scores, stuck_since = _restart(
+                scorer, pop, scores, search.frontier, lambdas, stuck_since, positions, allowed, generator, it
+            )
         t4 = time.perf_counter()
         for key, seconds in zip(search.timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             search.timings[key] += seconds
         best = [search.frontier.best(lam).fitness(lam) for lam in lambdas.tolist()]
-        search.history.append(Record(it, search.frontier.points[-1].activation, best, len(search.frontier),
-                                     time.perf_counter() - started))
+        search.history.append(
+            Record(it, search.frontier.points[-1].activation, best, len(search.frontier), time.perf_counter() - started)
+        )
         if on_iteration is not None:
             on_iteration(search)
     return search

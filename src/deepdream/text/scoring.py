@@ -31,7 +31,7 @@ def cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, prefix: int) -> to
     # logit i predicts token i+1: the text is predicted from prefix-1 on (from its 2nd token without a prefix)
     start = max(prefix - 1, 0)
     predicted = tokens[:, 1:] if prefix == 0 else tokens
-    lp = torch.log_softmax(logits[:, start: start + predicted.shape[1]].float(), dim=-1)
+    lp = torch.log_softmax(logits[:, start : start + predicted.shape[1]].float(), dim=-1)
     nll = -lp.gather(-1, predicted.unsqueeze(-1)).squeeze(-1)
     return nll.mean(-1) if nll.shape[1] else nll.sum(-1)  # one token without a prefix: nothing to predict
 
@@ -67,8 +67,11 @@ class Scorer:
         with torch.inference_mode():
             for chunk in tokens.to(self.lm.device).split(self.batch):
                 parts.append(self._forward(self._embed(chunk), chunk, per_token))
-        return Scores(torch.cat([s.activation for s in parts]).cpu(), torch.cat([s.xent for s in parts]).cpu(),
-                      torch.cat([s.per_token for s in parts]).cpu() if per_token else None)
+        return Scores(
+            torch.cat([s.activation for s in parts]).cpu(),
+            torch.cat([s.xent for s in parts]).cpu(),
+            torch.cat([s.per_token for s in parts]).cpu() if per_token else None,
+        )
 
     def gradients(self, tokens: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, Scores]:
         """d(activation - lambda * xent) / d one-hot tokens for the whole population in one backward: B x T x V."""

@@ -42,15 +42,23 @@ class TextSettings:
             if not ok:
                 raise SettingsError(message)
 
-        need(isinstance(self.length, int) and not isinstance(self.length, bool) and self.length >= 1,
-             f"length must be a positive number of tokens, got {self.length!r}")
+        need(
+            isinstance(self.length, int) and not isinstance(self.length, bool) and self.length >= 1,
+            f"length must be a positive number of tokens, got {self.length!r}",
+        )
         need(isinstance(self.position, int), f"position must be an integer, got {self.position!r}")
-        need(self.layer is not None or self.target_token is not None,
-             "give --layer (with --neuron or --direction, or alone for its energy) or --target-token")
-        need(self.neuron is None or (isinstance(self.neuron, int) and self.neuron >= 0),
-             f"neuron must be an index >= 0, got {self.neuron!r}")
-        need(self.layer is not None or (self.neuron is None and self.direction is None),
-             "--neuron and --direction need --layer")
+        need(
+            self.layer is not None or self.target_token is not None,
+            "give --layer (with --neuron or --direction, or alone for its energy) or --target-token",
+        )
+        need(
+            self.neuron is None or (isinstance(self.neuron, int) and self.neuron >= 0),
+            f"neuron must be an index >= 0, got {self.neuron!r}",
+        )
+        need(
+            self.layer is not None or (self.neuron is None and self.direction is None),
+            "--neuron and --direction need --layer",
+        )
         need(self.target_token is None or self.target_token != "", "the target token is empty")
         need(self.text is None or bool(self.text.strip()), "the start text is empty")
         need(not self.keep or self.text is not None, "--keep marks tokens of a start text: give one")
@@ -61,8 +69,15 @@ class TextSettings:
         self.search()  # checks iterations, population, lambdas
 
     def search(self) -> SearchOptions:
-        return SearchOptions(self.iterations, self.population, self.children, self.topk,
-                             self.lambda_min, self.lambda_max, self.restart_every)
+        return SearchOptions(
+            self.iterations,
+            self.population,
+            self.children,
+            self.topk,
+            self.lambda_min,
+            self.lambda_max,
+            self.restart_every,
+        )
 
     def replace(self, **changes: Any) -> "TextSettings":
         return dataclasses.replace(self, **changes)

@@ -12,5 +12,12 @@ from .jobs import JobOptions, VideoResult, dream_video, dream_zoom
 from .live import LiveOptions, LiveResult, LiveSession, dream_live
 
 __all__ = [
-    "JobOptions", "LiveOptions", "LiveResult", "LiveSession", "VideoResult", "dream_live", "dream_video", "dream_zoom",
+    "JobOptions",
+    "LiveOptions",
+    "LiveResult",
+    "LiveSession",
+    "VideoResult",
+    "dream_live",
+    "dream_video",
+    "dream_zoom",
 ]
