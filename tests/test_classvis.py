@@ -91,7 +91,9 @@ def test_class_picture_is_recognised_by_a_network_that_did_not_make_it(lite0, li
     with torch.no_grad():
         before = _p(lite1, start(), index)
     after = _p(lite1, picture, index)
-    assert _p(lite0, picture, index) > 0.9  # its own network
+    # its own network: 0.83-0.99 on the saved 8-bit picture, by CPU (the ascent is chaotic: kernels that round
+    # differently give another picture)
+    assert _p(lite0, picture, index) > 0.75
     assert after > 0.5, after
     assert after > 200 * max(before, 1e-3), (before, after)  # well above the start and chance (0.001)
 
