@@ -146,7 +146,12 @@ def test_live_tab_dreams_the_camera_steadily_at_the_rate_it_shows(playwright, se
         # a second page on the same device is told it is busy while this one streams
         other = open_live_tab(browser, url)
         start(other)
-        other.locator("#live-status", has_text="busy").wait_for(timeout=30_000)
+        # polled as text: while each stream event is pending, Gradio lays its timer over the status, and
+        # Playwright's visibility wait then missed a busy line that was there all along
+        deadline = time.monotonic() + 30
+        while "busy" not in other.locator("#live-status").inner_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "busy" in other.locator("#live-status").inner_text()
 
         # the snapshot is saved to the library with its settings
         page.click("#live-snapshot")

@@ -109,8 +109,10 @@ def test_two_process_ddp_matches_one_process_and_only_rank_0_writes(tmp_path):
     assert single["epochs"][0]["val_loss"] == pytest.approx(metrics["epochs"][0]["val_loss"], abs=1e-5)
     ddp_weights = read_checkpoint(run / "last.pt")["state_dict"]
     one_weights = read_checkpoint(tmp_path / "single" / "last.pt")["state_dict"]
+    # 1e-4: Adam's first step divides by the gradient's own size, so the rounding of 4 + 4 against 8 summed
+    # images reached 2e-5 on 1 of 9216 elements on an AMX CPU
     for name, value in one_weights.items():
-        torch.testing.assert_close(ddp_weights[name], value, atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(ddp_weights[name], value, atol=1e-4, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
     # and the steps really moved them: the match is not two untouched initialisations
     torch.manual_seed(3)
     initial = build_model("simple_cnn", 2, options={"width": 4, "dropout": 0.0}).model.state_dict()
