@@ -88,9 +88,9 @@ def moving(width: int, height: int, frames: int) -> list[np.ndarray]:
 CLIPS = {"slow pan": pan, "static camera": static, "moving object": moving}
 
 
-def write_clip(path: Path, frames: list[np.ndarray]) -> None:
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
     with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=FPS, options={"crf": "18"})
+        v = out.add_stream("libx264", rate=fps, options={"crf": "18"})
         v.height, v.width = frames[0].shape[:2]
         v.pix_fmt = "yuv420p"
         for i, array in enumerate(frames):

@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -36,21 +35,9 @@ import torch
 from deepdream.models.load import load_backbone
 from deepdream.settings import Settings
 from deepdream.video.live import LiveOptions, dream_live
-from flicker import pan, static
+from flicker import pan, static, write_clip
 
 CLIPS = {"pan": pan, "static": static}
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=fps, options={"crf": "18"})
-        v.height, v.width = frames[0].shape[:2]
-        v.pix_fmt = "yuv420p"
-        for i, array in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts = i
-            out.mux(v.encode(frame))
-        out.mux(v.encode(None))
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> None:
