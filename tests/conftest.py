@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +60,26 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "deepdream", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
     )
+
+
+def free_port() -> int:
+    """A loopback port nobody is listening on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(studio):
+    """Serve a studio on a free loopback port: (app, url without the trailing slash); the environment variables
+    the launch sets are put back afterwards."""
+    from deepdream.studio.app import launch
+
+    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE")}
+    app, url = launch(studio, port=free_port())
+    try:
+        yield app, url.rstrip("/")
+    finally:
+        app.close()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

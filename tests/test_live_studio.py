@@ -7,8 +7,6 @@ Playwright."""
 from __future__ import annotations
 
 import io
-import os
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import served
 from deepdream import imagefiles
 from deepdream.engine.objectives import build_objective
 from deepdream.engine.taps import Taps
@@ -26,19 +25,12 @@ from deepdream.imagefiles import read_metadata
 from deepdream.settings import Settings
 
 pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
-from deepdream.studio.app import launch  # noqa: E402
 from deepdream.studio.library import Library  # noqa: E402
 from deepdream.studio.service import Studio  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FAST = Settings(octaves=1, iterations=4, jitter=4)
 W, H = 160, 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def camera_frame() -> tuple[bytes, np.ndarray]:
@@ -64,13 +56,9 @@ def clip(tmp_path_factory) -> tuple[Path, np.ndarray]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("library")
-    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE")}
     studio = Studio(Library(folder), runs=None, defaults=FAST)
-    app, url = launch(studio, port=free_port())
-    yield studio, url.rstrip("/")
-    app.close()
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with served(studio) as (_, url):
+        yield studio, url
 
 
 @pytest.fixture(scope="module")

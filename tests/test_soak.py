@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,15 +18,9 @@ from typing import Callable
 
 import pytest
 
-from conftest import synthetic_photo
+from conftest import free_port, synthetic_photo
 
 STARTUP_S = 240  # a cold start imports torch and Gradio; on a loaded 2-core machine that takes a while
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:

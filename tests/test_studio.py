@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import synthetic_photo
+from conftest import served, synthetic_photo
 from deepdream.audio import probe as audio_probe
 from deepdream.audio import read_metadata as audio_metadata
 from deepdream.audio.io import read_all as audio_read_all
@@ -27,7 +25,7 @@ from deepdream.settings import Settings
 pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from deepdream.studio.app import SESSIONS, launch  # noqa: E402
+from deepdream.studio.app import SESSIONS  # noqa: E402
 from deepdream.studio.library import Library  # noqa: E402
 from deepdream.studio.service import Studio  # noqa: E402
 
@@ -36,22 +34,12 @@ CHROMIUM = "/usr/bin/chromium"
 FAST = Settings(octaves=1, iterations=2, jitter=4, size=(48, 48))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("library")
-    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE")}
     studio = Studio(Library(folder), runs=None, defaults=FAST)
-    app, url = launch(studio, port=free_port())
-    yield studio, url.rstrip("/"), app
-    app.close()
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with served(studio) as (app, url):
+        yield studio, url, app
 
 
 @pytest.fixture(scope="module")

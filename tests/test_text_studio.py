@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 
 import pytest
+
+from conftest import served
 
 pytest.importorskip("transformers")
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-from deepdream.studio.app import launch  # noqa: E402
 from deepdream.studio.library import Library  # noqa: E402
 from deepdream.studio.service import Studio  # noqa: E402
 from deepdream.studio.texttab import TextModels, submit  # noqa: E402
 from test_text import MLP, tiny_model_folder  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("library")
-    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE")}
     studio = Studio(Library(folder), runs=None)
     model = tiny_model_folder(studio.library.sub("uploads") / "tiny-llama")
-    app, url = launch(studio, port=free_port())
-    yield studio, url.rstrip("/"), model
-    app.close()
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with served(studio) as (_, url):
+        yield studio, url, model
 
 
 def settings(model, **kw) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import free_port
 from deepdream.models.architectures import build_model
 from deepdream.models.checkpoint import read_checkpoint
 from deepdream.training import fit, load_config
@@ -61,12 +61,6 @@ def tiny_folder(root: Path) -> Path:
                 img[..., channel] += 0.6
                 Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"{i}.png")
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
