@@ -180,3 +180,23 @@ def test_the_octave_blend_field_and_its_old_key():
     assert from_mapping({**deepdream.Settings().to_dict(), "blend": 0.3}) == s  # an old-key override wins
     with pytest.raises(SettingsError, match="octave blend must be in"):
         deepdream.Settings(octave_blend=2)
+
+
+def test_log_sinks_nest_and_put_the_package_logger_back():
+    import logging
+
+    from deepdream.runtime import package_log
+
+    package, child = logging.getLogger("deepdream"), logging.getLogger("deepdream.engine.test")
+    before = package.level
+    outer, inner = logging.Handler(logging.INFO), logging.Handler(logging.DEBUG)
+    seen = []
+    outer.emit = inner.emit = lambda record: seen.append(record.getMessage())
+    with package_log(outer):
+        child.debug("not for the info sink")
+        with package_log(inner):
+            child.debug("for the debug sink")
+        child.debug("dropped again")
+        child.info("info")
+    assert seen == ["for the debug sink", "info"]
+    assert package.level == before and outer not in package.handlers and inner not in package.handlers

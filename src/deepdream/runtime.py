@@ -1,4 +1,4 @@
-"""Where and how computation runs: device, precision, autocast, seeds and progress reporting.
+"""Where and how computation runs: device, precision, autocast, seeds, progress reporting and log sinks.
 
 Every other module takes these decisions from here, so a dream, a video frame, a sheet tile and a
 training step resolve 'auto' the same way.
@@ -7,12 +7,13 @@ training step resolve 'auto' the same way.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
 import sys
 import time
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 from torch import nn
@@ -225,3 +226,21 @@ def reporting(progress: bool | Progress, total: int | None, unit: str = "step"):
     if hasattr(progress, "total"):
         progress.total = total
     return contextlib.nullcontext(progress)
+
+
+@contextlib.contextmanager
+def package_log(handler: logging.Handler) -> Iterator[logging.Handler]:
+    """The `deepdream` loggers' records at the handler's level and above go to `handler` while inside (the
+    package logger is made at least that verbose); afterwards the logger is put back and the handler closed.
+    Front ends choose the sink (stderr, a batch's log, the studio's file); the library only logs."""
+    package = logging.getLogger("deepdream")
+    before = package.level
+    if package.getEffectiveLevel() > handler.level:
+        package.setLevel(handler.level)
+    package.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(before)
+        handler.close()

@@ -15,7 +15,7 @@ from .. import locks
 from ..errors import DeepDreamError, OutputError
 from ..imagefiles import atomic_write
 from ..models.backbone import Backbone
-from ..runtime import SEED_LIMIT, Progress, draw_seed, progress_bar
+from ..runtime import SEED_LIMIT, Progress, draw_seed, package_log, progress_bar
 from .local import LocalExecutor, ResultHook, StartHook
 from .manifest import DONE, FAILED, MANIFEST_NAME, ItemResult, Manifest
 from .plan import BatchItem, BatchJob, plan_batch
@@ -190,17 +190,8 @@ def _logging(path: Path) -> Iterator[None]:
         raise OutputError(f"cannot write the batch log {path}: {exc.strerror or exc}") from None
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package = logging.getLogger(__package__)
-    level = package.level
-    package.addHandler(handler)
-    if package.getEffectiveLevel() > logging.DEBUG:
-        package.setLevel(logging.DEBUG)
-    try:
+    with package_log(handler):
         yield
-    finally:
-        package.removeHandler(handler)
-        package.setLevel(level)
-        handler.close()
 
 
 class _Recorder:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import importlib
 import logging
@@ -11,6 +10,7 @@ import os
 import sys
 
 from ..errors import DeepDreamError
+from ..runtime import package_log
 
 # each module defines register(subparsers); its parsers set `run` to a function(args) -> exit code
 COMMAND_MODULES = ("dream", "video", "audio", "train", "explore", "studio", "batch", "live", "text")
@@ -50,21 +50,11 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-@contextlib.contextmanager
 def _logging(verbose: bool):
-    """The package's log lines on stderr for this command (INFO, DEBUG with --verbose); the front end decides,
-    the library only logs."""
-    package = logging.getLogger("deepdream")
+    """The package's log lines on stderr for this command (INFO, DEBUG with --verbose)."""
     handler = _StderrHandler(logging.DEBUG if verbose else logging.INFO)
     handler.setFormatter(logging.Formatter("%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
-    before = package.level
-    package.addHandler(handler)
-    package.setLevel(handler.level)
-    try:
-        yield
-    finally:
-        package.removeHandler(handler)
-        package.setLevel(before)
+    return package_log(handler)
 
 
 class _ClosedStdout:

@@ -9,6 +9,7 @@ import logging.handlers
 from pathlib import Path
 from typing import Iterator
 
+from ..runtime import package_log
 from .library import Library
 
 log = logging.getLogger(__name__)
@@ -26,23 +27,16 @@ def log_path(library: Library) -> Path:
 @contextlib.contextmanager
 def file_logging(library: Library, level: int = logging.INFO) -> Iterator[Path]:
     """Send the `deepdream` loggers' records at `level` and above to the library's log file while inside;
-    yields its path. The package logger is made at least that verbose and put back afterwards."""
+    yields its path."""
     path = log_path(library)
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=LOG_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True
     )  # no file until there is something to say
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(FORMAT))
-    package = logging.getLogger("deepdream")
-    before = package.level
-    if package.getEffectiveLevel() > level:
-        package.setLevel(level)
-    package.addHandler(handler)
-    try:
+    with package_log(handler):
         log.debug("studio log opened (library %s)", library.folder)
-        yield path
-    finally:
-        log.debug("studio log closed")
-        package.removeHandler(handler)
-        package.setLevel(before)
-        handler.close()
+        try:
+            yield path
+        finally:
+            log.debug("studio log closed")
