@@ -23,6 +23,26 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZER_CHOICES = ("ascent", "sgd", "adam")
 
 
+LIST_LIMIT = 65536  # items a range like 0-N may expand to: more is a typo, and costs gigabytes before any check
+
+
+def index_list(text: str | None) -> tuple[int, ...]:
+    """'0-3,7' -> (0, 1, 2, 3, 7), as channels and token indices are written; empty text -> ()."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        lo, dash, hi = part.partition("-")
+        try:
+            items = range(int(lo), int(hi) + 1) if dash else range(int(lo), int(lo) + 1)
+        except ValueError:
+            raise SettingsError(f"bad list '{text}' (expected e.g. 0-7 or 1,4,9)") from None
+        if not items:
+            raise SettingsError(f"empty range '{part}'")
+        if len(out) + len(items) > LIST_LIMIT:
+            raise SettingsError(f"'{text}' holds more than {LIST_LIMIT} items")
+        out.extend(items)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that determines a dream; saved with every output so it can be reproduced."""

@@ -14,10 +14,19 @@ from typing import Iterator
 from .. import imagefiles, locks
 from ..errors import SettingsError
 from ..runtime import check_seed
-from ..settings import DEVICE_CHOICES, INITS, PRECISION_CHOICES, PRESETS, Settings, from_mapping, load_config, preset
+from ..settings import (
+    DEVICE_CHOICES,
+    INITS,
+    PRECISION_CHOICES,
+    PRESETS,
+    Settings,
+    from_mapping,
+    index_list,
+    load_config,
+    preset,
+)
 
 FLOAT_LIMIT = 3.4e38  # tensors are float32: a larger number overflows in the first operation that uses it
-LIST_LIMIT = 65536  # items a range like 0-N may expand to: more is a typo, and costs gigabytes before any check
 
 
 def seed(text: str) -> int:
@@ -127,19 +136,13 @@ def size(text: str) -> tuple[int, int]:
 
 def int_list(text: str) -> tuple[int, ...]:
     """'0-3,7' -> (0, 1, 2, 3, 7)."""
-    out: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        lo, dash, hi = part.partition("-")
-        try:
-            items = range(int(lo), int(hi) + 1) if dash else range(int(lo), int(lo) + 1)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bad list '{text}' (expected e.g. 0-35 or 1,4,9)") from None
-        if len(out) + len(items) > LIST_LIMIT:
-            raise argparse.ArgumentTypeError(f"'{text}' holds more than {LIST_LIMIT} items")
-        out.extend(items)
+    try:
+        out = index_list(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if not out:
         raise argparse.ArgumentTypeError("empty list")
-    return tuple(out)
+    return out
 
 
 def name_list(text: str) -> tuple[str, ...]:

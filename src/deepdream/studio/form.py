@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SettingsError
-from ..settings import Settings, from_mapping
+from ..settings import Settings, from_mapping, index_list
 
-MAX_CHANNELS = 65536
 CHECKPOINT = "checkpoint:"  # model-list values that name a trained checkpoint file
 
 # controls that are Settings fields as they are
@@ -58,19 +57,10 @@ def _int(value: Any, name: str) -> int:
 
 def channel_list(text: str | None) -> tuple[int, ...]:
     """'0-7,12' -> (0, ..., 7, 12); empty text -> (). SettingsError for the page on anything else."""
-    out: list[int] = []
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
-        lo, dash, hi = part.partition("-")
-        try:
-            items = range(int(lo), int(hi) + 1) if dash else range(int(lo), int(lo) + 1)
-        except ValueError:
-            raise SettingsError(f"channels: bad list '{text}' (expected e.g. 0-7 or 1,4,9)") from None
-        if not items:
-            raise SettingsError(f"channels: empty range '{part}'")
-        if len(out) + len(items) > MAX_CHANNELS:  # a typo like 0-99999999 would cost gigabytes before any check
-            raise SettingsError(f"channels: '{text}' holds more than {MAX_CHANNELS} channels")
-        out.extend(items)
-    return tuple(out)
+    try:
+        return index_list(text)
+    except SettingsError as exc:
+        raise SettingsError(f"channels: {exc}") from None
 
 
 def to_settings(base: Settings, values: dict[str, Any], seed: int | None) -> Settings:
