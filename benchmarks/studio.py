@@ -143,7 +143,12 @@ def soak_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
                 wall += soak(clients, photo, args.dreams, SOAK_SETTINGS)
             time.sleep(1.0)  # idle: the figure is what the server keeps, not a dream's working memory
             series.append(rss_mb(proc.pid))
-            print(f"after {2 * args.dreams * round_:4d} dreams (+ warm-up): server RSS {series[-1]:.0f} MB", flush=True)
+            cache = folder_mb(folder / "library" / "cache")
+            print(
+                f"after {2 * args.dreams * round_:4d} dreams (+ warm-up): server RSS {series[-1]:.0f} MB, "
+                f"Gradio cache {cache:.1f} MB",
+                flush=True,
+            )
         cpu = cpu_seconds(proc.pid)
     finally:
         stop_studio(proc)
@@ -190,6 +195,10 @@ def trim_cost_main(args: argparse.Namespace, size: tuple[int, int]) -> None:
             f"| {'heap trim' if trimmed else 'nothing'} | {(time.perf_counter() - wall) / n:.3f} "
             f"| {(time.process_time() - cpu) / n:.3f} | {trimming / n:.4f} |"
         )
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1024**2 if folder.exists() else 0.0
 
 
 def cpu_seconds(pid: int) -> float:
