@@ -81,7 +81,7 @@ def speed(args, out) -> None:
     lm = load_language_model(DEFAULT_MODEL)
     w1, c1 = clocks()
     emit(out, {"part": "load", "wall_s": round(w1 - w0, 2), "cpu_s": round(c1 - c0, 2)})
-    kw = {"iterations": args.iterations} if args.iterations else {}
+    kw = overrides(args)
     result = dream_text(lm=lm, layer=f"model.layers.{DEPTHS[1]}.mlp", neuron=123, seed=0, **kw)
     w2, c2 = clocks()
     its = result.settings.iterations
@@ -107,10 +107,19 @@ def speed(args, out) -> None:
     )
 
 
-def corpus_scores(lm, objectives, length: int, limit: int):
+def corpus_scores(lm, objectives, length: int, limit: int, cache: Path | None = None):
+    """The corpus windows scored for every objective; kept in `cache` (a .pt file) when given, so a long run
+    split into parts scores the corpus once."""
     found = windows(lm, prose(), length, limit=limit)
+    key = [o.describe() for o in objectives] + [length, limit]
     w, c = clocks()
-    scores = score_windows(lm, objectives, found)
+    saved = torch.load(cache, weights_only=False) if cache is not None and cache.is_file() else None
+    if saved is not None and saved["key"] == key:
+        scores = saved["scores"]
+    else:
+        scores = score_windows(lm, objectives, found)
+        if cache is not None:
+            torch.save({"key": key, "scores": scores}, cache)
     w2, c2 = clocks()
     return scores, {
         "windows": len(found),
@@ -120,19 +129,33 @@ def corpus_scores(lm, objectives, length: int, limit: int):
     }
 
 
+def overrides(args) -> dict:
+    """--iterations and every --set NAME=VALUE as dream_text keywords (values read as JSON, else text)."""
+    kw = {"iterations": args.iterations} if args.iterations else {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        try:
+            kw[name] = json.loads(value)
+        except json.JSONDecodeError:
+            kw[name] = value
+    return kw
+
+
 def quality(args, out) -> None:
     lm = load_language_model(DEFAULT_MODEL)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(args.draw_seed)
     per = [args.neurons // 3 + (i < args.neurons % 3) for i in range(3)]
     picks = [(d, int(n)) for d, k in zip(DEPTHS, per) for n in torch.randperm(1536, generator=gen)[:k]]
     objectives = [Neuron(f"model.layers.{d}.mlp", n) for d, n in picks]
-    scores, info = corpus_scores(lm, objectives, 12, args.windows)
+    scores, info = corpus_scores(lm, objectives, 12, args.windows, args.corpus_cache)
     emit(out, {"part": "corpus", **info})
     median = float(scores.xent.median())
     for i, ((depth, neuron), objective) in enumerate(zip(picks, objectives)):
+        if args.only and i not in args.only:
+            continue
         best_window = int(scores.activation[:, i].argmax())
         w, c = clocks()
-        kw = {"iterations": args.iterations} if args.iterations else {}
+        kw = overrides(args)
         result = dream_text(lm=lm, layer=objective.layer, neuron=neuron, seed=i, **kw)
         w2, c2 = clocks()
         fluent = [p for p in result.frontier if p.xent <= median]
@@ -150,6 +173,7 @@ def quality(args, out) -> None:
                 "ratio": round(dreamed / corpus_best, 3) if corpus_best > 0 and math.isfinite(dreamed) else None,
                 "dream_text": max(fluent, key=lambda p: p.activation).text if fluent else None,
                 "best_any_xent": round(result.frontier[-1].activation, 3),
+                "overrides": kw,
                 "wall_s": round(w2 - w, 1),
                 "cpu_s": round(c2 - c, 1),
             },
@@ -171,7 +195,7 @@ def sentence(args, out) -> None:
                 neuron = int(rec.acts[layer][0, -1].argmax())
         del scorer
         w, c = clocks()
-        kw = {"iterations": args.iterations} if args.iterations else {}
+        kw = overrides(args)
         result = dream_text(text, lm=lm, layer=layer, neuron=neuron, seed=i, length=32, **kw)
         w2, c2 = clocks()
         s, d = result.start, result.chosen
@@ -204,7 +228,7 @@ def nexttoken(args, out) -> None:
         start = random_tokens(scorer, 1, 12, allowed, torch.Generator().manual_seed(100 + i))
         before = math.exp(float(scorer.score(start).activation))
         w, c = clocks()
-        kw = {"iterations": args.iterations} if args.iterations else {}
+        kw = overrides(args)
         result = dream_text(lm=lm, target_token=target, seed=i, **kw)
         w2, c2 = clocks()
         emit(
@@ -230,6 +254,14 @@ def main() -> int:
     p.add_argument("part", choices=list(PARTS))
     p.add_argument("--iterations", type=int, help="override the default iterations (fewer on a busy machine)")
     p.add_argument("--neurons", type=int, default=10)
+    p.add_argument("--draw-seed", type=int, default=0, help="seed of the neuron draw (0: the issue's neurons)")
+    p.add_argument(
+        "--only",
+        type=lambda v: {int(i) for i in v.split(",")},
+        help="quality: only these places in the drawn list (0-based, e.g. 0,1,2), to split a long run",
+    )
+    p.add_argument("--corpus-cache", type=Path, help="quality: keep the scored corpus in this .pt file")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a dream setting (repeatable)")
     p.add_argument("--windows", type=int, default=1500, help="corpus windows scored (evenly spread)")
     p.add_argument("--count", type=int, default=5, help="sentences / target tokens")
     p.add_argument("--out", type=Path, help="append JSON lines here")

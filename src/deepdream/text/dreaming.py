@@ -192,7 +192,8 @@ def dream_text(
     generator = torch.Generator().manual_seed(settings.seed)
     allowed = torch.tensor(sorted(set(range(lm.vocab_size)) - set(lm.banned)), dtype=torch.long)
     if ids is None:
-        start = STARTS[settings.start](scorer, options.population, settings.length, allowed, generator)
+        count = max(settings.samples, options.population)
+        start = STARTS[settings.start](scorer, count, settings.length, allowed, generator)
     else:
         start = torch.tensor([ids] * options.population, dtype=torch.long)
     with reporting(progress, options.iterations, unit="it") as bar:

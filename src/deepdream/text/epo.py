@@ -10,6 +10,7 @@ worse, restarts included.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class SearchOptions:
     lambda_min: float = 0.1
     lambda_max: float = 10.0
     restart_every: int = 10  # 0: never
+    fluency: float = 1.0  # weight of a candidate's own log-probability in its score (0: the gradient alone)
 
     def __post_init__(self) -> None:
         for name in ("iterations", "population", "children", "topk"):
@@ -42,6 +44,8 @@ class SearchOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"{name.replace('_', '-')} must be a positive finite number, got {value!r}")
+        if not isinstance(self.fluency, (int, float)) or not math.isfinite(self.fluency) or self.fluency < 0:
+            raise SettingsError(f"fluency must be a finite number >= 0, got {self.fluency!r}")
         if self.lambda_min > self.lambda_max:
             raise SettingsError(f"lambda-min {self.lambda_min:g} is above lambda-max {self.lambda_max:g}")
 
@@ -130,21 +134,31 @@ def random_tokens(
 def sampled_tokens(
     scorer: Scorer, count: int, length: int, allowed: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """count x length ids sampled from the model itself after its prefix: texts that already read like the
-    model's own (cross-entropy near its entropy), so a short search spends its iterations on the activation."""
+    """count x length ids sampled from the model itself after its prefix (one token per forward, key/value
+    cached): texts that already read like the model's own (cross-entropy near its entropy), so a short search
+    spends its iterations on the activation."""
     lm = scorer.lm
     mask = torch.full((lm.vocab_size,), -math.inf)
     mask[allowed] = 0.0
-    tokens = torch.tensor(lm.prefix, dtype=torch.long).expand(count, -1)
+    text = torch.empty(count, 0, dtype=torch.long)
+    step, cache = torch.tensor(lm.prefix, dtype=torch.long).expand(count, -1), None
     with torch.inference_mode():
         for _ in range(length):
-            if tokens.shape[1]:
-                logits = lm.model(input_ids=tokens.to(lm.device)).logits[:, -1].float().cpu()
+            if step.shape[1]:
+                logits, cache = _cached_step(lm.model, step.to(lm.device), cache)
             else:  # no prefix: the first token is uniform
                 logits = torch.zeros(count, lm.vocab_size)
-            probs = torch.softmax(logits + mask, dim=-1)
-            tokens = torch.cat([tokens, torch.multinomial(probs, 1, generator=generator)], dim=1)
-    return tokens[:, len(lm.prefix) :].clone()
+            step = torch.multinomial(torch.softmax(logits + mask, dim=-1), 1, generator=generator)
+            text = torch.cat([text, step], dim=1)
+    return text
+
+
+def _cached_step(model, ids: torch.Tensor, cache):
+    """The last position's logits (B x V, float32 on the CPU) and the key/value cache after `ids`; the cache's
+    keyword is `cache` in newer transformers, `past_key_values` before."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    out = model(input_ids=ids, use_cache=True, **{name: cache})
+    return out.logits[:, -1].float().cpu(), getattr(out, name)
 
 
 STARTS = {"sample": sampled_tokens, "random": random_tokens}  # how a search from nothing begins
@@ -159,12 +173,15 @@ def epo(
     allowed: torch.Tensor,
     on_iteration: Callable[[Search], None] | None = None,
 ) -> Search:
-    """Run EPO from `start` (population x T ids); only positions where `editable` (T bools) is set change."""
+    """Run EPO from `start` (N x T ids, N >= population: each slot begins with the best of them for its own
+    fitness); only positions where `editable` (T bools) is set change."""
     lambdas = options.lambdas()
-    pop = start.clone()
-    scores = scorer.score(pop)
+    scores = scorer.score(start)
+    pick = _best_per_slot(scores, lambdas)
+    pop, first = start[pick].clone(), _points(start, scores, 0)
+    scores = Scores(scores.activation[pick], scores.xent[pick])
     search = Search(
-        Frontier(_points(pop, scores, 0)),
+        Frontier(first),
         lambdas.tolist(),
         timings=dict.fromkeys(("gradient", "children", "scoring", "selection"), 0.0),
     )
@@ -187,7 +204,11 @@ def epo(
     )
     for it in range(1, options.iterations + 1):
         t0 = time.perf_counter()
-        grad, _ = scorer.gradients(pop, lambdas)  # P x T x V
+        grad, _, logp = scorer.gradients(pop, lambdas)  # P x T x V each
+        # a swap's score: the gradient's linear estimate of the fitness change, plus the exact change of the
+        # slot's -lambda * cross-entropy through the new token's own probability (the gradient misses it)
+        weight = (options.fluency * lambdas / pop.shape[1]).to(grad.device)
+        grad = grad + weight[:, None, None] * logp.to(grad.device)
         grad[..., banned.to(grad.device)] = -math.inf
         grad.scatter_(-1, pop.to(grad.device).unsqueeze(-1), -math.inf)  # a swap to the same token is no child
         top = grad.topk(k, dim=-1).indices.cpu()  # P x T x k
@@ -221,6 +242,17 @@ def epo(
         if on_iteration is not None:
             on_iteration(search)
     return search
+
+
+def _best_per_slot(scores: Scores, lambdas: torch.Tensor) -> torch.Tensor:
+    """For each slot, the index of the text of highest fitness for its lambda, each text used once while
+    there are texts to spare (slots of close lambdas would otherwise all start alike)."""
+    fitness = torch.nan_to_num(scores.activation[None] - lambdas[:, None] * scores.xent[None], nan=-math.inf)
+    taken: list[int] = []
+    for row in fitness:
+        order = row.argsort(descending=True).tolist()
+        taken.append(next((i for i in order if i not in taken), order[0]))
+    return torch.tensor(taken)
 
 
 def _restart(scorer, pop, scores, frontier, lambdas, stuck_since, positions, allowed, generator, iteration):

@@ -48,14 +48,15 @@ class Scorer:
         if not -length <= self.position < length:
             raise SettingsError(f"--position {self.position} is outside a text of {length} tokens")
 
-    def _forward(self, embeds: torch.Tensor, tokens: torch.Tensor, per_token: bool) -> Scores:
-        """embeds: B x (P+T) x D for prefix + text; tokens: B x T."""
+    def _forward(self, embeds: torch.Tensor, tokens: torch.Tensor, per_token: bool) -> tuple[Scores, torch.Tensor]:
+        """Scores and the logits (B x (P+T) x V) of embeds (B x (P+T) x D: prefix + text); tokens: B x T."""
         p = len(self.lm.prefix)
         with TextTaps(self.lm.model, self.taps) as recorder:
             logits = self.lm.model(inputs_embeds=embeds).logits  # B x (P+T) x V
             acts = {name: value[:, p:] for name, value in recorder.acts.items()}
         values = self.objective.values(acts, logits[:, p:])  # B x T
-        return Scores(values[:, self.position], cross_entropy(logits, tokens, p), values if per_token else None)
+        scores = Scores(values[:, self.position], cross_entropy(logits, tokens, p), values if per_token else None)
+        return scores, logits
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         full = torch.cat([self.prefix.expand(tokens.shape[0], -1), tokens], dim=1)
@@ -66,15 +67,17 @@ class Scorer:
         parts = []
         with torch.inference_mode():
             for chunk in tokens.to(self.lm.device).split(self.batch):
-                parts.append(self._forward(self._embed(chunk), chunk, per_token))
+                parts.append(self._forward(self._embed(chunk), chunk, per_token)[0])
         return Scores(
             torch.cat([s.activation for s in parts]).cpu(),
             torch.cat([s.xent for s in parts]).cpu(),
             torch.cat([s.per_token for s in parts]).cpu() if per_token else None,
         )
 
-    def gradients(self, tokens: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, Scores]:
-        """d(activation - lambda * xent) / d one-hot tokens for the whole population in one backward: B x T x V."""
+    def gradients(self, tokens: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, Scores, torch.Tensor]:
+        """d(activation - lambda * xent) / d one-hot tokens for the whole population in one backward (B x T x V),
+        the scores, and log p(v | the tokens before t) for every position t and token v (B x T x V, free from
+        the same forward): the own-token term of the cross-entropy, which the gradient does not see."""
         tokens = tokens.to(self.lm.device)
         weights = self.lm.embeddings
         onehot = torch.zeros(*tokens.shape, weights.shape[0], device=weights.device, dtype=weights.dtype)
@@ -83,7 +86,17 @@ class Scorer:
         text = onehot @ weights  # B x T x D
         prefix = self.lm.model.get_input_embeddings()(self.prefix).expand(tokens.shape[0], -1, -1)
         with torch.enable_grad():
-            scores = self._forward(torch.cat([prefix, text], dim=1), tokens, False)
+            scores, logits = self._forward(torch.cat([prefix, text], dim=1), tokens, False)
             fitness = scores.activation - lambdas.to(weights.device) * scores.xent
             (grad,) = torch.autograd.grad(fitness.sum(), onehot)
-        return grad.detach(), Scores(scores.activation.detach().cpu(), scores.xent.detach().cpu())
+        scores = Scores(scores.activation.detach().cpu(), scores.xent.detach().cpu())
+        return grad.detach(), scores, next_logprobs(logits.detach(), len(self.lm.prefix), tokens.shape[1])
+
+
+def next_logprobs(logits: torch.Tensor, prefix: int, length: int) -> torch.Tensor:
+    """B x length x V: log p(v at text position t | everything before t); zeros where nothing precedes t."""
+    start = max(prefix - 1, 0)
+    lp = torch.log_softmax(logits[:, start : start + length - (prefix == 0)].float(), dim=-1)
+    if prefix == 0:  # the first token has no context: a flat prior
+        lp = torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
+    return lp

@@ -25,6 +25,7 @@ class TextSettings:
     position: int = -1  # token the objective is read at (EPO: the last)
     text: str | None = None  # start sentence; None dreams from nothing
     start: str = "sample"  # from nothing: texts sampled from the model, or uniformly random tokens (epo.STARTS)
+    samples: int = 64  # start texts drawn from nothing; each slot begins with the best for its own fitness
     keep: tuple[int, ...] = ()  # token indices of `text` never edited
     length: int = 12  # tokens dreamed from nothing; the most a start sentence may hold
     iterations: int = 40
@@ -34,6 +35,7 @@ class TextSettings:
     lambda_min: float = 0.1
     lambda_max: float = 10.0
     restart_every: int = 10
+    fluency: float = 1.0  # weight of a swap's own log-probability when candidates are ranked (0: gradient only)
     seed: int | None = None
     device: str = "cpu"
 
@@ -64,6 +66,10 @@ class TextSettings:
         need(not self.keep or self.text is not None, "--keep marks tokens of a start text: give one")
         need(self.start in START_CHOICES, f"start must be one of {', '.join(START_CHOICES)}, got {self.start!r}")
         need(all(isinstance(i, int) and i >= 0 for i in self.keep), "--keep takes token indices >= 0")
+        need(
+            isinstance(self.samples, int) and not isinstance(self.samples, bool) and self.samples >= 1,
+            f"samples must be a positive number of texts, got {self.samples!r}",
+        )
         if self.seed is not None:
             check_seed(self.seed)
         self.search()  # checks iterations, population, lambdas
@@ -77,6 +83,7 @@ class TextSettings:
             self.lambda_min,
             self.lambda_max,
             self.restart_every,
+            self.fluency,
         )
 
     def replace(self, **changes: Any) -> "TextSettings":
@@ -105,7 +112,7 @@ class TextSettings:
             if not isinstance(keep, (list, tuple)):
                 raise SettingsError(f"keep must be a list of token indices, got {keep!r}")
             values["keep"] = tuple(keep)
-        for name in ("lambda_min", "lambda_max"):
+        for name in ("lambda_min", "lambda_max", "fluency"):
             if name in values and isinstance(values[name], (int, float)) and not math.isfinite(values[name]):
                 raise SettingsError(f"{name.replace('_', '-')} must be finite, got {values[name]}")
         try:
