@@ -8,6 +8,8 @@ Writes a clip (a slow pan across a photo, or the still noisy shot, from benchmar
   dropped      source frames the dreamer could not keep up with (newest frame wins)
   steps        ascent steps per frame after the first (the warm start), and of the first
   cpu s/frame  process CPU seconds per shown frame (wall times are inflated on a shared machine)
+  look         activation gain at the dream layer, shown frame over its camera frame (mean, weakest, last),
+               and the warp error between consecutive shown frames (0..255; both as in benchmarks/flicker.py)
 
     python benchmarks/live.py --threads 2                            # CPU, 320x240 (the docs/live.md row)
     python benchmarks/live.py --size 1280x720 --device cuda          # a GPU, 1280x720
@@ -34,8 +36,10 @@ import torch
 
 from deepdream.models.load import load_backbone
 from deepdream.settings import Settings
-from deepdream.video.live import LiveOptions, dream_live
-from flicker import pan, static, write_clip
+from deepdream.video.flow import warp_error
+from deepdream.video.jobs import FrameDreamer
+from deepdream.video.live import NEW_STEPS, LiveOptions, dream_live
+from flicker import gains, pan, static, write_clip
 
 CLIPS = {"pan": pan, "static": static}
 
@@ -47,6 +51,29 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> None:
         f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for frame in frames:
             f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of this process and of its descendants by kind: Chromium's processes, and
+    the rest (Playwright's driver), read from /proc."""
+    tick, children, names = os.sysconf("SC_CLK_TCK"), {}, {}
+    used = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        pid = int(stat.parent.name)
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(pid)
+        names[pid], used[pid] = name, (int(fields[11]) + int(fields[12])) / tick
+    out = {"server": used.get(os.getpid(), 0.0), "chromium": 0.0, "driver": 0.0}
+    todo = list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        out["chromium" if "chrom" in names[pid].lower() else "driver"] += used[pid]
+    return out
 
 
 def browser(args, frames: list[np.ndarray]) -> None:
@@ -78,6 +105,7 @@ def browser(args, frames: list[np.ndarray]) -> None:
             page.locator("#live-camera button.capture-button").click()
             page.locator("#live-out img").wait_for()  # the first dream (a full one) is back
             samples = []
+            cpu, began = cpu_seconds(), time.monotonic()
             end = time.monotonic() + args.duration
             while time.monotonic() < end:
                 time.sleep(1.0)
@@ -91,6 +119,8 @@ def browser(args, frames: list[np.ndarray]) -> None:
                         float(stats.get_attribute("data-latency")),
                     )
                 )
+            wall = time.monotonic() - began
+            cpu = {k: v - cpu[k] for k, v in cpu_seconds().items()}
         finally:
             chromium.close()
             app.close()
@@ -98,6 +128,13 @@ def browser(args, frames: list[np.ndarray]) -> None:
     print(f"browser: shown {shown:.2f} fps in the page, {delay:.3f} s from arrival to display (median of "
           f"{len(samples)} one-second readings over {args.duration:g} s) | server: dreamed {dreamed:.2f} fps, "
           f"{per_frame:.3f} s per frame")  # fmt: skip
+    frames_dreamed = dreamed * wall
+    print(
+        f"cpu over {wall:.1f} s wall (load {os.getloadavg()[0]:.2f}): "
+        + ", ".join(
+            f"{k} {v:.1f} s ({v / wall:.2f} cores, {v / max(frames_dreamed, 1):.3f} s a frame)" for k, v in cpu.items()
+        )
+    )
 
 
 def main() -> None:
@@ -108,6 +145,8 @@ def main() -> None:
     p.add_argument("--clip", choices=list(CLIPS), default="pan")
     p.add_argument("--steps", type=int, default=2, help="ascent steps per carried frame (default 2)")
     p.add_argument("--strength", type=float, default=0.5)
+    p.add_argument("--new-steps", type=int, default=NEW_STEPS,
+                   help=f"steps for new regions and cuts (default {NEW_STEPS}; 0: a full dream)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--browser", action="store_true", help="the studio's Live tab in Chromium instead of the CLI")
@@ -125,7 +164,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         write_clip(clip, CLIPS[args.clip](width, height, frames), args.fps)
-        options = LiveOptions(duration=args.duration, steps=args.steps, strength=args.strength, window=False)
+        shown = []  # (camera frame, dream) of each shown frame
+        keep = lambda f: shown.append((f.source, f.dream))  # noqa: E731
+        options = LiveOptions(duration=args.duration, steps=args.steps, strength=args.strength, window=False,
+                              new_steps=args.new_steps or None, on_frame=keep)  # fmt: skip
         cpu = time.process_time()
         r = dream_live(clip, settings, options, backbone=backbone)
         cpu = time.process_time() - cpu
@@ -138,6 +180,11 @@ def main() -> None:
           f"{max(later):.3f} s worst | dropped {r.dropped} of {r.arrived} | steps {np.mean(r.steps[1:] or [0]):.1f} "
           f"per frame, {r.steps[0] if r.steps else 0} for the first | cpu {cpu / max(r.shown, 1):.3f} s/frame, "
           f"wall {r.seconds / max(r.shown, 1):.3f} s/frame")  # fmt: skip
+    sources, dreams = [s for s, _ in shown], [d for _, d in shown]
+    with FrameDreamer(settings, backbone) as dreamer:
+        g = gains(dreams, sources, dreamer)
+    print(f"look: activation gain {np.mean(g):.2f}x mean, {min(g):.2f}x weakest frame, {g[-1]:.2f}x last | warp "
+          f"error {warp_error(dreams, sources):.2f} between shown frames")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,15 +12,21 @@ import threading
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
+import torch
 
+from deepdream import imagefiles
 from deepdream.cli import main
+from deepdream.engine.taps import Taps
 from deepdream.errors import VideoError
 from deepdream.models.load import load_backbone
 from deepdream.settings import Settings
 from deepdream.video import live
-from deepdream.video.live import LiveOptions, NewestFrame, Source, dream_live
+from deepdream.video.coherence import SteadyCoherence
+from deepdream.video.jobs import FrameDreamer
+from deepdream.video.live import LiveOptions, LiveSession, NewestFrame, Source, dream_live
 
 TINY = Settings(iterations=2, octaves=1, seed=0)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -97,6 +103,33 @@ def test_live_drops_frames_it_cannot_keep_up_with_and_carries_the_dream(tmp_path
     dreamed = np.mean([np.abs(f.dream.astype(float) - f.source).mean() for f in seen])
     assert change < 0.35 * dreamed, (change, dreamed)
     assert result.recorded == result.shown == len(decoded(tmp_path / "rec.mp4")[0])
+
+
+def energy(net, dreamer: FrameDreamer, frame: np.ndarray) -> float:
+    """Mean squared activation at the dream layers."""
+    with Taps(net.model, dreamer.objective.layers) as taps, torch.no_grad():
+        return float(sum(a.pow(2).mean() for a in taps(net.normalize(imagefiles.from_uint8(frame))).values()))
+
+
+def test_a_cut_in_live_gets_a_capped_dream_that_still_dreams_while_a_video_keeps_its_full_dream(net):
+    """A pan or a cut must not stall live: what the flow cannot carry gets new_steps, not a full dream."""
+    settings = TINY.replace(iterations=8, octaves=2)
+    before = scene()
+    rng = np.random.default_rng(3)  # another scene: nothing of it can be carried from the one before
+    cut = cv2.GaussianBlur(rng.integers(0, 256, before.shape, dtype=np.uint8), (0, 0), 2)
+    session = LiveSession(settings, net, max_side=None, new_steps=3)
+    session(before)
+    dream, steps = session(cut)
+    full = session.dreamer.full_steps(*cut.shape[:2])
+    assert steps == 3 < full == 16
+    assert energy(net, session.dreamer, dream) > 1.2 * energy(net, session.dreamer, cut)  # still a dream
+    session.close()
+    with FrameDreamer(settings, net) as dreamer:  # deepdream video: a cut gets a full dream
+        video = SteadyCoherence()
+        first = video.dream_frame(dreamer, before, None, None)
+        taken = dreamer.steps
+        video.dream_frame(dreamer, cut, before, first)
+        assert dreamer.steps - taken == full
 
 
 def test_ctrl_c_finishes_the_recording(tmp_path, net):

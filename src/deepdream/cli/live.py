@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..video.flow import FLOWS
-from ..video.live import STALL_SECONDS, LiveOptions, dream_live
+from ..video.live import NEW_STEPS, STALL_SECONDS, LiveOptions, dream_live
 from .args import add_dream_options, positive_float, positive_int, settings_from_args
 from .video import positive_time
 
@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strength", type=positive_float, default=0.5, help="step size factor for those steps (default 0.5)"
     )
     p.add_argument(
+        "--new-steps",
+        type=positive_int,
+        default=NEW_STEPS,
+        help="ascent steps for what the flow cannot carry, a new region or a cut, on the finest octave (default "
+        f"{NEW_STEPS}; a full dream there would make the next frame later and a pan stall)",
+    )
+    p.add_argument(
         "--stall",
         type=positive_float,
         default=STALL_SECONDS,
@@ -61,6 +68,7 @@ def run_live(args: argparse.Namespace) -> int:
         flow=args.flow,
         steps=args.steps,
         strength=args.strength,
+        new_steps=args.new_steps,
         window=not args.no_window,
         stall=args.stall,
         force=args.force,

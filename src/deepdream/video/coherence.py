@@ -104,6 +104,12 @@ class SteadyCoherence:
     When those pixels are more than `cut_share` of the frame (a scene cut), and on the first frame, the
     whole frame is dreamed in full. A carried frame then costs a few steps instead of a dream.
 
+    `new_steps` caps that work for live dreaming: what the flow could not carry (new regions and cuts)
+    gets that many steps on the finest `new_octaves` octaves instead of a full dream (None, the video's
+    way). A full dream there would make the next frame later, its gap bigger and more of it new: on a
+    pan every frame became a full dream. The capped dream is weaker; the warm steps of the next frames
+    build it up.
+
     Without it (`warm=False`, the look before warm starts) every frame is dreamed in full and the
     visible pixels take only `refine` of the change: the same steadiness, at the cost of a whole dream.
     """
@@ -111,7 +117,7 @@ class SteadyCoherence:
     def __init__(
         self, flow: str = "dis", blend: float = 1.0, refine: float = 0.05, tolerance: float = 0.15, *,
         warm: bool = True, warm_steps: int = 2, warm_strength: float = 0.5, warm_octaves: int = 1,
-        new_octaves: int = 1, cut_share: float = 0.4, margin: int = 8,
+        new_octaves: int = 1, cut_share: float = 0.4, margin: int = 8, new_steps: int | None = None,
     ):  # fmt: skip
         self.flow = _flow(flow, blend)
         if not 0 <= refine <= 1:
@@ -120,10 +126,12 @@ class SteadyCoherence:
             raise SettingsError("a warm start needs >= 1 step on >= 1 octave at a positive strength")
         if not 0 <= cut_share <= 1:
             raise SettingsError(f"cut share must be in [0, 1], got {cut_share}")
+        if new_steps is not None and not (isinstance(new_steps, int) and new_steps >= 1):
+            raise SettingsError(f"steps for new regions must be a whole number >= 1, got {new_steps}")
         self.blend, self.refine, self.tolerance = blend, refine, tolerance
         self.warm, self.warm_steps, self.warm_octaves = warm, warm_steps, warm_octaves
         self.warm_strength = warm_strength
-        self.new_octaves, self.cut_share, self.margin = new_octaves, cut_share, margin
+        self.new_octaves, self.cut_share, self.margin, self.new_steps = new_octaves, cut_share, margin, new_steps
 
     def carried(
         self, frame: np.ndarray, prev_frame: np.ndarray, prev_dream: np.ndarray
@@ -147,7 +155,11 @@ class SteadyCoherence:
         image, kept = self.carried(frame, prev_frame, prev_dream)
         new = kept < 0.5
         if not self.warm or new.mean() > self.cut_share:
-            dreamed = dreams.dream(image / 255).astype(np.float32)
+            if self.warm and self.new_steps is not None:  # a cut in live: a capped dream of the whole frame
+                dreamed = dreams.dream(image / 255, steps=self.new_steps, octaves=self.new_octaves)
+            else:
+                dreamed = dreams.dream(image / 255)
+            dreamed = dreamed.astype(np.float32)
             share = (1 - kept * (1 - self.refine))[..., None]  # H x W x 1: refine where kept, 1 where new
             return np.clip(image + share * (dreamed - image) + 0.5, 0, 255).astype(np.uint8)
         # at most `refine` of a full dream's steps: a light dream (few steps) is not outgrown by its warm starts
@@ -155,7 +167,9 @@ class SteadyCoherence:
         out = dreams.dream(image / 255, strength, steps=self.warm_steps, octaves=self.warm_octaves)
         out = out.astype(np.float32)
         for y0, y1, x0, x1 in new_regions(new, self.margin, dreams.min_size):
-            dreamed = dreams.dream(image / 255, octaves=self.new_octaves, region=(y0, y1, x0, x1)).astype(np.float32)
+            box = (y0, y1, x0, x1)
+            dreamed = dreams.dream(image / 255, steps=self.new_steps, octaves=self.new_octaves, region=box)
+            dreamed = dreamed.astype(np.float32)
             fresh = (1 - kept[y0:y1, x0:x1])[..., None]  # all of the dream where nothing was carried
             out[y0:y1, x0:x1] += fresh * (dreamed - out[y0:y1, x0:x1])
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)

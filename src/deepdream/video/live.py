@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # seconds without a new frame after which a live source counts as stalled
 STALL_SECONDS = 5.0
+# ascent steps (finest octave) for what the flow cannot carry in live: a cut or a pan's new strip
+NEW_STEPS = 6
 
 
 class NewestFrame:
@@ -231,6 +233,7 @@ class LiveOptions:
     flow: str = "dis"
     steps: int = 2  # ascent steps per carried frame (the warm start)
     strength: float = 0.5  # of the step size, for those steps
+    new_steps: int | None = NEW_STEPS  # for new regions and cuts (None: a full dream, as in a video)
     window: bool = True  # show a window when there is a display
     stall: float = STALL_SECONDS
     force: bool = False
@@ -297,9 +300,10 @@ def dream_live(
     """Dream a camera (index or device path), stream URL or video file as it plays; returns what was shown.
 
     The first frame gets a full dream, each next one a warm start from the previous dream carried along
-    the optical flow (`SteadyCoherence`: `options.steps` steps at `options.strength`), and only what
-    the flow cannot carry a full dream. A stall, a stopped stream or a frame size that changes raise
-    VideoError after the recording so far has been finished; Ctrl-C ends the session cleanly.
+    the optical flow (`SteadyCoherence`: `options.steps` steps at `options.strength`), and what the flow
+    cannot carry (a new region, a cut) `options.new_steps` steps on the finest octave. A stall, a stopped
+    stream or a frame size that changes raise VideoError after the recording so far has been finished;
+    Ctrl-C ends the session cleanly.
     """
     settings = settings or Settings()
     if settings.init != "image":
@@ -308,7 +312,9 @@ def dream_live(
         raise SettingsError(f"duration must be positive, got {options.duration}")
     if settings.seed is None:
         settings = settings.replace(seed=draw_seed())
-    follow = SteadyCoherence(options.flow, warm_steps=options.steps, warm_strength=options.strength)
+    follow = SteadyCoherence(
+        options.flow, warm_steps=options.steps, warm_strength=options.strength, new_steps=options.new_steps
+    )
     output = None
     if options.output is not None:
         inputs = (str(source) if Path(str(source)).exists() else None, *settings.files)
@@ -386,9 +392,10 @@ class LiveSession:
     """
 
     def __init__(self, settings: Settings, backbone: Backbone | None = None, *, max_side: int | None = 320,
-                 steps: int = 2, strength: float = 0.5, flow: str = "dis"):  # fmt: skip
-        self.max_side, self.flow = max_side, flow
-        self.follow = SteadyCoherence(flow, warm_steps=steps, warm_strength=strength)
+                 steps: int = 2, strength: float = 0.5, flow: str = "dis",
+                 new_steps: int | None = NEW_STEPS):  # fmt: skip
+        self.max_side, self.flow, self.new_steps = max_side, flow, new_steps
+        self.follow = SteadyCoherence(flow, warm_steps=steps, warm_strength=strength, new_steps=new_steps)
         self.settings = settings if settings.seed is not None else settings.replace(seed=draw_seed())
         self.dreamer = FrameDreamer(self.settings, backbone)
         self.make = video_frame(self.follow)
@@ -397,12 +404,9 @@ class LiveSession:
 
     def update(self, settings: Settings | None = None, *, steps: int | None = None, strength: float | None = None):
         """Change what the next frames get; new settings (another objective) start over with a full dream."""
-        if steps is not None or strength is not None:
-            self.follow = SteadyCoherence(
-                self.flow,
-                warm_steps=steps or self.follow.warm_steps,
-                warm_strength=strength or self.follow.warm_strength,
-            )
+        steps, strength = steps or self.follow.warm_steps, strength or self.follow.warm_strength
+        if (steps, strength) != (self.follow.warm_steps, self.follow.warm_strength):  # the flow keeps its state
+            self.follow = SteadyCoherence(self.flow, warm_steps=steps, warm_strength=strength, new_steps=self.new_steps)
             self.make = video_frame(self.follow)
         if settings is not None:
             settings = settings if settings.seed is not None else settings.replace(seed=self.settings.seed)
