@@ -21,9 +21,9 @@ from deepdream.cli import main  # noqa: E402
 from deepdream.errors import ModelError, SettingsError, TextError, WeightsUnavailable  # noqa: E402
 from deepdream.text import Direction, LayerEnergy, Neuron, NextToken, TextSettings, dream_text  # noqa: E402
 from deepdream.text.corpus import read_corpus, score_windows, windows  # noqa: E402
-from deepdream.text.epo import Frontier, Point  # noqa: E402
+from deepdream.text.epo import Frontier, Point, _best_per_slot, candidates, sampled_tokens  # noqa: E402
 from deepdream.text.registry import load_language_model  # noqa: E402
-from deepdream.text.scoring import Scorer  # noqa: E402
+from deepdream.text.scoring import Scorer, Scores  # noqa: E402
 from deepdream.text.taps import TextTaps, find_taps, resolve_tap, tap_widths  # noqa: E402
 
 WORDS = (
@@ -173,6 +173,63 @@ def test_best_never_gets_worse_and_the_frontier_is_pareto(lm):
         assert not any(q is not p and q.activation >= p.activation and q.xent <= p.xent for q in pts)
 
 
+def test_candidates_rank_by_gradient_plus_own_log_probability():
+    gen = torch.Generator().manual_seed(0)
+    grad, logp = torch.randn(3, 4, 20, generator=gen), torch.randn(3, 4, 20, generator=gen)
+    tokens = torch.randint(20, (3, 4), generator=gen)
+    lambdas, banned = torch.tensor([0.1, 1.0, 10.0]), torch.zeros(20, dtype=torch.bool)
+    banned[[0, 7]] = True
+
+    def expected(score):
+        score = score.clone()
+        score[..., banned] = -math.inf
+        score.scatter_(-1, tokens.unsqueeze(-1), -math.inf)
+        return score.topk(5, dim=-1).indices
+
+    assert torch.equal(candidates(grad, logp, tokens, lambdas, 0.0, banned, 5), expected(grad))
+    # the own-token term is weighted by the slot's lambda over the text's length, times `fluency`
+    weighted = grad + 2.0 * lambdas[:, None, None] / 4 * logp
+    assert torch.equal(candidates(grad, logp, tokens, lambdas, 2.0, banned, 5), expected(weighted))
+    fluent = candidates(grad, logp, tokens, lambdas, 1e6, banned, 5)
+    assert torch.equal(fluent, expected(logp))  # a huge weight: the model's own likeliest tokens
+    assert not bool((fluent[..., None] == torch.tensor([0, 7])).any())
+    assert not bool((fluent == tokens[..., None]).any())
+
+
+def test_next_logprobs_are_the_models_own(lm):
+    tokens = torch.tensor([lm.encode("the cat sat on a mat"), lm.encode("a big dog ran to sea")])
+    _, _, logp = Scorer(lm, Neuron(MLP, 3)).gradients(tokens, torch.ones(2))
+    assert logp.shape == (2, 6, lm.vocab_size)
+    with torch.inference_mode():
+        for t in (0, 3, 5):
+            full = torch.cat([torch.tensor([lm.prefix] * 2), tokens[:, :t]], dim=1)
+            want = torch.log_softmax(lm.model(input_ids=full).logits[:, -1].float(), dim=-1)
+            assert torch.allclose(logp[:, t], want, atol=1e-4)
+
+
+def test_sampled_starts_are_cached_exactly_and_each_slot_takes_its_best(lm):
+    allowed = torch.arange(2, lm.vocab_size)
+    scorer = Scorer(lm, Neuron(MLP, 3))
+    got = sampled_tokens(scorer, 5, 6, allowed, torch.Generator().manual_seed(4))
+    # the same draws without a key/value cache: a full forward per token
+    gen, mask = torch.Generator().manual_seed(4), torch.full((lm.vocab_size,), -math.inf)
+    mask[allowed] = 0.0
+    ref = torch.tensor([lm.prefix] * 5)
+    with torch.inference_mode():
+        for _ in range(6):
+            probs = torch.softmax(lm.model(input_ids=ref).logits[:, -1].float() + mask, dim=-1)
+            ref = torch.cat([ref, torch.multinomial(probs, 1, generator=gen)], dim=1)
+    assert torch.equal(got, ref[:, len(lm.prefix) :])
+
+    scores = Scores(torch.tensor([0.0, 3.0, 1.0, 2.9]), torch.tensor([1.0, 9.0, 1.0, 8.0]))
+    # lambda 0.01 wants text 1, and so does 0.02: it takes the next best (3); lambda 10 takes 2, then 0
+    assert _best_per_slot(scores, torch.tensor([0.01, 0.02, 10.0, 10.0])).tolist() == [1, 3, 2, 0]
+    # more slots than texts: once each is used, a slot takes its best again
+    assert _best_per_slot(scores, torch.full((6,), 10.0)).tolist() == [2, 0, 3, 1, 2, 2]
+    result = run(lm, samples=16, iterations=1)
+    assert result.history[0]["frontier_size"] >= 1 and len(result.frontier) >= 1
+
+
 def test_frontier_drops_dominated_points():
     f = Frontier(
         [
@@ -237,6 +294,9 @@ def test_next_token_rises_and_direction_is_checked(lm, tmp_path):
         (dict(target_token="cat dog", layer=None, neuron=None), SettingsError, "is 2 tokens"),
         (dict(text="the cat", keep=(0, 1)), SettingsError, "nothing is left"),
         (dict(position=9), SettingsError, "outside a text of 6 tokens"),
+        (dict(samples=0), SettingsError, "samples"),
+        (dict(fluency=-1.0), SettingsError, "fluency"),
+        (dict(fluency=float("nan")), SettingsError, "fluency"),
     ],
 )
 def test_bad_settings_are_one_clear_error(lm, changes, error, message):
@@ -342,7 +402,9 @@ def test_cli_bad_input_is_one_line(folder, tmp_path, capsys, extra, message, mon
     assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))
 
 
-@pytest.mark.parametrize("option", ["--length=0", "--population=0", "--lambda-min=nan", "--lambda-max=-1"])
+@pytest.mark.parametrize(
+    "option", ["--length=0", "--population=0", "--lambda-min=nan", "--lambda-max=-1", "--samples=0", "--fluency=-1"]
+)
 def test_cli_bad_numbers_are_usage_errors(folder, capsys, option):
     with pytest.raises(SystemExit) as exit_:
         main(cli(folder, option))
@@ -395,10 +457,22 @@ def test_cli_end_to_end_in_a_subprocess(folder, tmp_path):
                 "--top",
                 "3",
                 "-q",
+                "-o",
+                str(tmp_path / "top.json"),
             ]
         )
         == 0
     )
+    # -o writes the printed top windows: the corpus's best, scored as dreams are
+    top = json.loads((tmp_path / "top.json").read_text())
+    assert top["format"] == "deepdream-corpus/1" and len(top["top"]) == 3
+    lm = load_language_model(f"config:{folder}")
+    found = windows(lm, read_corpus(corpus), 5)
+    scores = score_windows(lm, [Neuron(MLP, 3)], found)
+    want = [float(scores.activation[i, 0]) for i in scores.top(3)]
+    assert [w["activation"] for w in top["top"]] == pytest.approx(want, rel=1e-4, abs=1e-5)
+    assert top["top"][0]["tokens"] == found[scores.top(1)[0]].tolist()
+    assert top["median_cross_entropy"] == pytest.approx(float(scores.xent.median()), rel=1e-4)
 
 
 def test_ctrl_c_leaves_no_file(folder, tmp_path):

@@ -13,7 +13,7 @@ from .. import imagefiles, locks
 from ..errors import OutputError, SettingsError
 from ..settings import DEVICE_CHOICES
 from ..text.settings import START_CHOICES
-from .args import int_list, non_negative_int, positive_float, positive_int, seed
+from .args import int_list, non_negative_float, non_negative_int, positive_float, positive_int, seed
 
 SETTINGS_OPTIONS = (
     "model",
@@ -25,6 +25,7 @@ SETTINGS_OPTIONS = (
     "keep",
     "length",
     "start",
+    "samples",
     "iterations",
     "population",
     "children",
@@ -32,6 +33,7 @@ SETTINGS_OPTIONS = (
     "lambda_min",
     "lambda_max",
     "restart_every",
+    "fluency",
     "seed",
     "device",
 )
@@ -65,13 +67,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="from nothing: sample (default) starts from texts the "
         "model writes itself, random from uniformly random tokens (EPO's start)",
     )
+    g.add_argument(
+        "--samples", type=positive_int, help="start texts drawn; each fluency weight starts from its best (64)"
+    )
     g.add_argument("--length", type=positive_int, help="tokens to dream from nothing; most a start text holds (12)")
-    g.add_argument("--iterations", type=positive_int, help="EPO iterations (40)")
+    g.add_argument("--iterations", type=positive_int, help="EPO iterations (80)")
     g.add_argument("--population", type=positive_int, help="texts kept, one per fluency weight (8)")
     g.add_argument("--children", type=positive_int, help="one-token swaps tried per text and iteration (6)")
     g.add_argument("--topk", type=positive_int, help="candidate tokens per position from the gradient (32)")
     g.add_argument("--lambda-min", type=positive_float, help="smallest fluency weight (0.1)")
     g.add_argument("--lambda-max", type=positive_float, help="largest fluency weight (10)")
+    g.add_argument(
+        "--fluency",
+        type=non_negative_float,
+        help="weight of a swap's own log-probability when candidates are ranked (1; 0: the gradient alone)",
+    )
     g.add_argument("--restart-every", type=non_negative_int, help="iterations between restarts (10; 0 never)")
     g.add_argument("--seed", type=seed)
     g = p.add_argument_group("corpus (dataset examples)")
@@ -160,31 +170,56 @@ def print_side_by_side(result) -> None:
     print(f"dream  activation {dream.activation:8.3f}  x-entropy {dream.xent:6.3f}  {marked(dream.pieces, changed)}")
 
 
+CORPUS_FORMAT = "deepdream-corpus/1"
+
+
 def run_corpus(args: argparse.Namespace, settings) -> int:
     from ..runtime import progress_bar, resolve_device
     from ..text.corpus import read_corpus, score_windows, windows
     from ..text.dreaming import build_text_objective
     from ..text.registry import load_language_model
 
-    if args.output or args.plot:
-        raise SettingsError("--corpus prints the top windows: -o and --plot are for dreams")
-    corpus = read_corpus(args.corpus)  # a bad file fails before the model loads
-    lm = load_language_model(settings.model, resolve_device(settings.device))
-    objective = build_text_objective(settings, lm)
-    found = windows(lm, corpus, settings.length, args.stride, args.max_windows)
-    with progress_bar(len(found), unit="window", enabled=not args.quiet) as bar:
-        scores = score_windows(lm, [objective], found, settings.position, progress=bar)
-    median = float(scores.xent.median())
-    print(
-        f"# {objective.describe()} on {settings.model}: top {min(args.top, len(found))} of {len(found)} windows "
-        f"of {settings.length} tokens in {args.corpus} (median x-entropy {median:.3f})"
-    )
-    print(f"{'activation':>10} {'x-entropy':>9}  text")
-    for i in scores.top(args.top):
+    if args.plot:
+        raise SettingsError("--corpus prints (and with -o writes) the top windows: --plot is for dreams")
+    with claimed(args.output, ".json", args.force, (args.corpus,)) as output:
+        corpus = read_corpus(args.corpus)  # a bad file fails before the model loads
+        lm = load_language_model(settings.model, resolve_device(settings.device))
+        objective = build_text_objective(settings, lm)
+        found = windows(lm, corpus, settings.length, args.stride, args.max_windows)
+        with progress_bar(len(found), unit="window", enabled=not args.quiet) as bar:
+            scores = score_windows(lm, [objective], found, settings.position, progress=bar)
+        median = float(scores.xent.median())
+        top = [
+            {
+                "text": lm.decode(found[i].tolist()),
+                "tokens": found[i].tolist(),
+                "activation": float(scores.activation[i, 0]),
+                "cross_entropy": float(scores.xent[i]),
+            }
+            for i in scores.top(args.top)
+        ]
         print(
-            f"{float(scores.activation[i, 0]):10.3f} {float(scores.xent[i]):9.3f}  "
-            f"{_show(lm.decode(found[i].tolist()))}"
+            f"# {objective.describe()} on {settings.model}: top {len(top)} of {len(found)} windows "
+            f"of {settings.length} tokens in {args.corpus} (median x-entropy {median:.3f})"
         )
+        print(f"{'activation':>10} {'x-entropy':>9}  text")
+        for w in top:
+            print(f"{w['activation']:10.3f} {w['cross_entropy']:9.3f}  {_show(w['text'])}")
+        if output is not None:
+            body = {
+                "format": CORPUS_FORMAT,
+                "corpus": str(args.corpus),
+                "objective": objective.describe(),
+                "settings": settings.to_dict(),
+                "windows": len(found),
+                "stride": args.stride,
+                "median_cross_entropy": median,
+                "top": top,
+            }
+            text = json.dumps(body, indent=1, ensure_ascii=False) + "\n"
+            imagefiles.atomic_write(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    if output is not None and not args.quiet:
+        print(f"wrote {output}", file=sys.stderr)
     return 0
 
 

@@ -24,7 +24,7 @@ from .scoring import Scorer, Scores
 
 @dataclass(frozen=True)
 class SearchOptions:
-    iterations: int = 40
+    iterations: int = 80
     population: int = 8
     children: int = 8  # per member and iteration: population x children texts are scored at once
     topk: int = 32  # candidate tokens per position, from the gradient
@@ -205,13 +205,7 @@ def epo(
     for it in range(1, options.iterations + 1):
         t0 = time.perf_counter()
         grad, _, logp = scorer.gradients(pop, lambdas)  # P x T x V each
-        # a swap's score: the gradient's linear estimate of the fitness change, plus the exact change of the
-        # slot's -lambda * cross-entropy through the new token's own probability (the gradient misses it)
-        weight = (options.fluency * lambdas / pop.shape[1]).to(grad.device)
-        grad = grad + weight[:, None, None] * logp.to(grad.device)
-        grad[..., banned.to(grad.device)] = -math.inf
-        grad.scatter_(-1, pop.to(grad.device).unsqueeze(-1), -math.inf)  # a swap to the same token is no child
-        top = grad.topk(k, dim=-1).indices.cpu()  # P x T x k
+        top = candidates(grad, logp, pop, lambdas, options.fluency, banned, k)  # P x T x k
         t1 = time.perf_counter()
         parent = torch.arange(options.population).repeat_interleave(options.children)
         where = positions[torch.randint(len(positions), (n,), generator=generator)]
@@ -242,6 +236,29 @@ def epo(
         if on_iteration is not None:
             on_iteration(search)
     return search
+
+
+def candidates(
+    grad: torch.Tensor,
+    logp: torch.Tensor,
+    tokens: torch.Tensor,
+    lambdas: torch.Tensor,
+    fluency: float,
+    banned: torch.Tensor,
+    k: int,
+) -> torch.Tensor:
+    """The k best replacement tokens per member and position (P x T x k ids, on the CPU).
+
+    A swap's score is the gradient's linear estimate of the fitness change plus `fluency` times the exact
+    change of the slot's -lambda * cross-entropy through the new token's own log-probability, which the
+    gradient cannot see (the token being predicted is an index, not an input); the candidates then stay
+    readable, where the fluent end of the frontier lies. The current token and banned ids are never proposed.
+    """
+    weight = (fluency * lambdas / tokens.shape[1]).to(grad.device)
+    score = grad + weight[:, None, None] * logp.to(grad.device)
+    score[..., banned.to(grad.device)] = -math.inf
+    score.scatter_(-1, tokens.to(grad.device).unsqueeze(-1), -math.inf)  # a swap to the same token is no child
+    return score.topk(k, dim=-1).indices.cpu()
 
 
 def _best_per_slot(scores: Scores, lambdas: torch.Tensor) -> torch.Tensor:

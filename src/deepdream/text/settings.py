@@ -28,7 +28,7 @@ class TextSettings:
     samples: int = 64  # start texts drawn from nothing; each slot begins with the best for its own fitness
     keep: tuple[int, ...] = ()  # token indices of `text` never edited
     length: int = 12  # tokens dreamed from nothing; the most a start sentence may hold
-    iterations: int = 40
+    iterations: int = 80
     population: int = 8
     children: int = 6
     topk: int = 32
