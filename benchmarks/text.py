@@ -183,6 +183,8 @@ def quality(args, out) -> None:
 def sentence(args, out) -> None:
     lm = load_language_model(DEFAULT_MODEL)
     for i, text in enumerate(SENTENCES[: args.count]):
+        if args.only and i not in args.only:
+            continue
         layer = f"model.layers.{DEPTHS[i % 3]}.mlp"
         # the neuron this sentence already excites most at its last token: the dream amplifies it
         scorer = Scorer(lm, Neuron(layer, 0))
@@ -223,6 +225,8 @@ def nexttoken(args, out) -> None:
     lm = load_language_model(DEFAULT_MODEL)
     allowed = torch.tensor(sorted(set(range(lm.vocab_size)) - set(lm.banned)))
     for i, target in enumerate(TARGETS[: args.count]):
+        if args.only and i not in args.only:
+            continue
         token = lm.encode(target)[0]
         scorer = Scorer(lm, NextToken(token))
         start = random_tokens(scorer, 1, 12, allowed, torch.Generator().manual_seed(100 + i))
@@ -258,7 +262,7 @@ def main() -> int:
     p.add_argument(
         "--only",
         type=lambda v: {int(i) for i in v.split(",")},
-        help="quality: only these places in the drawn list (0-based, e.g. 0,1,2), to split a long run",
+        help="only these places (0-based, e.g. 0,1,2) in the drawn neurons, sentences or targets: a long run in parts",
     )
     p.add_argument("--corpus-cache", type=Path, help="quality: keep the scored corpus in this .pt file")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a dream setting (repeatable)")
