@@ -70,13 +70,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(studio):
+def served(studio, **options):
     """Serve a studio on a free loopback port: (app, url without the trailing slash); the environment variables
     the launch sets are put back afterwards."""
     from deepdream.studio.app import launch
 
     saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE")}
-    app, url = launch(studio, port=free_port())
+    app, url = launch(studio, port=free_port(), **options)
     try:
         yield app, url.rstrip("/")
     finally:

@@ -165,6 +165,25 @@ def test_page_sessions_kept_are_bounded(server):
     assert len(holder.session_data) == SESSIONS and "visit-0" not in holder and f"visit-{SESSIONS + 9}" in holder
 
 
+def test_the_gradio_cache_is_swept_and_the_library_kept(tmp_path):
+    """Gradio keeps every upload and every picture the page shows in the library's cache/: old ones are swept
+    (here every second, of files older than 2 s), so a long-running studio's disk does not grow for ever."""
+    studio = Studio(Library(tmp_path / "library"), runs=None, defaults=FAST)
+    photo = tmp_path / "photo.png"
+    synthetic_photo(64, 48).save(photo)
+    cache = studio.library.sub("cache")
+    with served(studio, cache_sweep=(1, 2)) as (_, url):
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        client.predict(handle_file(str(photo)), "{}", None, api_name="/dream")
+        cached = [p for p in cache.glob("*/*") if p.is_file()]  # cache/<hash>/<name>; not Gradio's empty tmp stubs
+        assert len(cached) == 2, "the upload and the result should be in Gradio's cache"
+        deadline = time.monotonic() + 20
+        while any(p.exists() for p in cached) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(p.exists() for p in cached)
+        assert len(results(studio)) == 1  # the dream itself stays in the library
+
+
 def status_of(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:

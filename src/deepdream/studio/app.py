@@ -12,15 +12,19 @@ TITLE = "deepdream studio"
 # page sessions (browser tabs, API clients) whose Gradio state is kept: each holds a copy of the page's
 # component config (about 0.3 MB); Gradio's default of 10000 would let a long-running studio grow by GBs
 SESSIONS = 200
+# Gradio's cache (uploads, and a copy of every picture the page shows) is swept every hour of files older than a
+# day; without it the library's cache/ grows with every dream, for ever. Video jobs keep their own copy of
+# their source (uploads/), so a sweep or a restart never takes a job's input away.
+CACHE_SWEEP = (3600, 86400)  # (every, older than) in seconds
 
 
-def build_app(studio: Studio):
+def build_app(studio: Studio, cache_sweep: tuple[int, int] = CACHE_SWEEP):
     """The Gradio Blocks of the studio (not launched)."""
     import gradio as gr
 
     from . import api, dreamtab, exploretab, livetab, soundtab, texttab, videotab
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=cache_sweep) as app:
         gr.Markdown(f"## {TITLE}  \nlibrary: `{studio.library.folder}`")
         with gr.Tab("Dream", id="dream", elem_id="tab-dream"):
             dream = dreamtab.build(studio)
@@ -48,14 +52,21 @@ def prepare_environment(library: Library) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def launch(studio: Studio, *, host: str = "127.0.0.1", port: int | None = None, auth: tuple[str, str] | None = None):
+def launch(
+    studio: Studio,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    auth: tuple[str, str] | None = None,
+    cache_sweep: tuple[int, int] = CACHE_SWEEP,
+):
     """Start serving the studio in the background; returns (app, local URL). Block with app.block_thread().
 
     Only the library folder is served from disk (its job records, frame caches and log not even that).
     """
     check_port(host, port)  # one line for a busy or impossible port, before any job is queued
     prepare_environment(studio.library)
-    app = build_app(studio)
+    app = build_app(studio, cache_sweep)
     app.queue(default_concurrency_limit=None)  # the studio's own job line orders the work per device
     folder = studio.library.folder
     _, url, _ = app.launch(
