@@ -143,8 +143,9 @@ def main() -> None:
     p.add_argument("--fps", type=int, default=30, help="the source's frame rate (default 30)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of live dreaming (default 20)")
     p.add_argument("--clip", choices=list(CLIPS), default="pan")
-    p.add_argument("--steps", type=int, default=2, help="ascent steps per carried frame (default 2)")
-    p.add_argument("--strength", type=float, default=0.5)
+    p.add_argument("--steps", type=int, default=LiveOptions.steps, help="ascent steps per carried frame")
+    p.add_argument("--strength", type=float, default=LiveOptions.strength)
+    p.add_argument("--flow", default=LiveOptions.flow, help=f"optical flow (default {LiveOptions.flow})")
     p.add_argument("--new-steps", type=int, default=NEW_STEPS,
                    help=f"steps for new regions and cuts (default {NEW_STEPS}; 0: a full dream)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -156,7 +157,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.browser:
         print(f"torch threads {torch.get_num_threads()}, device {args.device}; {width}x{height} {args.clip} "
-              f"camera at {args.fps} fps; the studio's defaults (seed 0), 2 steps x 0.5 per frame")  # fmt: skip
+              f"camera at {args.fps} fps; the studio's defaults (seed 0) and the Live tab's")  # fmt: skip
         return browser(args, CLIPS[args.clip](width, height, args.fps * 4))
     settings = Settings(seed=0, device=args.device)
     backbone = load_backbone("efficientnet_lite0", pretrained=True, device=args.device)
@@ -166,15 +167,15 @@ def main() -> None:
         write_clip(clip, CLIPS[args.clip](width, height, frames), args.fps)
         shown = []  # (camera frame, dream) of each shown frame
         keep = lambda f: shown.append((f.source, f.dream))  # noqa: E731
-        options = LiveOptions(duration=args.duration, steps=args.steps, strength=args.strength, window=False,
-                              new_steps=args.new_steps or None, on_frame=keep)  # fmt: skip
+        options = LiveOptions(duration=args.duration, steps=args.steps, strength=args.strength, flow=args.flow,
+                              new_steps=args.new_steps or None, window=False, on_frame=keep)  # fmt: skip
         cpu = time.process_time()
         r = dream_live(clip, settings, options, backbone=backbone)
         cpu = time.process_time() - cpu
     later = r.latencies[1:] or [0.0]
     print(f"torch threads {torch.get_num_threads()}, device {args.device}; {width}x{height} {args.clip} clip at "
           f"{args.fps} fps, {args.duration:g} s live; default settings, seed 0; {args.steps} steps x "
-          f"{args.strength}")  # fmt: skip
+          f"{args.strength}, flow {args.flow}, new regions {args.new_steps or 'full'} steps")  # fmt: skip
     print(f"fps {r.fps:.2f} over the session, {r.steady_fps:.2f} after the first frame | delay "
           f"{np.mean(later):.3f} s mean, "
           f"{max(later):.3f} s worst | dropped {r.dropped} of {r.arrived} | steps {np.mean(r.steps[1:] or [0]):.1f} "

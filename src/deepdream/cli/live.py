@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..video.flow import FLOWS
-from ..video.live import NEW_STEPS, STALL_SECONDS, LiveOptions, dream_live
+from ..video.live import FLOW, NEW_STEPS, STALL_SECONDS, STEPS, STRENGTH, LiveOptions, dream_live
 from .args import add_dream_options, positive_float, positive_int, settings_from_args
 from .video import positive_time
 
@@ -35,11 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cap on the frames' long side, e.g. 320 for a CPU (default: the source's size)",
     )
     p.add_argument(
-        "--flow", choices=[f for f in FLOWS if f != "none"], default="dis", help="optical flow (default dis)"
+        "--flow", choices=[f for f in FLOWS if f != "none"], default=FLOW, help=f"optical flow (default {FLOW})"
     )
-    p.add_argument("--steps", type=positive_int, default=2, help="ascent steps per carried frame (default 2)")
     p.add_argument(
-        "--strength", type=positive_float, default=0.5, help="step size factor for those steps (default 0.5)"
+        "--steps", type=positive_int, default=STEPS, help=f"ascent steps per carried frame (default {STEPS})"
+    )
+    p.add_argument(
+        "--strength",
+        type=positive_float,
+        default=STRENGTH,
+        help=f"step size factor of those steps (default {STRENGTH})",
     )
     p.add_argument(
         "--new-steps",

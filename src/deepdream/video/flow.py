@@ -11,10 +11,16 @@ import numpy as np
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def dis_flow() -> FlowFn:
+def dis_flow(preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> FlowFn:
     """OpenCV's DIS flow (fast, copes with large motion): (gray a, gray b) -> H x W x 2, a's pixels in b."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(preset)
     return lambda a, b: dis.calc(a, b, None)
+
+
+def dis_fast_flow() -> FlowFn:
+    """DIS at its fast preset: half the time of the medium one at 320x240 (live dreaming's default), a few
+    more pixels fail the forward-backward check."""
+    return dis_flow(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
 
 def farneback_flow() -> FlowFn:
@@ -23,7 +29,12 @@ def farneback_flow() -> FlowFn:
 
 
 # name -> factory of a flow function (built once per video; DIS keeps state); None: plain per-frame dreaming
-FLOWS: dict[str, Callable[[], FlowFn] | None] = {"dis": dis_flow, "farneback": farneback_flow, "none": None}
+FLOWS: dict[str, Callable[[], FlowFn] | None] = {
+    "dis": dis_flow,
+    "dis-fast": dis_fast_flow,
+    "farneback": farneback_flow,
+    "none": None,
+}
 
 
 def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
