@@ -187,11 +187,13 @@ def test_candidates_rank_by_gradient_plus_own_log_probability():
         return score.topk(5, dim=-1).indices
 
     assert torch.equal(candidates(grad, logp, tokens, lambdas, 0.0, banned, 5), expected(grad))
-    # the own-token term is weighted by the slot's lambda over the text's length, times `fluency`
+    # the fluent half: the own-token term weighted by the slot's lambda over the text's length, times `fluency`;
+    # the other half: the gradient's own best
     weighted = grad + 2.0 * lambdas[:, None, None] / 4 * logp
-    assert torch.equal(candidates(grad, logp, tokens, lambdas, 2.0, banned, 5), expected(weighted))
+    mixed = candidates(grad, logp, tokens, lambdas, 2.0, banned, 5)
+    assert torch.equal(mixed, torch.cat([expected(weighted)[..., :3], expected(grad)[..., :2]], dim=-1))
     fluent = candidates(grad, logp, tokens, lambdas, 1e6, banned, 5)
-    assert torch.equal(fluent, expected(logp))  # a huge weight: the model's own likeliest tokens
+    assert torch.equal(fluent[..., :3], expected(logp)[..., :3])  # a huge weight: the model's own likeliest tokens
     assert not bool((fluent[..., None] == torch.tensor([0, 7])).any())
     assert not bool((fluent == tokens[..., None]).any())
 

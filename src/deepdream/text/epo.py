@@ -247,18 +247,24 @@ def candidates(
     banned: torch.Tensor,
     k: int,
 ) -> torch.Tensor:
-    """The k best replacement tokens per member and position (P x T x k ids, on the CPU).
+    """The k replacement tokens per member and position (P x T x k ids, on the CPU): the k - k // 2 best by
+    the fluent score, then the k // 2 best by the gradient alone (a token in both is proposed twice).
 
-    A swap's score is the gradient's linear estimate of the fitness change plus `fluency` times the exact
+    The fluent score is the gradient's linear estimate of the fitness change plus `fluency` times the exact
     change of the slot's -lambda * cross-entropy through the new token's own log-probability, which the
-    gradient cannot see (the token being predicted is an index, not an input); the candidates then stay
-    readable, where the fluent end of the frontier lies. The current token and banned ids are never proposed.
+    gradient cannot see (the predicted token is an index, not an input): those candidates stay readable,
+    where the fluent end of the frontier lies. The gradient's own half keeps the search exploring where the
+    neuron's scale is small beside the log-probabilities. The current token and banned ids are never proposed.
+    With `fluency` 0 both halves are the gradient's top k.
     """
+    grad = grad.clone()
+    grad[..., banned.to(grad.device)] = -math.inf
+    grad.scatter_(-1, tokens.to(grad.device).unsqueeze(-1), -math.inf)  # a swap to the same token is no child
+    if not fluency:
+        return grad.topk(k, dim=-1).indices.cpu()
     weight = (fluency * lambdas / tokens.shape[1]).to(grad.device)
-    score = grad + weight[:, None, None] * logp.to(grad.device)
-    score[..., banned.to(grad.device)] = -math.inf
-    score.scatter_(-1, tokens.to(grad.device).unsqueeze(-1), -math.inf)  # a swap to the same token is no child
-    return score.topk(k, dim=-1).indices.cpu()
+    fluent = (grad + weight[:, None, None] * logp.to(grad.device)).topk(k - k // 2, dim=-1).indices
+    return torch.cat([fluent, grad.topk(k // 2, dim=-1).indices], dim=-1).cpu()
 
 
 def _best_per_slot(scores: Scores, lambdas: torch.Tensor) -> torch.Tensor:
