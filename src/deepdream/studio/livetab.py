@@ -125,11 +125,11 @@ setInterval(() => {
   const fps = shown.length > 1 ? (shown.length - 1) * 1000 / (shown[shown.length - 1] - shown[0]) : 0;
   const delay = delays.length ? delays.reduce((a, d) => a + d[1], 0) / delays.length : 0;
   const m = meter();
-  if (m) {
+  const text = `shown ${fps.toFixed(1)} fps in this page · ${(delay * 1000).toFixed(0)} ms from arrival to display`;
+  if (m && m.textContent !== text) {  // written only when it changes: each write costs the page a layout
     m.dataset.fps = fps.toFixed(3);
     m.dataset.delay = delay.toFixed(3);
-    const ms = (delay * 1000).toFixed(0);
-    m.textContent = `shown ${fps.toFixed(1)} fps in this page · ${ms} ms from arrival to display`;
+    m.textContent = text;
   }
 }, 10);
 """
