@@ -121,6 +121,7 @@ def test_live_tab_dreams_the_camera_steadily_at_the_rate_it_shows(playwright, se
                 arrivals.append((time.monotonic(), src))
             time.sleep(0.01)
         assert len(arrivals) >= 12, f"only {len(arrivals)} dreamed frames came back"
+        assert arrivals[-1][1].split("?")[0].endswith(".jpeg")  # JPEG: PNG cost 15 ms a frame to write
         now = time.monotonic()
         shown = float(page.locator("#live-meter .live-meter").get_attribute("data-fps"))
         delay = float(page.locator("#live-meter .live-meter").get_attribute("data-delay"))
