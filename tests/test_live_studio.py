@@ -6,9 +6,9 @@ Playwright."""
 
 from __future__ import annotations
 
+import base64
 import io
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -92,9 +92,9 @@ def wait_text(locator, text: str, seconds: float = 30) -> None:
     assert text in locator.inner_text()
 
 
-def pixels(src: str, url: str) -> np.ndarray:
-    with urllib.request.urlopen(src if src.startswith("http") else url + src, timeout=30) as response:
-        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+def pixels(src: str) -> np.ndarray:
+    """The picture of a data URL."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
 
 
 def energy(backbone, layers, frame: np.ndarray) -> float:
@@ -121,7 +121,9 @@ def test_live_tab_dreams_the_camera_steadily_at_the_rate_it_shows(playwright, se
                 arrivals.append((time.monotonic(), src))
             time.sleep(0.01)
         assert len(arrivals) >= 12, f"only {len(arrivals)} dreamed frames came back"
-        assert arrivals[-1][1].split("?")[0].endswith(".jpeg")  # JPEG: PNG cost 15 ms a frame to write
+        # JPEG inline: no file in Gradio's cache per frame, and no fetch; PNG cost 15 ms a frame to write
+        assert arrivals[-1][1].startswith("data:image/jpeg;base64,")
+        assert not [p for p in studio.library.sub("cache").glob("*/*") if p.suffix in (".jpeg", ".png", ".webp")]
         now = time.monotonic()
         shown = float(page.locator("#live-meter .live-meter").get_attribute("data-fps"))
         delay = float(page.locator("#live-meter .live-meter").get_attribute("data-delay"))
@@ -132,7 +134,7 @@ def test_live_tab_dreams_the_camera_steadily_at_the_rate_it_shows(playwright, se
 
         # dreamed: more activation at the dream layer than the camera's frame; steady: consecutive frames of
         # the still scene differ far less than a dream differs from the camera
-        a, b = pixels(arrivals[-2][1], url), pixels(arrivals[-1][1], url)
+        a, b = pixels(arrivals[-2][1]), pixels(arrivals[-1][1])
         backbone = studio.backbones.get(FAST)
         layers = build_objective(backbone, FAST, None).layers
         camera = clip[1]
