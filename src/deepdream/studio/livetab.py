@@ -187,6 +187,9 @@ def build(studio: Studio) -> None:
             session = sessions.get(owner, settings, int(steps_value), float(strength_value))
             dream, used = session.dreams(np.asarray(frame)[..., :3])
         except DeepDreamError as exc:
+            held = sessions.of(owner)
+            if held is not None:  # the next dreamed frame says "live" again
+                held.said_live = False
             return gr.skip(), gr.skip(), f'<div class="status-text">{html.escape(str(exc))}</div>'
         now = time.perf_counter()
         session.last = dream
