@@ -442,29 +442,7 @@ def test_cli_end_to_end_in_a_subprocess(folder, tmp_path):
     # the corpus mode prints its top windows
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the big dog sat on the old mat and the small cat ran to the sea " * 2)
-    assert (
-        main(
-            [
-                "text",
-                "--model",
-                f"config:{folder}",
-                "--layer",
-                MLP,
-                "--neuron",
-                "3",
-                "--length",
-                "5",
-                "--corpus",
-                str(corpus),
-                "--top",
-                "3",
-                "-q",
-                "-o",
-                str(tmp_path / "top.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(cli(folder, "--corpus", str(corpus), "--top", "3", "-o", str(tmp_path / "top.json"))) == 0
     # -o writes the printed top windows: the corpus's best, scored as dreams are
     top = json.loads((tmp_path / "top.json").read_text())
     assert top["format"] == "deepdream-corpus/1" and len(top["top"]) == 3
