@@ -110,7 +110,7 @@ def browser(args, frames: list[np.ndarray]) -> None:
             while time.monotonic() < end:
                 time.sleep(1.0)
                 meter = page.locator("#live-meter .live-meter")
-                stats = page.locator("#live-stats .live-stats")
+                stats = page.locator("#live-out .live-stats")
                 samples.append(
                     (
                         float(meter.get_attribute("data-fps")),

@@ -86,12 +86,13 @@ class Sessions:
             return next((s for s in self._by_device.values() if s.owner == owner), None)
 
 
-def dream_html(dream: np.ndarray) -> str:
-    """The dream as an <img> with its JPEG inline."""
+def dream_html(dream: np.ndarray, stats: str = "") -> str:
+    """The dream as an <img> with its JPEG inline, and the server's figures for it below: one output, so the
+    page updates one component per frame."""
     buffer = io.BytesIO()
     Image.fromarray(dream).save(buffer, "JPEG", quality=JPEG_QUALITY)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="dream" src="data:image/jpeg;base64,{data}">'
+    return f'<img alt="dream" src="data:image/jpeg;base64,{data}">{stats}'
 
 
 def stats_html(fps: float, latency: float, steps: int, size: tuple[int, int], received: float = 0.0) -> str:
@@ -129,7 +130,7 @@ setInterval(() => {
   if (img && img.src && img.src !== last && img.complete && img.naturalWidth) {
     last = img.src;
     shown.push(now);
-    const stats = document.querySelector('#live-stats .live-stats');
+    const stats = document.querySelector('#live-out .live-stats');
     const received = stats ? parseFloat(stats.dataset.received) : 0;
     if (received > 0) delays.push([now, (Date.now() - received) / 1000]);
   }
@@ -174,13 +175,12 @@ def build(studio: Studio) -> None:
             )
             gr.HTML('<div class="live-meter" data-fps="0" data-delay="0">shown 0.0 fps in this page</div>'
                     '<div class="live-camera"></div>', js_on_load=METER, elem_id="live-meter")  # fmt: skip
-            stats = gr.HTML(stats_html(0, 0, 0, (0, 0)), elem_id="live-stats")
             status = gr.HTML('<div class="status-text">press the camera\'s record button</div>', elem_id="live-status")
 
     def on_frame(frame, layer_name, strength_value, steps_value, request: gr.Request):
         began, received = time.perf_counter(), time.time() * 1000
         if frame is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip()
         owner = request.session_hash if request else ""
         try:
             settings = base.replace(layers=str(layer_name))
@@ -190,7 +190,7 @@ def build(studio: Studio) -> None:
             held = sessions.of(owner)
             if held is not None:  # the next dreamed frame says "live" again
                 held.said_live = False
-            return gr.skip(), gr.skip(), f'<div class="status-text">{html.escape(str(exc))}</div>'
+            return gr.skip(), f'<div class="status-text">{html.escape(str(exc))}</div>'
         now = time.perf_counter()
         session.last = dream
         session.shown.append((now, now - began))
@@ -199,9 +199,9 @@ def build(studio: Studio) -> None:
         # the status line only when it changes: an unchanged output still costs the page an update per frame
         status_line = gr.skip() if session.said_live else '<div class="status-text">live</div>'
         session.said_live = True
-        return dream_html(dream), stats_html(fps, latency, used, size, received), status_line
+        return dream_html(dream, stats_html(fps, latency, used, size, received)), status_line
 
-    camera.stream(on_frame, [camera, layer, strength, steps], [dreamed, stats, status], stream_every=STREAM_EVERY,
+    camera.stream(on_frame, [camera, layer, strength, steps], [dreamed, status], stream_every=STREAM_EVERY,
                   concurrency_limit=None, show_progress="hidden",
                   api_visibility="private")  # fmt: skip
 
