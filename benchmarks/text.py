@@ -173,6 +173,7 @@ def quality(args, out) -> None:
                 "ratio": round(dreamed / corpus_best, 3) if corpus_best > 0 and math.isfinite(dreamed) else None,
                 "dream_text": max(fluent, key=lambda p: p.activation).text if fluent else None,
                 "best_any_xent": round(result.frontier[-1].activation, 3),
+                "ceilings": [round(c, 3) for c in result.ceilings],  # the anchored slots' bounds
                 "overrides": kw,
                 "wall_s": round(w2 - w, 1),
                 "cpu_s": round(c2 - c, 1),

@@ -21,7 +21,7 @@ from deepdream.cli import main  # noqa: E402
 from deepdream.errors import ModelError, SettingsError, TextError, WeightsUnavailable  # noqa: E402
 from deepdream.text import Direction, LayerEnergy, Neuron, NextToken, TextSettings, dream_text  # noqa: E402
 from deepdream.text.corpus import read_corpus, score_windows, windows  # noqa: E402
-from deepdream.text.epo import Frontier, Point, _best_per_slot, candidates, sampled_tokens  # noqa: E402
+from deepdream.text.epo import Frontier, Point, _best_per_slot, candidates, sampled_tokens, slot_fitness  # noqa: E402
 from deepdream.text.registry import load_language_model  # noqa: E402
 from deepdream.text.scoring import Scorer, Scores  # noqa: E402
 from deepdream.text.taps import TextTaps, find_taps, resolve_tap, tap_widths  # noqa: E402
@@ -155,6 +155,29 @@ def test_the_objective_really_rises(lm):
     assert math.isclose(float(again.xent), best.xent, rel_tol=1e-4)
 
 
+def test_anchored_slots_keep_the_most_active_text_within_their_ceiling(lm):
+    scores = Scores(torch.tensor([5.0, 1.0, 2.0, float("nan")]), torch.tensor([9.0, 3.0, 2.0, 1.0]))
+    # a lambda slot weighs; an anchored slot (ceiling 3) takes the most active text within it, and over it
+    # ranks the nearest first; NaN is never taken
+    fitness = slot_fitness(scores, torch.tensor([1.0, 1.0]), torch.tensor([math.inf, 3.0]))
+    assert fitness[0, :3].tolist() == [-4.0, -2.0, 0.0] and fitness[1].argmax() == 2
+    assert fitness[1, 1] > fitness[1, 0] and fitness[:, 3].eq(-math.inf).all()
+    high = slot_fitness(scores, torch.tensor([1.0]), torch.tensor([2.5]))[0]
+    assert high.argmax() == 2 and high[1] > high[0]  # 1 is over by 0.5, 0 by 6.5
+    low = slot_fitness(scores, torch.tensor([1.0]), torch.tensor([0.5]))[0]
+    assert low.argmax() == 2  # none within: the lowest cross-entropy
+
+    # from nothing the ceilings are the start texts' median and upper quartile; from a sentence 1.5x its own
+    result = run(lm, anchored=2, samples=16, iterations=3)
+    allowed = torch.tensor(sorted(set(range(lm.vocab_size)) - set(lm.banned)))
+    sampled = sampled_tokens(Scorer(lm, Neuron(MLP, 3)), 16, 6, allowed, torch.Generator().manual_seed(1))
+    xent = Scorer(lm, Neuron(MLP, 3)).score(sampled).xent
+    assert result.ceilings == pytest.approx([float(xent.quantile(0.5)), float(xent.quantile(0.75))], rel=1e-4)
+    sentence = run(lm, text="the cat sat", anchored=1, iterations=2)
+    assert sentence.ceilings == pytest.approx([1.5 * sentence.start.xent], rel=1e-4)
+    assert dream_text(settings=sentence.settings, lm=lm).ceilings == sentence.ceilings
+
+
 def test_best_never_gets_worse_and_the_frontier_is_pareto(lm):
     seen: list[list[float]] = []
     result = run(
@@ -225,9 +248,17 @@ def test_sampled_starts_are_cached_exactly_and_each_slot_takes_its_best(lm):
 
     scores = Scores(torch.tensor([0.0, 3.0, 1.0, 2.9]), torch.tensor([1.0, 9.0, 1.0, 8.0]))
     # lambda 0.01 wants text 1, and so does 0.02: it takes the next best (3); lambda 10 takes 2, then 0
-    assert _best_per_slot(scores, torch.tensor([0.01, 0.02, 10.0, 10.0])).tolist() == [1, 3, 2, 0]
+    free = torch.full((4,), math.inf)
+    assert _best_per_slot(slot_fitness(scores, torch.tensor([0.01, 0.02, 10.0, 10.0]), free)).tolist() == [1, 3, 2, 0]
     # more slots than texts: once each is used, a slot takes its best again
-    assert _best_per_slot(scores, torch.full((6,), 10.0)).tolist() == [2, 0, 3, 1, 2, 2]
+    assert _best_per_slot(slot_fitness(scores, torch.full((6,), 10.0), torch.full((6,), math.inf))).tolist() == [
+        2,
+        0,
+        3,
+        1,
+        2,
+        2,
+    ]
     result = run(lm, samples=16, iterations=1)
     assert result.history[0]["frontier_size"] >= 1 and len(result.frontier) >= 1
 
@@ -405,7 +436,16 @@ def test_cli_bad_input_is_one_line(folder, tmp_path, capsys, extra, message, mon
 
 
 @pytest.mark.parametrize(
-    "option", ["--length=0", "--population=0", "--lambda-min=nan", "--lambda-max=-1", "--samples=0", "--fluency=-1"]
+    "option",
+    [
+        "--length=0",
+        "--population=0",
+        "--lambda-min=nan",
+        "--lambda-max=-1",
+        "--samples=0",
+        "--fluency=-1",
+        "--anchored=-1",
+    ],
 )
 def test_cli_bad_numbers_are_usage_errors(folder, capsys, option):
     with pytest.raises(SystemExit) as exit_:

@@ -34,6 +34,7 @@ SETTINGS_OPTIONS = (
     "lambda_max",
     "restart_every",
     "fluency",
+    "anchored",
     "seed",
     "device",
 )
@@ -81,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fluency",
         type=non_negative_float,
         help="weight of a swap's own log-probability when candidates are ranked (1; 0: the gradient alone)",
+    )
+    g.add_argument(
+        "--anchored",
+        type=non_negative_int,
+        help="extra texts kept at the start texts' cross-entropy, from a sentence 1.5x its own (2)",
     )
     g.add_argument("--restart-every", type=non_negative_int, help="iterations between restarts (10; 0 never)")
     g.add_argument("--seed", type=seed)

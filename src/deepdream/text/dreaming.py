@@ -102,6 +102,7 @@ class TextDream:
     start: DreamedText | None
     chosen: DreamedText
     lambdas: list[float]
+    ceilings: list[float] = field(default_factory=list)  # the anchored slots' cross-entropy bounds
     history: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -115,6 +116,7 @@ class TextDream:
             "start": self.start.to_dict() if self.start else None,
             "chosen": self.chosen.to_dict(),
             "lambdas": self.lambdas,
+            "ceilings": self.ceilings,
             "history": self.history,
             "timings": self.timings,
             "seconds": self.seconds,
@@ -203,7 +205,8 @@ def dream_text(
             if on_iteration is not None:
                 on_iteration(search)
 
-        search = epo(scorer, start, editable, options, generator, allowed, step)
+        ratio = 1.0 if ids is None else XENT_RATIO
+        search = epo(scorer, start, editable, options, generator, allowed, step, ceiling_ratio=ratio)
     frontier = _texts(lm, scorer, search.frontier.points)
     first = _texts(lm, scorer, [Point(tuple(ids), 0, 0, 0)])[0] if ids is not None else None
     return TextDream(
@@ -213,6 +216,7 @@ def dream_text(
         start=first,
         chosen=choose(frontier, first),
         lambdas=search.lambdas,
+        ceilings=search.ceilings,
         history=[vars(r) for r in search.history],
         timings={**search.timings, "total": time.perf_counter() - begun},
         seconds=time.perf_counter() - begun,

@@ -32,12 +32,15 @@ class SearchOptions:
     lambda_max: float = 10.0
     restart_every: int = 10  # 0: never
     fluency: float = 1.0  # weight of a candidate's own log-probability in its score (0: the gradient alone)
+    anchored: int = 2  # extra slots keeping the most active text at or below the start texts' cross-entropy
 
     def __post_init__(self) -> None:
         for name in ("iterations", "population", "children", "topk"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.anchored, bool) or not isinstance(self.anchored, int) or self.anchored < 0:
+            raise SettingsError(f"anchored must be 0 or a positive integer, got {self.anchored!r}")
         if not isinstance(self.restart_every, int) or self.restart_every < 0:
             raise SettingsError(f"restart_every must be 0 (never) or a positive integer, got {self.restart_every!r}")
         for name in ("lambda_min", "lambda_max"):
@@ -112,6 +115,7 @@ class Record:
 class Search:
     frontier: Frontier
     lambdas: list[float]
+    ceilings: list[float] = field(default_factory=list)  # the anchored slots' cross-entropy bounds
     history: list[Record] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent per part of the loop
 
@@ -172,17 +176,32 @@ def epo(
     generator: torch.Generator,
     allowed: torch.Tensor,
     on_iteration: Callable[[Search], None] | None = None,
+    ceiling_ratio: float = 1.0,
 ) -> Search:
     """Run EPO from `start` (N x T ids, N >= population: each slot begins with the best of them for its own
-    fitness); only positions where `editable` (T bools) is set change."""
-    lambdas = options.lambdas()
+    fitness); only positions where `editable` (T bools) is set change.
+
+    Besides the population's lambda slots, `options.anchored` slots each keep the most active text whose
+    cross-entropy is at most `ceiling_ratio` x a quantile of the start texts' (their median to their upper
+    quartile, spread over the slots): from nothing, as fluent as the model's own samples; from a sentence,
+    the bound the shown dream must meet. A fixed lambda lands at a different cross-entropy for every
+    objective, so without them the fluent end of the frontier gets whatever slots happen to land there.
+    Their lambda, used only to propose candidates, rises while fewer than half of their children meet the
+    bound and falls otherwise (a Lagrange multiplier found by the search)."""
     scores = scorer.score(start)
-    pick = _best_per_slot(scores, lambdas)
+    fixed = options.lambdas()
+    finite = scores.xent[scores.xent.isfinite()]
+    quantiles = torch.linspace(0.5, 0.75, options.anchored)  # one slot: the median
+    bounds = ceiling_ratio * finite.quantile(quantiles) if len(finite) else quantiles + math.inf
+    lambdas = torch.cat([fixed, torch.full((options.anchored,), float(fixed.log().mean().exp()))])
+    ceilings = torch.cat([torch.full((options.population,), math.inf), bounds])
+    pick = _best_per_slot(slot_fitness(scores, lambdas, ceilings))
     pop, first = start[pick].clone(), _points(start, scores, 0)
     scores = Scores(scores.activation[pick], scores.xent[pick])
     search = Search(
         Frontier(first),
-        lambdas.tolist(),
+        fixed.tolist(),
+        bounds.tolist(),
         timings=dict.fromkeys(("gradient", "children", "scoring", "selection"), 0.0),
     )
     if not search.frontier.points:
@@ -190,14 +209,15 @@ def epo(
     positions = editable.nonzero().flatten()
     banned = torch.ones(scorer.lm.vocab_size, dtype=torch.bool)
     banned[allowed] = False
-    n, k = options.population * options.children, min(options.topk, len(allowed))
-    stuck_since = scores.activation - lambdas * scores.xent  # slot fitness at the last restart
+    slots = options.population + options.anchored
+    n, k = slots * options.children, min(options.topk, len(allowed))
+    stuck_since = slot_fitness(scores, lambdas, ceilings).diagonal()  # slot fitness at the last restart
     started = time.perf_counter()
     search.history.append(
         Record(
             0,
             search.frontier.points[-1].activation,
-            [search.frontier.best(lam).fitness(lam) for lam in lambdas.tolist()],
+            [search.frontier.best(lam).fitness(lam) for lam in search.lambdas],
             len(search.frontier),
             0.0,
         )
@@ -207,7 +227,7 @@ def epo(
         grad, _, logp = scorer.gradients(pop, lambdas)  # P x T x V each
         top = candidates(grad, logp, pop, lambdas, options.fluency, banned, k)  # P x T x k
         t1 = time.perf_counter()
-        parent = torch.arange(options.population).repeat_interleave(options.children)
+        parent = torch.arange(slots).repeat_interleave(options.children)
         where = positions[torch.randint(len(positions), (n,), generator=generator)]
         choice = torch.randint(k, (n,), generator=generator)
         kids = pop[parent].clone()
@@ -218,18 +238,20 @@ def epo(
         pool = torch.cat([pop, kids])
         act = torch.cat([scores.activation, kid_scores.activation])
         xent = torch.cat([scores.xent, kid_scores.xent])
-        fitness = act[None, :] - lambdas[:, None] * xent[None, :]  # P x (P + n)
-        pick = torch.nan_to_num(fitness, nan=-math.inf).argmax(dim=1)
+        pick = slot_fitness(Scores(act, xent), lambdas, ceilings).argmax(dim=1)  # P x (P + n) -> P
         pop, scores = pool[pick].clone(), Scores(act[pick], xent[pick])
+        met = (kid_scores.xent.view(slots, options.children) <= ceilings[:, None]).float().mean(dim=1)
+        step = torch.where(met < 0.5, 1.25, 0.8)
+        lambdas = torch.where(ceilings.isfinite(), (lambdas * step).clamp(1e-3, 1e3), lambdas)
         search.frontier.add(_points(kids, kid_scores, it))
         if options.restart_every and it % options.restart_every == 0 and it < options.iterations:
             pop, scores, stuck_since = _restart(
-                scorer, pop, scores, search.frontier, lambdas, stuck_since, positions, allowed, generator, it
+                scorer, pop, scores, search.frontier, lambdas, ceilings, stuck_since, positions, allowed, generator, it
             )
         t4 = time.perf_counter()
         for key, seconds in zip(search.timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             search.timings[key] += seconds
-        best = [search.frontier.best(lam).fitness(lam) for lam in lambdas.tolist()]
+        best = [search.frontier.best(lam).fitness(lam) for lam in search.lambdas]
         search.history.append(
             Record(it, search.frontier.points[-1].activation, best, len(search.frontier), time.perf_counter() - started)
         )
@@ -267,10 +289,21 @@ def candidates(
     return torch.cat([fluent, grad.topk(k // 2, dim=-1).indices], dim=-1).cpu()
 
 
-def _best_per_slot(scores: Scores, lambdas: torch.Tensor) -> torch.Tensor:
-    """For each slot, the index of the text of highest fitness for its lambda, each text used once while
-    there are texts to spare (slots of close lambdas would otherwise all start alike)."""
-    fitness = torch.nan_to_num(scores.activation[None] - lambdas[:, None] * scores.xent[None], nan=-math.inf)
+def slot_fitness(scores: Scores, lambdas: torch.Tensor, ceilings: torch.Tensor) -> torch.Tensor:
+    """Slots x texts: activation - lambda * cross-entropy for a lambda slot (infinite ceiling); for an
+    anchored slot the activation of a text at or below its ceiling, above every text over it, which rank by
+    cross-entropy (the nearest to the bound first). NaN is -inf."""
+    act, xent = scores.activation[None], scores.xent[None]
+    weighed = act - lambdas[:, None] * xent
+    floor = torch.nan_to_num(act, nan=0.0).min() - 1  # below every text's activation
+    bounded = torch.where(xent <= ceilings[:, None], act, floor - (xent - ceilings[:, None]))
+    fitness = torch.where(ceilings[:, None].isfinite(), bounded, weighed)
+    return fitness.masked_fill((act.isnan() | xent.isnan()).expand_as(fitness), -math.inf)
+
+
+def _best_per_slot(fitness: torch.Tensor) -> torch.Tensor:
+    """For each slot (a row of slots x texts fitness), the index of its fittest text, each text used once
+    while there are texts to spare (slots of close lambdas would otherwise all start alike)."""
     taken: list[int] = []
     for row in fitness:
         order = row.argsort(descending=True).tolist()
@@ -278,17 +311,23 @@ def _best_per_slot(scores: Scores, lambdas: torch.Tensor) -> torch.Tensor:
     return torch.tensor(taken)
 
 
-def _restart(scorer, pop, scores, frontier, lambdas, stuck_since, positions, allowed, generator, iteration):
+def _restart(scorer, pop, scores, frontier, lambdas, ceilings, stuck_since, positions, allowed, generator, iteration):
     """Slots whose fitness has not risen since the last restart jump to a random frontier point with a
-    quarter of their editable tokens redrawn: an escape from a local optimum (the frontier keeps the best)."""
-    fitness = scores.activation - lambdas * scores.xent
+    quarter of their editable tokens redrawn: an escape from a local optimum (the frontier keeps the best).
+    An anchored slot jumps to a random frontier point within its ceiling, unchanged (a redrawn text would
+    rarely meet the bound)."""
+    fitness = slot_fitness(scores, lambdas, ceilings).diagonal()
     stuck = (fitness <= stuck_since + 1e-6).nonzero().flatten()
     if len(stuck):
         pop = pop.clone()
         redraw = max(1, len(positions) // 4)
         for slot in stuck.tolist():
-            point = frontier.points[int(torch.randint(len(frontier), (1,), generator=generator))]
+            ceiling = float(ceilings[slot])
+            points = [p for p in frontier.points if p.xent <= ceiling] or frontier.points
+            point = points[int(torch.randint(len(points), (1,), generator=generator))]
             pop[slot] = torch.tensor(point.tokens)
+            if math.isfinite(ceiling):
+                continue
             where = positions[torch.randperm(len(positions), generator=generator)[:redraw]]
             pop[slot, where] = allowed[torch.randint(len(allowed), (len(where),), generator=generator)]
         fresh = scorer.score(pop[stuck])
@@ -296,5 +335,5 @@ def _restart(scorer, pop, scores, frontier, lambdas, stuck_since, positions, all
         activation[stuck], xent[stuck] = fresh.activation, fresh.xent
         scores = Scores(activation, xent)
         frontier.add(_points(pop[stuck], fresh, iteration))
-        fitness = activation - lambdas * xent
+        fitness = slot_fitness(scores, lambdas, ceilings).diagonal()
     return pop, scores, fitness

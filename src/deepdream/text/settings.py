@@ -36,6 +36,7 @@ class TextSettings:
     lambda_max: float = 10.0
     restart_every: int = 10
     fluency: float = 1.0  # weight of a swap's own log-probability when candidates are ranked (0: gradient only)
+    anchored: int = 2  # extra slots kept at the start texts' cross-entropy (from a sentence: 1.5x its own)
     seed: int | None = None
     device: str = "cpu"
 
@@ -84,6 +85,7 @@ class TextSettings:
             self.lambda_max,
             self.restart_every,
             self.fluency,
+            self.anchored,
         )
 
     def replace(self, **changes: Any) -> "TextSettings":
