@@ -679,3 +679,35 @@ def test_new_regions_cover_what_the_flow_could_not_carry():
     close[10:12, 10:12] = close[10:12, 30:32] = True  # grown to 32 px, the two boxes overlap: one box
     assert len(new_regions(close, margin=2, min_size=32)) == 1
     assert new_regions(np.zeros((8, 8), bool), 4, 32) == []
+    specks = new.copy()
+    specks[100, 20] = True  # a 1-pixel speck
+    specks[5:8, 100:103] = True  # a 9-pixel one
+    assert len(new_regions(specks, margin=4, min_size=32)) == 4
+    assert sorted(new_regions(specks, margin=4, min_size=32, min_area=10)) == boxes  # live leaves specks out
+
+
+def test_live_gives_noise_specks_no_steps_of_their_own():
+    """A flat, noisy scene: the flow's checks fail on scattered pixels; live dreaming (new_steps set) spends
+    only the warm step on them, where the video gives each speck a box of steps."""
+    from deepdream.video.coherence import SteadyCoherence
+
+    calls = []
+
+    class Counting:
+        min_size = 16
+
+        def dream(self, image, strength=1.0, *, steps=None, octaves=None, region=None):
+            calls.append(region)
+            y0, y1, x0, x1 = region or (0, image.shape[0], 0, image.shape[1])
+            return np.clip(image[y0:y1, x0:x1] * 255, 0, 255).astype(np.uint8)
+
+        def full_steps(self, h, w):
+            return 40
+
+    frame = np.full((96, 128, 3), 128, np.uint8)
+    prev = frame.copy()
+    prev[40:45, 60:65] = 0  # a 25-pixel change the flow cannot explain: about 60 new pixels once softened
+    for new_steps, boxes in ((None, 1), (6, 0)):
+        calls.clear()
+        SteadyCoherence("dis-fast", new_steps=new_steps).dream_frame(Counting(), frame, prev, prev)
+        assert len(calls) == 1 + boxes  # the warm step, then one per box

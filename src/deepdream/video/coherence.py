@@ -18,6 +18,8 @@ import numpy as np
 from ..errors import SettingsError
 from .flow import FLOWS, FlowFn, agreement, gray, visible, warp
 
+LIVE_SPECK = 64  # px: live dreaming gives new regions smaller than this no steps of their own
+
 
 class Dreams(Protocol):
     """What a coherence dreams with (`jobs.FrameDreamer`): an H x W x 3 image (uint8, or float in [0, 1])
@@ -55,10 +57,14 @@ def _flow(name: str, blend: float) -> FlowFn | None:
     return factory() if factory is not None and blend > 0 else None
 
 
-def new_regions(new: np.ndarray, margin: int, min_size: int) -> list[tuple[int, int, int, int]]:
+def new_regions(new: np.ndarray, margin: int, min_size: int, min_area: int = 1) -> list[tuple[int, int, int, int]]:
     """Rectangles (y0, y1, x0, x1) that cover the True pixels of `new` (H x W) with `margin` px around
-    them, each at least `min_size` a side where the frame allows, overlapping ones merged."""
+    them, each at least `min_size` a side where the frame allows, overlapping ones merged; connected
+    pieces of `new` under `min_area` pixels are left out."""
     h, w = new.shape
+    if min_area > 1:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(new.astype(np.uint8), connectivity=8)
+        new = np.isin(labels, 1 + np.flatnonzero(stats[1:count, cv2.CC_STAT_AREA] >= min_area))
     grown = cv2.dilate(new.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
     boxes = []
@@ -166,7 +172,10 @@ class SteadyCoherence:
         strength = min(self.warm_strength, self.refine * dreams.full_steps(*frame.shape[:2]) / self.warm_steps)
         out = dreams.dream(image / 255, strength, steps=self.warm_steps, octaves=self.warm_octaves)
         out = out.astype(np.float32)
-        for y0, y1, x0, x1 in new_regions(new, self.margin, dreams.min_size):
+        # live: specks (a flat area's noise defeats the flow's checks) cost a box of steps each; the warm
+        # steps cover them
+        speck = LIVE_SPECK if self.new_steps is not None else 1
+        for y0, y1, x0, x1 in new_regions(new, self.margin, dreams.min_size, speck):
             box = (y0, y1, x0, x1)
             dreamed = dreams.dream(image / 255, steps=self.new_steps, octaves=self.new_octaves, region=box)
             dreamed = dreamed.astype(np.float32)
