@@ -247,18 +247,14 @@ def test_sampled_starts_are_cached_exactly_and_each_slot_takes_its_best(lm):
     assert torch.equal(got, ref[:, len(lm.prefix) :])
 
     scores = Scores(torch.tensor([0.0, 3.0, 1.0, 2.9]), torch.tensor([1.0, 9.0, 1.0, 8.0]))
+
+    def starts(lambdas: torch.Tensor) -> list[int]:  # lambda slots only: no ceiling
+        return _best_per_slot(slot_fitness(scores, lambdas, torch.full_like(lambdas, math.inf))).tolist()
+
     # lambda 0.01 wants text 1, and so does 0.02: it takes the next best (3); lambda 10 takes 2, then 0
-    free = torch.full((4,), math.inf)
-    assert _best_per_slot(slot_fitness(scores, torch.tensor([0.01, 0.02, 10.0, 10.0]), free)).tolist() == [1, 3, 2, 0]
+    assert starts(torch.tensor([0.01, 0.02, 10.0, 10.0])) == [1, 3, 2, 0]
     # more slots than texts: once each is used, a slot takes its best again
-    assert _best_per_slot(slot_fitness(scores, torch.full((6,), 10.0), torch.full((6,), math.inf))).tolist() == [
-        2,
-        0,
-        3,
-        1,
-        2,
-        2,
-    ]
+    assert starts(torch.full((6,), 10.0)) == [2, 0, 3, 1, 2, 2]
     result = run(lm, samples=16, iterations=1)
     assert result.history[0]["frontier_size"] >= 1 and len(result.frontier) >= 1
 
