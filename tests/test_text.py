@@ -144,15 +144,19 @@ def test_objectives_add_and_weight(lm):
 # ---------------------------------------------------------------- the search
 
 
-def test_the_objective_really_rises(lm):
-    result = run(lm, iterations=8)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_objective_really_rises(lm, precision):
+    result = run(lm, iterations=8, precision=precision)
+    assert result.settings.precision == precision
     start = result.history[0]["best_activation"]
     assert result.frontier[-1].activation > start
-    # the reported figures are the model's own: rescoring the best text gives them back
-    best = result.frontier[-1]
-    again = Scorer(lm, Neuron(MLP, 3)).score(torch.tensor([best.tokens]))
-    assert math.isclose(float(again.activation), best.activation, rel_tol=1e-4, abs_tol=1e-5)
-    assert math.isclose(float(again.xent), best.xent, rel_tol=1e-4)
+    # the reported figures are the fp32 model's own, whatever the search ran in: rescoring gives them back,
+    # and the frontier is Pareto on them
+    exact = Scorer(lm, Neuron(MLP, 3)).score(torch.tensor([p.tokens for p in result.frontier]))
+    assert torch.allclose(exact.activation, torch.tensor([p.activation for p in result.frontier]), atol=1e-5)
+    assert torch.allclose(exact.xent, torch.tensor([p.xent for p in result.frontier]), rtol=1e-4)
+    xents, acts = [p.xent for p in result.frontier], [p.activation for p in result.frontier]
+    assert xents == sorted(xents) and acts == sorted(acts) and len(set(acts)) == len(acts)
 
 
 def test_anchored_slots_keep_the_most_active_text_within_their_ceiling(lm):
@@ -170,10 +174,11 @@ def test_anchored_slots_keep_the_most_active_text_within_their_ceiling(lm):
     # from nothing the ceilings are the start texts' median and upper quartile; from a sentence 1.5x its own
     result = run(lm, anchored=2, samples=16, iterations=3)
     allowed = torch.tensor(sorted(set(range(lm.vocab_size)) - set(lm.banned)))
-    sampled = sampled_tokens(Scorer(lm, Neuron(MLP, 3)), 16, 6, allowed, torch.Generator().manual_seed(1))
-    xent = Scorer(lm, Neuron(MLP, 3)).score(sampled).xent
+    searching = Scorer(lm, Neuron(MLP, 3), precision=result.settings.precision)  # "auto" resolved
+    sampled = sampled_tokens(searching, 16, 6, allowed, torch.Generator().manual_seed(1))
+    xent = searching.score(sampled).xent
     assert result.ceilings == pytest.approx([float(xent.quantile(0.5)), float(xent.quantile(0.75))], rel=1e-4)
-    sentence = run(lm, text="the cat sat", anchored=1, iterations=2)
+    sentence = run(lm, text="the cat sat", anchored=1, iterations=2, precision="fp32")  # bounds: the search's figures
     assert sentence.ceilings == pytest.approx([1.5 * sentence.start.xent], rel=1e-4)
     assert dream_text(settings=sentence.settings, lm=lm).ceilings == sentence.ceilings
 
@@ -326,6 +331,7 @@ def test_next_token_rises_and_direction_is_checked(lm, tmp_path):
         (dict(samples=0), SettingsError, "samples"),
         (dict(fluency=-1.0), SettingsError, "fluency"),
         (dict(fluency=float("nan")), SettingsError, "fluency"),
+        (dict(precision="fp64"), SettingsError, "precision must be one of"),
     ],
 )
 def test_bad_settings_are_one_clear_error(lm, changes, error, message):

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from .. import imagefiles, locks
 from ..errors import OutputError, SettingsError
-from ..settings import DEVICE_CHOICES
+from ..settings import DEVICE_CHOICES, PRECISION_CHOICES
 from ..text.settings import START_CHOICES
 from .args import int_list, non_negative_float, non_negative_int, positive_float, positive_int, seed
 
@@ -37,6 +37,7 @@ SETTINGS_OPTIONS = (
     "anchored",
     "seed",
     "device",
+    "precision",
 )
 
 
@@ -60,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--target-token", metavar="TOKEN", help="the text most followed by this token, e.g. ' dog'")
     g.add_argument("--position", type=int, help="token the objective is read at (default -1, the last)")
     g.add_argument("--device", choices=DEVICE_CHOICES)
+    g.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        help="the search's arithmetic (auto: bf16 where the CPU/GPU has it natively); figures shown are fp32",
+    )
     g = p.add_argument_group("search")
     g.add_argument("--keep", type=int_list, metavar="I,J-K", help="token indices of the start text never edited")
     g.add_argument(
@@ -72,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--samples", type=positive_int, help="start texts drawn; each fluency weight starts from its best (64)"
     )
     g.add_argument("--length", type=positive_int, help="tokens to dream from nothing; most a start text holds (12)")
-    g.add_argument("--iterations", type=positive_int, help="EPO iterations (80)")
+    g.add_argument("--iterations", type=positive_int, help="EPO iterations (120)")
     g.add_argument("--population", type=positive_int, help="texts kept, one per fluency weight (8)")
     g.add_argument("--children", type=positive_int, help="one-token swaps tried per text and iteration (6)")
     g.add_argument("--topk", type=positive_int, help="candidate tokens per position from the gradient (32)")

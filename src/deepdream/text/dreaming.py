@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import ModelError, SettingsError, TextError
-from ..runtime import Progress, draw_seed, reporting, resolve_device
+from ..runtime import Progress, draw_seed, reporting, resolve_device, resolve_precision
 from .epo import STARTS, Frontier, Point, Search, epo
 from .objectives import Direction, LayerEnergy, Neuron, NextToken, TextObjective
 from .registry import LanguageModel, load_language_model
@@ -186,10 +186,12 @@ def dream_text(
         lm = load_language_model(settings.model, resolve_device(settings.device))
     elif lm.name != settings.model:
         raise ModelError(f"the loaded model is {lm.name}, the settings name {settings.model}")
+    settings = settings.replace(precision=resolve_precision(settings.precision, lm.device))
     objective = build_text_objective(settings, lm)
     ids, editable = start_tokens(lm, settings)
-    scorer = Scorer(lm, objective, settings.position)
-    scorer.check_length(len(editable))
+    exact = Scorer(lm, objective, settings.position)  # fp32: every figure the result reports
+    exact.check_length(len(editable))
+    scorer = Scorer(lm, objective, settings.position, precision=settings.precision)  # the search's
     options = settings.search()
     generator = torch.Generator().manual_seed(settings.seed)
     allowed = torch.tensor(sorted(set(range(lm.vocab_size)) - set(lm.banned)), dtype=torch.long)
@@ -207,8 +209,10 @@ def dream_text(
 
         ratio = 1.0 if ids is None else XENT_RATIO
         search = epo(scorer, start, editable, options, generator, allowed, step, ceiling_ratio=ratio)
-    frontier = _texts(lm, scorer, search.frontier.points)
-    first = _texts(lm, scorer, [Point(tuple(ids), 0, 0, 0)])[0] if ids is not None else None
+    frontier = _texts(lm, exact, search.frontier.points)
+    front = {p.tokens for p in frontier_of(frontier).points}  # rescored in fp32, a point can fall behind
+    frontier = [t for t in frontier if tuple(t.tokens) in front]
+    first = _texts(lm, exact, [Point(tuple(ids), 0, 0, 0)])[0] if ids is not None else None
     return TextDream(
         settings=settings,
         objective=objective.describe(),
@@ -241,6 +245,6 @@ def _texts(lm: LanguageModel, scorer: Scorer, points: list[Point]) -> list[Dream
     ]
 
 
-def frontier_of(result: TextDream) -> Frontier:
-    """The result's frontier as epo Points (for checks and merges)."""
-    return Frontier(Point(tuple(p.tokens), p.activation, p.xent, p.iteration) for p in result.frontier)
+def frontier_of(texts: list[DreamedText]) -> Frontier:
+    """Texts as a Pareto frontier of epo Points (those no other text beats on both figures)."""
+    return Frontier(Point(tuple(p.tokens), p.activation, p.xent, p.iteration) for p in texts)

@@ -19,12 +19,13 @@ from typing import Callable, Iterable
 import torch
 
 from ..errors import NonFiniteError, SettingsError
+from ..runtime import autocast
 from .scoring import Scorer, Scores
 
 
 @dataclass(frozen=True)
 class SearchOptions:
-    iterations: int = 80
+    iterations: int = 120
     population: int = 8
     children: int = 8  # per member and iteration: population x children texts are scored at once
     topk: int = 32  # candidate tokens per position, from the gradient
@@ -146,7 +147,7 @@ def sampled_tokens(
     mask[allowed] = 0.0
     text = torch.empty(count, 0, dtype=torch.long)
     step, cache = torch.tensor(lm.prefix, dtype=torch.long).expand(count, -1), None
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(lm.device, scorer.precision):
         for _ in range(length):
             if step.shape[1]:
                 logits, cache = _cached_step(lm.model, step.to(lm.device), cache)

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from ..errors import SettingsError
 from ..runtime import check_seed
+from ..settings import PRECISION_CHOICES
 from .epo import SearchOptions
 from .registry import DEFAULT_MODEL
 
@@ -28,7 +29,7 @@ class TextSettings:
     samples: int = 64  # start texts drawn from nothing; each slot begins with the best for its own fitness
     keep: tuple[int, ...] = ()  # token indices of `text` never edited
     length: int = 12  # tokens dreamed from nothing; the most a start sentence may hold
-    iterations: int = 80
+    iterations: int = 120
     population: int = 8
     children: int = 6
     topk: int = 32
@@ -39,6 +40,7 @@ class TextSettings:
     anchored: int = 2  # extra slots kept at the start texts' cross-entropy (from a sentence: 1.5x its own)
     seed: int | None = None
     device: str = "cpu"
+    precision: str = "auto"  # the search's arithmetic (auto: bf16 where native); reported figures are fp32
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -67,6 +69,10 @@ class TextSettings:
         need(not self.keep or self.text is not None, "--keep marks tokens of a start text: give one")
         need(self.start in START_CHOICES, f"start must be one of {', '.join(START_CHOICES)}, got {self.start!r}")
         need(all(isinstance(i, int) and i >= 0 for i in self.keep), "--keep takes token indices >= 0")
+        need(
+            self.precision in PRECISION_CHOICES,
+            f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}",
+        )
         need(
             isinstance(self.samples, int) and not isinstance(self.samples, bool) and self.samples >= 1,
             f"samples must be a positive number of texts, got {self.samples!r}",
