@@ -101,6 +101,7 @@ def submit(studio: Studio, models: TextModels, values: dict, owner: str = "") ->
 def build(studio: Studio) -> None:
     """The tab's layout and events, and the hidden `/text` endpoint (call inside a gr.Tab)."""
     from ..text.registry import DEFAULT_MODEL, list_language_models
+    from ..text.settings import TextSettings
 
     models = TextModels()
     gr.Markdown(
@@ -122,7 +123,9 @@ def build(studio: Studio) -> None:
             )
             target = gr.Textbox("", label="Or a target token (e.g. ' dog')", elem_id="text-target")
             start = gr.Textbox("", label="Start sentence (optional)", elem_id="text-start")
-            iterations = gr.Slider(1, 200, step=1, value=80, label="Iterations", elem_id="text-iterations")
+            iterations = gr.Slider(
+                1, 300, step=1, value=TextSettings.iterations, label="Iterations", elem_id="text-iterations"
+            )
             seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="text-seed")
             with gr.Row():
                 go = gr.Button("Dream the text", variant="primary", elem_id="text-go")
