@@ -69,7 +69,6 @@ class Scorer:
             logits = self.lm.model(inputs_embeds=embeds).logits  # B x (P+T) x V
             acts = {name: value[:, p:] for name, value in recorder.acts.items()}
         values = self.objective.values(acts, logits[:, p:])  # B x T
-        values = values.float()
         scores = Scores(values[:, self.position], cross_entropy(logits, tokens, p), values if per_token else None)
         return scores, logits
 
