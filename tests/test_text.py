@@ -21,7 +21,16 @@ from deepdream.cli import main  # noqa: E402
 from deepdream.errors import ModelError, SettingsError, TextError, WeightsUnavailable  # noqa: E402
 from deepdream.text import Direction, LayerEnergy, Neuron, NextToken, TextSettings, dream_text  # noqa: E402
 from deepdream.text.corpus import read_corpus, score_windows, windows  # noqa: E402
-from deepdream.text.epo import Frontier, Point, _best_per_slot, candidates, sampled_tokens, slot_fitness  # noqa: E402
+from deepdream.text.dreaming import DreamedText, choose  # noqa: E402
+from deepdream.text.epo import (  # noqa: E402
+    Frontier,
+    Point,
+    _best_per_slot,
+    candidates,
+    epo,
+    sampled_tokens,
+    slot_fitness,
+)
 from deepdream.text.registry import load_language_model  # noqa: E402
 from deepdream.text.scoring import Scorer, Scores  # noqa: E402
 from deepdream.text.taps import TextTaps, find_taps, resolve_tap, tap_widths  # noqa: E402
@@ -170,6 +179,10 @@ def test_anchored_slots_keep_the_most_active_text_within_their_ceiling(lm):
     assert high.argmax() == 2 and high[1] > high[0]  # 1 is over by 0.5, 0 by 6.5
     low = slot_fitness(scores, torch.tensor([1.0]), torch.tensor([0.5]))[0]
     assert low.argmax() == 2  # none within: the lowest cross-entropy
+    # a text the anchored slot may not hold (from a sentence: too few of its tokens kept) is never taken by it
+    holds = torch.tensor([True, True, False, True])
+    masked = slot_fitness(scores, torch.tensor([1.0, 1.0]), torch.tensor([math.inf, 3.0]), holds)
+    assert masked[1].argmax() == 1 and masked[1, 2] == -math.inf and masked[0, 2] == fitness[0, 2]
 
     # from nothing the ceilings are the start texts' median and upper quartile; from a sentence 1.5x its own
     result = run(lm, anchored=2, samples=16, iterations=3)
@@ -275,6 +288,32 @@ def test_frontier_drops_dominated_points():
         ]
     )
     assert [p.tokens for p in f.points] == [(2,), (4,)]
+
+
+def test_from_a_sentence_the_anchored_slots_hold_only_texts_that_keep_enough_of_it(lm):
+    scorer = Scorer(lm, Neuron(MLP, 3))
+    sentence = torch.tensor(lm.encode("the cat sat on a mat"))
+    options = TextSettings(layer=MLP, neuron=3, population=4, anchored=2, iterations=8, restart_every=2).search()
+    allowed = torch.arange(lm.vocab_size)
+    start = sentence.expand(4, -1)
+
+    def search(min_kept: float):
+        gen = torch.Generator().manual_seed(0)
+        return epo(scorer, start, torch.ones(6, dtype=torch.bool), options, gen, allowed, None, 1.5, sentence, min_kept)
+
+    strict, free = search(1.0), search(0.0)  # 1.0: every token kept, so no edit at all
+    assert all(p.tokens == tuple(sentence.tolist()) for p in strict.slots[4:])
+    assert any(p.tokens != tuple(sentence.tolist()) for p in free.slots[4:])  # without it they do move
+    assert any(p.tokens != tuple(sentence.tolist()) for p in strict.slots[:4])  # the lambda slots are free
+
+
+def test_the_shown_dream_is_never_less_active_than_the_sentence(lm):
+    start = DreamedText("a b", [1, 2], 2.0, 4.0, 0, ["a", " b"], [0.0, 2.0])
+    weaker = DreamedText("a c", [1, 3], 1.5, 3.0, 3, ["a", " c"], [0.0, 1.5])
+    stronger = DreamedText("a d", [1, 4], 3.0, 5.0, 4, ["a", " d"], [0.0, 3.0])
+    too_far = DreamedText("e f", [5, 6], 9.0, 4.0, 5, ["e", " f"], [0.0, 9.0])
+    assert choose([weaker, too_far], start) is start  # the frontier dropped the sentence: it still shows
+    assert choose([weaker, stronger, too_far], start) is stronger
 
 
 def test_seed_reproduces_the_run(lm):

@@ -123,18 +123,18 @@ class TextDream:
         }
 
 
-def choose(frontier: list[DreamedText], start: DreamedText | None) -> DreamedText:
+def choose(texts: list[DreamedText], start: DreamedText | None) -> DreamedText:
     """The dream to show: from a sentence, the highest activation that keeps >= half its tokens at <= 1.5x its
-    cross-entropy (the start itself if none does); from nothing, the best at fluency weight 1."""
+    cross-entropy (the start itself if none is more active); from nothing, the best at fluency weight 1."""
     if start is None:
-        return max(frontier, key=lambda p: p.activation - p.xent)
+        return max(texts, key=lambda p: p.activation - p.xent)
     fits = [
         p
-        for p in frontier
+        for p in texts
         if p.xent <= XENT_RATIO * start.xent
         and sum(a == b for a, b in zip(p.tokens, start.tokens)) >= KEPT_FRACTION * len(start.tokens)
     ]
-    return max(fits, key=lambda p: p.activation, default=start)
+    return max([start, *fits], key=lambda p: p.activation)
 
 
 def start_tokens(lm: LanguageModel, settings: TextSettings) -> tuple[list[int] | None, torch.Tensor]:
@@ -207,18 +207,21 @@ def dream_text(
             if on_iteration is not None:
                 on_iteration(search)
 
-        ratio = 1.0 if ids is None else XENT_RATIO
-        search = epo(scorer, start, editable, options, generator, allowed, step, ceiling_ratio=ratio)
+        # from a sentence, the anchored slots hold what the shown dream may be
+        bound = {} if ids is None else dict(ceiling_ratio=XENT_RATIO, reference=start[0], min_kept=KEPT_FRACTION)
+        search = epo(scorer, start, editable, options, generator, allowed, step, **bound)
     frontier = _texts(lm, exact, search.frontier.points)
     front = {p.tokens for p in frontier_of(frontier).points}  # rescored in fp32, a point can fall behind
     frontier = [t for t in frontier if tuple(t.tokens) in front]
     first = _texts(lm, exact, [Point(tuple(ids), 0, 0, 0)])[0] if ids is not None else None
+    # a text the frontier dropped (beaten by one that keeps too few of the sentence's tokens) may still show
+    showable = frontier + _texts(lm, exact, search.slots[options.population :]) if first is not None else frontier
     return TextDream(
         settings=settings,
         objective=objective.describe(),
         frontier=frontier,
         start=first,
-        chosen=choose(frontier, first),
+        chosen=choose(showable, first),
         lambdas=search.lambdas,
         ceilings=search.ceilings,
         history=[vars(r) for r in search.history],

@@ -117,6 +117,7 @@ class Search:
     frontier: Frontier
     lambdas: list[float]
     ceilings: list[float] = field(default_factory=list)  # the anchored slots' cross-entropy bounds
+    slots: list[Point] = field(default_factory=list)  # each slot's text at the end (lambda, then anchored)
     history: list[Record] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent per part of the loop
 
@@ -178,6 +179,8 @@ def epo(
     allowed: torch.Tensor,
     on_iteration: Callable[[Search], None] | None = None,
     ceiling_ratio: float = 1.0,
+    reference: torch.Tensor | None = None,
+    min_kept: float = 0.0,
 ) -> Search:
     """Run EPO from `start` (N x T ids, N >= population: each slot begins with the best of them for its own
     fitness); only positions where `editable` (T bools) is set change.
@@ -188,7 +191,16 @@ def epo(
     the bound the shown dream must meet. A fixed lambda lands at a different cross-entropy for every
     objective, so without them the fluent end of the frontier gets whatever slots happen to land there.
     Their lambda, used only to propose candidates, rises while fewer than half of their children meet the
-    bound and falls otherwise (a Lagrange multiplier found by the search)."""
+    bound and falls otherwise (a Lagrange multiplier found by the search). With a `reference` text (the
+    sentence), an anchored slot only holds texts that keep at least `min_kept` of its tokens in place: the
+    shown dream's other condition, which the frontier (activation against cross-entropy) cannot see."""
+
+    def holds(texts: torch.Tensor) -> torch.Tensor:
+        """Which texts (N x T) an anchored slot may hold (N bools)."""
+        if reference is None:
+            return torch.ones(len(texts), dtype=torch.bool)
+        return (texts == reference).float().mean(dim=1) >= min_kept
+
     scores = scorer.score(start)
     fixed = options.lambdas()
     finite = scores.xent[scores.xent.isfinite()]
@@ -196,7 +208,7 @@ def epo(
     bounds = ceiling_ratio * finite.quantile(quantiles) if len(finite) else quantiles + math.inf
     lambdas = torch.cat([fixed, torch.full((options.anchored,), float(fixed.log().mean().exp()))])
     ceilings = torch.cat([torch.full((options.population,), math.inf), bounds])
-    pick = _best_per_slot(slot_fitness(scores, lambdas, ceilings))
+    pick = _best_per_slot(slot_fitness(scores, lambdas, ceilings, holds(start)))
     pop, first = start[pick].clone(), _points(start, scores, 0)
     scores = Scores(scores.activation[pick], scores.xent[pick])
     search = Search(
@@ -212,7 +224,7 @@ def epo(
     banned[allowed] = False
     slots = options.population + options.anchored
     n, k = slots * options.children, min(options.topk, len(allowed))
-    stuck_since = slot_fitness(scores, lambdas, ceilings).diagonal()  # slot fitness at the last restart
+    stuck_since = slot_fitness(scores, lambdas, ceilings, holds(pop)).diagonal()  # fitness at the last restart
     started = time.perf_counter()
     search.history.append(
         Record(
@@ -239,7 +251,7 @@ def epo(
         pool = torch.cat([pop, kids])
         act = torch.cat([scores.activation, kid_scores.activation])
         xent = torch.cat([scores.xent, kid_scores.xent])
-        pick = slot_fitness(Scores(act, xent), lambdas, ceilings).argmax(dim=1)  # P x (P + n) -> P
+        pick = slot_fitness(Scores(act, xent), lambdas, ceilings, holds(pool)).argmax(dim=1)  # P x (P + n) -> P
         pop, scores = pool[pick].clone(), Scores(act[pick], xent[pick])
         met = (kid_scores.xent.view(slots, options.children) <= ceilings[:, None]).float().mean(dim=1)
         step = torch.where(met < 0.5, 1.25, 0.8)
@@ -247,7 +259,18 @@ def epo(
         search.frontier.add(_points(kids, kid_scores, it))
         if options.restart_every and it % options.restart_every == 0 and it < options.iterations:
             pop, scores, stuck_since = _restart(
-                scorer, pop, scores, search.frontier, lambdas, ceilings, stuck_since, positions, allowed, generator, it
+                scorer,
+                pop,
+                scores,
+                search.frontier,
+                lambdas,
+                ceilings,
+                holds,
+                stuck_since,
+                positions,
+                allowed,
+                generator,
+                it,
             )
         t4 = time.perf_counter()
         for key, seconds in zip(search.timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
@@ -258,6 +281,7 @@ def epo(
         )
         if on_iteration is not None:
             on_iteration(search)
+    search.slots = _points(pop, scores, options.iterations)
     return search
 
 
@@ -290,14 +314,19 @@ def candidates(
     return torch.cat([fluent, grad.topk(k // 2, dim=-1).indices], dim=-1).cpu()
 
 
-def slot_fitness(scores: Scores, lambdas: torch.Tensor, ceilings: torch.Tensor) -> torch.Tensor:
+def slot_fitness(
+    scores: Scores, lambdas: torch.Tensor, ceilings: torch.Tensor, holds: torch.Tensor | None = None
+) -> torch.Tensor:
     """Slots x texts: activation - lambda * cross-entropy for a lambda slot (infinite ceiling); for an
     anchored slot the activation of a text at or below its ceiling, above every text over it, which rank by
-    cross-entropy (the nearest to the bound first). NaN is -inf."""
+    cross-entropy (the nearest to the bound first), and -inf for a text outside `holds` (texts' bools). NaN
+    is -inf."""
     act, xent = scores.activation[None], scores.xent[None]
     weighed = act - lambdas[:, None] * xent
     floor = torch.nan_to_num(act, nan=0.0).min() - 1  # below every text's activation
     bounded = torch.where(xent <= ceilings[:, None], act, floor - (xent - ceilings[:, None]))
+    if holds is not None:
+        bounded = bounded.masked_fill(~holds[None], -math.inf)
     fitness = torch.where(ceilings[:, None].isfinite(), bounded, weighed)
     return fitness.masked_fill((act.isnan() | xent.isnan()).expand_as(fitness), -math.inf)
 
@@ -312,23 +341,27 @@ def _best_per_slot(fitness: torch.Tensor) -> torch.Tensor:
     return torch.tensor(taken)
 
 
-def _restart(scorer, pop, scores, frontier, lambdas, ceilings, stuck_since, positions, allowed, generator, iteration):
+def _restart(
+    scorer, pop, scores, frontier, lambdas, ceilings, holds, stuck_since, positions, allowed, generator, iteration
+):
     """Slots whose fitness has not risen since the last restart jump to a random frontier point with a
     quarter of their editable tokens redrawn: an escape from a local optimum (the frontier keeps the best).
-    An anchored slot jumps to a random frontier point within its ceiling, unchanged (a redrawn text would
-    rarely meet the bound)."""
-    fitness = slot_fitness(scores, lambdas, ceilings).diagonal()
+    An anchored slot jumps to a random frontier point it may hold within its ceiling, unchanged (a redrawn
+    text would rarely meet the bound), and stays if there is none."""
+    fitness = slot_fitness(scores, lambdas, ceilings, holds(pop)).diagonal()
     stuck = (fitness <= stuck_since + 1e-6).nonzero().flatten()
     if len(stuck):
         pop = pop.clone()
         redraw = max(1, len(positions) // 4)
         for slot in stuck.tolist():
             ceiling = float(ceilings[slot])
-            points = [p for p in frontier.points if p.xent <= ceiling] or frontier.points
-            point = points[int(torch.randint(len(points), (1,), generator=generator))]
-            pop[slot] = torch.tensor(point.tokens)
-            if math.isfinite(ceiling):
+            if math.isfinite(ceiling):  # anchored
+                points = [p for p in frontier.points if p.xent <= ceiling and holds(torch.tensor([p.tokens]))[0]]
+                if points:
+                    pop[slot] = torch.tensor(points[int(torch.randint(len(points), (1,), generator=generator))].tokens)
                 continue
+            point = frontier.points[int(torch.randint(len(frontier.points), (1,), generator=generator))]
+            pop[slot] = torch.tensor(point.tokens)
             where = positions[torch.randperm(len(positions), generator=generator)[:redraw]]
             pop[slot, where] = allowed[torch.randint(len(allowed), (len(where),), generator=generator)]
         fresh = scorer.score(pop[stuck])
@@ -336,5 +369,5 @@ def _restart(scorer, pop, scores, frontier, lambdas, ceilings, stuck_since, posi
         activation[stuck], xent[stuck] = fresh.activation, fresh.xent
         scores = Scores(activation, xent)
         frontier.add(_points(pop[stuck], fresh, iteration))
-        fitness = slot_fitness(scores, lambdas, ceilings).diagonal()
+        fitness = slot_fitness(scores, lambdas, ceilings, holds(pop)).diagonal()
     return pop, scores, fitness
