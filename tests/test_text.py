@@ -314,6 +314,8 @@ def test_the_shown_dream_is_never_less_active_than_the_sentence(lm):
     too_far = DreamedText("e f", [5, 6], 9.0, 4.0, 5, ["e", " f"], [0.0, 9.0])
     assert choose([weaker, too_far], start) is start  # the frontier dropped the sentence: it still shows
     assert choose([weaker, stronger, too_far], start) is stronger
+    plain = run(lm, text="the cat sat", anchored=0, iterations=2)  # no anchored slot: only the frontier to show
+    assert plain.chosen.activation >= plain.start.activation
 
 
 def test_seed_reproduces_the_run(lm):

@@ -232,6 +232,8 @@ def dream_text(
 
 def _texts(lm: LanguageModel, scorer: Scorer, points: list[Point]) -> list[DreamedText]:
     """Points as texts, rescored together for their per-token values (figures come from this one pass)."""
+    if not points:
+        return []
     tokens = torch.tensor([p.tokens for p in points], dtype=torch.long)
     scores = scorer.score(tokens, per_token=True)
     return [
