@@ -578,3 +578,14 @@ def test_settings_round_trip():
     assert TextSettings.from_mapping(json.loads(json.dumps(s.to_dict()))) == s
     with pytest.raises(SettingsError, match="unknown text setting"):
         TextSettings.from_mapping({**s.to_dict(), "colour": 1})
+
+
+def test_a_config_from_before_precision_was_saved_runs_in_fp32(tmp_path):
+    from deepdream.cli.text import read_config
+
+    saved = {k: v for k, v in TextSettings(layer=MLP, neuron=2, seed=4).to_dict().items() if k != "precision"}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format": "deepdream-text/1", "settings": saved}))
+    assert read_config(str(path))["precision"] == "fp32"
+    path.write_text(json.dumps({"format": "deepdream-text/1", "settings": {**saved, "precision": "bf16"}}))
+    assert read_config(str(path))["precision"] == "bf16"

@@ -122,7 +122,7 @@ def read_config(path: str) -> dict:
         raise SettingsError(f"{path} is not a dreams.json this tool wrote ({exc.__class__.__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("settings"), dict):
         raise SettingsError(f"{path} is not a dreams.json this tool wrote (no '{FORMAT}' settings)")
-    return data["settings"]
+    return {"precision": "fp32", **data["settings"]}  # files from before precision was saved ran in fp32
 
 
 def settings_from_args(args: argparse.Namespace):
