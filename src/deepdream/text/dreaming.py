@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ModelError, SettingsError, TextError
 from ..runtime import Progress, draw_seed, reporting, resolve_device, resolve_precision
-from .epo import STARTS, Frontier, Point, Search, epo
+from .epo import STARTS, Frontier, Point, Search, epo, keeps
 from .objectives import Direction, LayerEnergy, Neuron, NextToken, TextObjective
 from .registry import LanguageModel, load_language_model
 from .scoring import Scorer
@@ -128,12 +128,8 @@ def choose(texts: list[DreamedText], start: DreamedText | None) -> DreamedText:
     cross-entropy (the start itself if none is more active); from nothing, the best at fluency weight 1."""
     if start is None:
         return max(texts, key=lambda p: p.activation - p.xent)
-    fits = [
-        p
-        for p in texts
-        if p.xent <= XENT_RATIO * start.xent
-        and sum(a == b for a, b in zip(p.tokens, start.tokens)) >= KEPT_FRACTION * len(start.tokens)
-    ]
+    kept = keeps(torch.tensor([p.tokens for p in texts]), torch.tensor(start.tokens), KEPT_FRACTION)
+    fits = [p for p, ok in zip(texts, kept.tolist()) if ok and p.xent <= XENT_RATIO * start.xent]
     return max([start, *fits], key=lambda p: p.activation)
 
 

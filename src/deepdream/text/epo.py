@@ -199,7 +199,7 @@ def epo(
         """Which texts (N x T) an anchored slot may hold (N bools)."""
         if reference is None:
             return torch.ones(len(texts), dtype=torch.bool)
-        return (texts == reference).float().mean(dim=1) >= min_kept
+        return keeps(texts, reference, min_kept)
 
     scores = scorer.score(start)
     fixed = options.lambdas()
@@ -312,6 +312,11 @@ def candidates(
     weight = (fluency * lambdas / tokens.shape[1]).to(grad.device)
     fluent = (grad + weight[:, None, None] * logp.to(grad.device)).topk(k - k // 2, dim=-1).indices
     return torch.cat([fluent, grad.topk(k // 2, dim=-1).indices], dim=-1).cpu()
+
+
+def keeps(texts: torch.Tensor, reference: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Which texts (N x T) keep at least `fraction` of the reference's T tokens in place (N bools)."""
+    return (texts == reference).float().mean(dim=1) >= fraction
 
 
 def slot_fitness(
