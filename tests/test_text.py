@@ -23,12 +23,16 @@ from deepdream.text import Direction, LayerEnergy, Neuron, NextToken, TextSettin
 from deepdream.text.corpus import read_corpus, score_windows, windows  # noqa: E402
 from deepdream.text.dreaming import DreamedText, choose  # noqa: E402
 from deepdream.text.epo import (  # noqa: E402
+    WINDOW_SPAN,
     Frontier,
     Point,
     _best_per_slot,
     candidates,
     epo,
+    pareto_layers,
+    sample_texts,
     sampled_tokens,
+    sampled_windows,
     slot_fitness,
 )
 from deepdream.text.registry import load_language_model  # noqa: E402
@@ -275,6 +279,38 @@ def test_sampled_starts_are_cached_exactly_and_each_slot_takes_its_best(lm):
     assert starts(torch.full((6,), 10.0)) == [2, 0, 3, 1, 2, 2]
     result = run(lm, samples=16, iterations=1)
     assert result.history[0]["frontier_size"] >= 1 and len(result.frontier) >= 1
+
+
+def test_sampling_reads_each_token_in_its_context_as_a_full_forward_does(lm):
+    allowed = torch.arange(2, lm.vocab_size)  # ids 0 and 1 banned: the figures are still the model's own
+    scorer = Scorer(lm, Neuron(MLP, 3))
+    texts, values, nll = sample_texts(scorer, 5, 9, allowed, torch.Generator().manual_seed(4), read=True)
+    assert torch.equal(texts, sampled_tokens(scorer, 5, 9, allowed, torch.Generator().manual_seed(4)))
+    full = scorer.score(texts, per_token=True)
+    assert torch.allclose(values, full.per_token, atol=1e-4)
+    assert torch.allclose(nll.mean(1), full.xent, atol=1e-4)
+
+
+def test_pareto_layers_take_whole_fronts_until_enough():
+    activation = torch.tensor([1.0, 3.0, 2.0, 0.0, 2.5, float("nan")])
+    xent = torch.tensor([1.0, 3.0, 2.0, 0.5, 3.0, 0.1])
+    assert pareto_layers(activation, xent, 4).tolist() == [3, 0, 2, 1]  # by cross-entropy; 4 is beaten by 1
+    assert pareto_layers(activation, xent, 5).tolist() == [3, 0, 2, 1, 4]  # then the next front
+    assert pareto_layers(activation, xent, 50).tolist() == [3, 0, 2, 1, 4]  # NaN never
+
+
+def test_window_starts_are_windows_of_the_models_samples_and_hold_its_plain_starts(lm):
+    allowed = torch.arange(2, lm.vocab_size)
+    scorer = Scorer(lm, Neuron(MLP, 3))
+    found = sampled_windows(scorer, 6, 4, allowed, torch.Generator().manual_seed(7))
+    texts = sampled_tokens(scorer, 6, 4 * WINDOW_SPAN, allowed, torch.Generator().manual_seed(7))  # same draws
+    inside = {tuple(w) for w in texts.unfold(1, 4, 1).reshape(-1, 4).tolist()}
+    assert {tuple(w) for w in found.tolist()} <= inside and len(found) >= 6
+    assert {tuple(t) for t in texts[:, :4].tolist()} <= {tuple(w) for w in found.tolist()}
+    # a superset of the plain samples' starts: no fluency weight starts worse
+    plain, windowed = run(lm, iterations=1, start="sample"), run(lm, iterations=1, start="windows")
+    for a, b in zip(plain.history[0]["best_fitness"], windowed.history[0]["best_fitness"]):
+        assert b >= a - 1e-6
 
 
 def test_frontier_drops_dominated_points():

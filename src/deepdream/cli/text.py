@@ -71,11 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--start",
         choices=START_CHOICES,
-        help="from nothing: sample (default) starts from texts the "
-        "model writes itself, random from uniformly random tokens (EPO's start)",
+        help="from nothing: windows (default) starts from the best windows of longer texts the model writes "
+        "itself, sample from its texts of the dream's length, random from uniformly random tokens (EPO's start)",
     )
     g.add_argument(
-        "--samples", type=positive_int, help="start texts drawn; each fluency weight starts from its best (64)"
+        "--samples", type=positive_int, help="texts sampled for the starts (64); each slot starts from its best"
     )
     g.add_argument("--length", type=positive_int, help="tokens to dream from nothing; most a start text holds (12)")
     g.add_argument("--iterations", type=positive_int, help="EPO iterations (120)")

@@ -10,6 +10,7 @@ worse, restarts included.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
@@ -21,6 +22,7 @@ import torch
 from ..errors import NonFiniteError, SettingsError
 from ..runtime import autocast
 from .scoring import Scorer, Scores
+from .taps import TextTaps
 
 
 @dataclass(frozen=True)
@@ -143,20 +145,39 @@ def sampled_tokens(
     """count x length ids sampled from the model itself after its prefix (one token per forward, key/value
     cached): texts that already read like the model's own (cross-entropy near its entropy), so a short search
     spends its iterations on the activation."""
+    return sample_texts(scorer, count, length, allowed, generator)[0]
+
+
+def sample_texts(
+    scorer: Scorer, count: int, length: int, allowed: torch.Tensor, generator: torch.Generator, read: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """count x length ids sampled from the model after its prefix; with `read`, also the objective at every
+    token and each token's -log p in its context (count x length each), taken from the sampling's own forward
+    passes (one more feeds the last token)."""
     lm = scorer.lm
     mask = torch.full((lm.vocab_size,), -math.inf)
     mask[allowed] = 0.0
     text = torch.empty(count, 0, dtype=torch.long)
     step, cache = torch.tensor(lm.prefix, dtype=torch.long).expand(count, -1), None
-    with torch.inference_mode(), autocast(lm.device, scorer.precision):
-        for _ in range(length):
+    values: list[torch.Tensor] = []
+    nll: list[torch.Tensor] = []
+    taps = TextTaps(lm.model, scorer.taps) if read else contextlib.nullcontext()
+    with torch.inference_mode(), autocast(lm.device, scorer.precision), taps as recorder:
+        for _ in range(length + read):
             if step.shape[1]:
                 logits, cache = _cached_step(lm.model, step.to(lm.device), cache)
+                if read and text.shape[1]:  # this forward fed the text's newest token
+                    acts = {name: value[:, -1:] for name, value in recorder.acts.items()}
+                    values.append(scorer.objective.values(acts, logits[:, None].to(lm.device)).cpu())
             else:  # no prefix: the first token is uniform
                 logits = torch.zeros(count, lm.vocab_size)
-            step = torch.multinomial(torch.softmax(logits + mask, dim=-1), 1, generator=generator)
+            if text.shape[1] == length:
+                break
+            probs = torch.softmax(logits + mask, dim=-1)
+            step = torch.multinomial(probs, 1, generator=generator)
+            nll.append(-torch.log_softmax(logits, dim=-1).gather(1, step))  # the model's, not the masked
             text = torch.cat([text, step], dim=1)
-    return text
+    return text, torch.cat(values, dim=1) if read else None, torch.cat(nll, dim=1) if read else None
 
 
 def _cached_step(model, ids: torch.Tensor, cache):
@@ -167,7 +188,45 @@ def _cached_step(model, ids: torch.Tensor, cache):
     return out.logits[:, -1].float().cpu(), getattr(out, name)
 
 
-STARTS = {"sample": sampled_tokens, "random": random_tokens}  # how a search from nothing begins
+WINDOW_SPAN = 4  # `windows` samples texts this many times the dream's length
+
+
+def sampled_windows(
+    scorer: Scorer, count: int, length: int, allowed: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Windows of `length` tokens inside `count` texts of WINDOW_SPAN x length tokens sampled from the model
+    (as `sampled_tokens`): a corpus of the model's own text, read as dataset examples are. One pass reads each
+    window in its text's context (the objective at its read position, the mean -log p of its tokens); the
+    windows on the first Pareto layers of those two figures (activation up, cross-entropy down), at least
+    `count`, are returned with the texts' first windows (`sampled_tokens`' starts, the same draws) to be scored
+    alone. For WINDOW_SPAN x the sampling cost, (WINDOW_SPAN - 1) x length + 1
+    windows per text instead of one start, read free from the sampling's own forward passes: a neuron whose
+    best examples need a context finds one."""
+    span = max(length, min(WINDOW_SPAN * length, scorer.lm.context - len(scorer.lm.prefix)))
+    texts, values, nll = sample_texts(scorer, count, span, allowed, generator, read=True)
+    first, starts = scorer.position % length, span - length + 1
+    activation = values[:, first : first + starts].reshape(-1)
+    xent = nll.unfold(1, length, 1).mean(-1).reshape(-1)
+    found = texts.unfold(1, length, 1).reshape(-1, length)[pareto_layers(activation, xent, count)]
+    return torch.cat([texts[:, :length], found]).unique(dim=0)  # the first windows are `sample`'s starts
+
+
+def pareto_layers(activation: torch.Tensor, xent: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the Pareto front of (activation up, cross-entropy down), then the front of the rest, and so
+    on until at least `count` are taken (all, if there are fewer). NaN figures are never taken."""
+    left = (activation.isfinite() & xent.isfinite()).nonzero().flatten()
+    taken: list[torch.Tensor] = []
+    while left.numel() and sum(map(len, taken)) < count:
+        order = left[activation[left].argsort(descending=True)]
+        order = order[xent[order].argsort(stable=True)]  # by cross-entropy, the most active first among equals
+        best = activation[order].cummax(0).values
+        front = torch.cat([torch.ones(1, dtype=torch.bool), activation[order][1:] > best[:-1]])
+        taken.append(order[front])
+        left = order[~front]
+    return torch.cat(taken) if taken else left
+
+
+STARTS = {"windows": sampled_windows, "sample": sampled_tokens, "random": random_tokens}  # from nothing
 
 
 def epo(

@@ -13,7 +13,7 @@ from ..settings import PRECISION_CHOICES
 from .epo import SearchOptions
 from .registry import DEFAULT_MODEL
 
-START_CHOICES = ("sample", "random")  # the keys of epo.STARTS (a test keeps them equal)
+START_CHOICES = ("windows", "sample", "random")  # the keys of epo.STARTS (a test keeps them equal)
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class TextSettings:
     target_token: str | None = None  # next-token objective: exactly one token, e.g. " dog"
     position: int = -1  # token the objective is read at (EPO: the last)
     text: str | None = None  # start sentence; None dreams from nothing
-    start: str = "sample"  # from nothing: texts sampled from the model, or uniformly random tokens (epo.STARTS)
-    samples: int = 64  # start texts drawn from nothing; each slot begins with the best for its own fitness
+    start: str = "windows"  # from nothing: windows of texts the model samples, its samples, or random tokens
+    samples: int = 64  # texts sampled for the starts from nothing; each slot begins with the best for its fitness
     keep: tuple[int, ...] = ()  # token indices of `text` never edited
     length: int = 12  # tokens dreamed from nothing; the most a start sentence may hold
     iterations: int = 120
