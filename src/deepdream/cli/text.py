@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--samples", type=positive_int, help="texts sampled for the starts (64); each slot starts from its best"
     )
     g.add_argument("--length", type=positive_int, help="tokens to dream from nothing; most a start text holds (12)")
-    g.add_argument("--iterations", type=positive_int, help="EPO iterations (120)")
+    g.add_argument("--iterations", type=positive_int, help="EPO iterations (50)")
     g.add_argument("--population", type=positive_int, help="texts kept, one per fluency weight (8)")
     g.add_argument("--children", type=positive_int, help="one-token swaps tried per text and iteration (6)")
     g.add_argument("--topk", type=positive_int, help="candidate tokens per position from the gradient (32)")

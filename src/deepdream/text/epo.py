@@ -27,7 +27,7 @@ from .taps import TextTaps
 
 @dataclass(frozen=True)
 class SearchOptions:
-    iterations: int = 120
+    iterations: int = 50
     population: int = 8
     children: int = 8  # per member and iteration: population x children texts are scored at once
     topk: int = 32  # candidate tokens per position, from the gradient

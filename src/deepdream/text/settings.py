@@ -29,7 +29,7 @@ class TextSettings:
     samples: int = 64  # texts sampled for the starts from nothing; each slot begins with the best for its fitness
     keep: tuple[int, ...] = ()  # token indices of `text` never edited
     length: int = 12  # tokens dreamed from nothing; the most a start sentence may hold
-    iterations: int = 120
+    iterations: int = 50
     population: int = 8
     children: int = 6
     topk: int = 32
