@@ -188,11 +188,12 @@ def test_anchored_slots_keep_the_most_active_text_within_their_ceiling(lm):
     masked = slot_fitness(scores, torch.tensor([1.0, 1.0]), torch.tensor([math.inf, 3.0]), holds)
     assert masked[1].argmax() == 1 and masked[1, 2] == -math.inf and masked[0, 2] == fitness[0, 2]
 
-    # from nothing the ceilings are the start texts' median and upper quartile; from a sentence 1.5x its own
+    # from nothing the ceilings are the start texts' median and upper quartile (the default start: windows of
+    # the model's samples and their first windows); from a sentence 1.5x its own
     result = run(lm, anchored=2, samples=16, iterations=3)
     allowed = torch.tensor(sorted(set(range(lm.vocab_size)) - set(lm.banned)))
     searching = Scorer(lm, Neuron(MLP, 3), precision=result.settings.precision)  # "auto" resolved
-    sampled = sampled_tokens(searching, 16, 6, allowed, torch.Generator().manual_seed(1))
+    sampled = sampled_windows(searching, 16, 6, allowed, torch.Generator().manual_seed(1))
     xent = searching.score(sampled).xent
     assert result.ceilings == pytest.approx([float(xent.quantile(0.5)), float(xent.quantile(0.75))], rel=1e-4)
     sentence = run(lm, text="the cat sat", anchored=1, iterations=2, precision="fp32")  # bounds: the search's figures
