@@ -199,9 +199,8 @@ def sampled_windows(
     window in its text's context (the objective at its read position, the mean -log p of its tokens); the
     windows on the first Pareto layers of those two figures (activation up, cross-entropy down), at least
     `count`, are returned with the texts' first windows (`sampled_tokens`' starts, the same draws) to be scored
-    alone. For WINDOW_SPAN x the sampling cost, (WINDOW_SPAN - 1) x length + 1
-    windows per text instead of one start, read free from the sampling's own forward passes: a neuron whose
-    best examples need a context finds one."""
+    alone. For WINDOW_SPAN x the sampling cost, (WINDOW_SPAN - 1) x length + 1 windows per text instead of one
+    start: a neuron whose best examples need a context finds one (docs/text.md, third pass)."""
     span = max(length, min(WINDOW_SPAN * length, scorer.lm.context - len(scorer.lm.prefix)))
     texts, values, nll = sample_texts(scorer, count, span, allowed, generator, read=True)
     first, starts = scorer.position % length, span - length + 1
