@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .library import Library
 from .safety import check_port
@@ -18,6 +19,22 @@ SESSIONS = 200
 CACHE_SWEEP = (3600, 86400)  # (every, older than) in seconds
 
 
+class CacheFiles(set):
+    """Every file Gradio copied into the cache (cache/<hash>/<name>), as one of the sets its `delete_cache`
+    sweeps. Its own sets miss some copies: on a slow machine a dream's result stayed in cache/ after every
+    sweep (tests/test_studio.py). The sweep still spares what Gradio keeps on purpose (`keep_in_cache`)."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def __iter__(self):
+        return iter([str(p) for p in self.folder.glob("*/*") if p.is_file()])
+
+    def __isub__(self, removed):  # the sweep forgets what it deleted: the folder is the record
+        return self
+
+
 def build_app(studio: Studio, cache_sweep: tuple[int, int] = CACHE_SWEEP):
     """The Gradio Blocks of the studio (not launched)."""
     import gradio as gr
@@ -25,6 +42,7 @@ def build_app(studio: Studio, cache_sweep: tuple[int, int] = CACHE_SWEEP):
     from . import api, dreamtab, exploretab, livetab, soundtab, texttab, videotab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=cache_sweep) as app:
+        app.temp_file_sets.append(CacheFiles(studio.library.sub("cache")))
         gr.Markdown(f"## {TITLE}  \nlibrary: `{studio.library.folder}`")
         with gr.Tab("Dream", id="dream", elem_id="tab-dream"):
             dream = dreamtab.build(studio)
