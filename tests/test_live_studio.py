@@ -124,12 +124,11 @@ def test_live_tab_dreams_the_camera_steadily_at_the_rate_it_shows(playwright, se
         count = "() => window.arrivals.length >= 12 && window.arrivals.at(-1)[0] - window.arrivals[0][0] >= 4"
         while time.monotonic() < end and not page.evaluate(count):
             time.sleep(0.2)
-        arrivals: list[tuple[float, str]] = page.evaluate("() => window.arrivals")
+        arrivals, now = page.evaluate("() => [window.arrivals, performance.now() / 1000]")
         assert len(arrivals) >= 12, f"only {len(arrivals)} dreamed frames came back"
         # JPEG inline: no file in Gradio's cache per frame, and no fetch; PNG cost 15 ms a frame to write
         assert arrivals[-1][1].startswith("data:image/jpeg;base64,")
         assert not [p for p in studio.library.sub("cache").glob("*/*") if p.suffix in (".jpeg", ".png", ".webp")]
-        arrivals, now = page.evaluate("() => [window.arrivals, performance.now() / 1000]")
         shown = float(page.locator("#live-meter .live-meter").get_attribute("data-fps"))
         delay = float(page.locator("#live-meter .live-meter").get_attribute("data-delay"))
         assert 0 < delay < 5

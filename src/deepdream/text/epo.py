@@ -175,7 +175,8 @@ def sample_texts(
                 break
             probs = torch.softmax(logits + mask, dim=-1)
             step = torch.multinomial(probs, 1, generator=generator)
-            nll.append(-torch.log_softmax(logits, dim=-1).gather(1, step))  # the model's, not the masked
+            if read:  # the model's own -log p, not the masked distribution's
+                nll.append(-torch.log_softmax(logits, dim=-1).gather(1, step))
             text = torch.cat([text, step], dim=1)
     return text, torch.cat(values, dim=1) if read else None, torch.cat(nll, dim=1) if read else None
 
